@@ -1,0 +1,180 @@
+//! Builds the events API Gateway sends to the route integrations, in AWS's exact shape.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::apigw::{ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::query_map::QueryMap;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderValue};
+use rand::RngCore;
+
+/// What the emulator knows of a connection when it builds an event for it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionInfo {
+    pub connection_id: String,
+    pub connected_at: DateTime<Utc>,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+    pub domain_name: String,
+    pub stage: String,
+    pub api_id: String,
+}
+
+/// A fresh id in API Gateway's style: 11 random bytes, base64 (e.g. `L0SM9cOFvHcCIhw=`).
+/// The URL-safe alphabet keeps ids usable unescaped in `@connections/{id}` paths.
+pub(crate) fn new_connection_id() -> String {
+    random_id(11)
+}
+
+fn random_id(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE.encode(raw)
+}
+
+fn context(info: &ConnectionInfo, route_key: &str, event_type: &str) -> ApiGatewayWebsocketProxyRequestContext {
+    let now = Utc::now();
+    let mut context = ApiGatewayWebsocketProxyRequestContext::default();
+    context.route_key = Some(route_key.to_owned());
+    context.event_type = Some(event_type.to_owned());
+    context.message_direction = Some("IN".to_owned());
+    context.stage = Some(info.stage.clone());
+    context.connected_at = info.connected_at.timestamp_millis();
+    context.request_time_epoch = now.timestamp_millis();
+    context.request_time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+    context.request_id = Some(random_id(6));
+    context.extended_request_id = context.request_id.clone();
+    context.domain_name = Some(info.domain_name.clone());
+    context.connection_id = Some(info.connection_id.clone());
+    context.apiid = Some(info.api_id.clone());
+    context.identity.source_ip = Some(info.source_ip.clone());
+    context.identity.user_agent = info.user_agent.clone();
+    context
+}
+
+fn multi_value(headers: &HeaderMap) -> HeaderMap {
+    // Both maps carry every value; the single-value map keeps the last, as AWS does.
+    headers.clone()
+}
+
+fn query_map(query: Option<&str>) -> QueryMap {
+    let mut values: HashMap<String, Vec<String>> = HashMap::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        values.entry(key.into_owned()).or_default().push(value.into_owned());
+    }
+    QueryMap::from(values)
+}
+
+/// `$connect`: the upgrade request's headers and query string.
+pub(crate) fn connect(info: &ConnectionInfo, headers: &HeaderMap, query: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = ApiGatewayWebsocketProxyRequest::default();
+    let mut single = HeaderMap::new();
+    for name in headers.keys() {
+        if let Some(last) = headers.get_all(name).iter().last() {
+            single.insert(name.clone(), last.clone());
+        }
+    }
+    event.headers = single;
+    event.multi_value_headers = multi_value(headers);
+    event.query_string_parameters = query_map(query);
+    event.multi_value_query_string_parameters = query_map(query);
+    event.request_context = context(info, "$connect", "CONNECT");
+    event.is_base64_encoded = false;
+    event
+}
+
+/// A client frame, routed to `route_key`. Binary frames arrive base64-encoded, as in AWS.
+pub(crate) fn message(info: &ConnectionInfo, route_key: &str, body: String, is_base64_encoded: bool) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = ApiGatewayWebsocketProxyRequest::default();
+    let mut context = context(info, route_key, "MESSAGE");
+    context.message_id = Some(random_id(6));
+    event.request_context = context;
+    event.body = Some(body);
+    event.is_base64_encoded = is_base64_encoded;
+    event
+}
+
+/// `$disconnect`, with the close code and reason.
+pub(crate) fn disconnect(info: &ConnectionInfo, status_code: u16, reason: &str) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = ApiGatewayWebsocketProxyRequest::default();
+    let mut headers = HeaderMap::new();
+    if let Ok(host) = HeaderValue::from_str(&info.domain_name) {
+        headers.insert(http::header::HOST, host);
+    }
+    headers.insert("x-api-key", HeaderValue::from_static(""));
+    headers.insert("X-Forwarded-For", HeaderValue::from_static(""));
+    headers.insert("x-restapi", HeaderValue::from_static(""));
+    event.multi_value_headers = headers.clone();
+    event.headers = headers;
+    let mut context = context(info, "$disconnect", "DISCONNECT");
+    context.disconnect_status_code = Some(i64::from(status_code));
+    context.disconnect_reason = Some(reason.to_owned());
+    event.request_context = context;
+    event.is_base64_encoded = false;
+    event
+}
+
+/// API Gateway's route selection on `$request.body.action`: a JSON object whose `action`
+/// names a route goes there; anything else goes to `$default`.
+pub(crate) fn select_route(body: &str, routes: &[&str]) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.get("action")?.as_str().map(str::to_owned))
+        .filter(|action| routes.contains(&action.as_str()))
+        .unwrap_or_else(|| "$default".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ConnectionInfo {
+        ConnectionInfo {
+            connection_id: new_connection_id(),
+            connected_at: Utc::now(),
+            source_ip: "127.0.0.1".into(),
+            user_agent: Some("test".into()),
+            domain_name: "127.0.0.1:3001".into(),
+            stage: "local".into(),
+            api_id: "local".into(),
+        }
+    }
+
+    #[test]
+    fn connection_ids_look_like_api_gateways() {
+        let id = new_connection_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.ends_with('='));
+        assert!(jobcast::protocol::ConnectionId::parse(id).is_ok());
+    }
+
+    #[test]
+    fn routes_follow_the_action_field() {
+        let routes = ["subscribe", "ping"];
+        assert_eq!(select_route(r#"{"action":"subscribe"}"#, &routes), "subscribe");
+        assert_eq!(select_route(r#"{"action":"fly"}"#, &routes), "$default");
+        assert_eq!(select_route("not json", &routes), "$default");
+        assert_eq!(select_route(r#"{"action":5}"#, &routes), "$default");
+    }
+
+    /// The events we build serialize to the same keys AWS sends (compared with AWS's own
+    /// samples in the integration tests).
+    #[test]
+    fn events_carry_the_fields_handlers_need() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Host", HeaderValue::from_static("127.0.0.1:3001"));
+        let event = connect(&info(), &headers, Some("user_id=u1&x=1&x=2"));
+        let json = serde_json::to_value(&event).unwrap();
+        let context = &json["requestContext"];
+        for key in ["routeKey", "eventType", "connectionId", "connectedAt", "requestTimeEpoch", "domainName", "stage", "apiId", "requestId", "messageDirection"] {
+            assert!(!context[key].is_null(), "{key} missing: {context}");
+        }
+        assert_eq!(json["queryStringParameters"]["user_id"], "u1");
+        assert_eq!(json["multiValueQueryStringParameters"]["x"], serde_json::json!(["1", "2"]));
+        let back: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.request_context.route_key.as_deref(), Some("$connect"));
+        let gone = serde_json::to_value(disconnect(&info(), 1005, "Client-side close frame status not set")).unwrap();
+        assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1005);
+    }
+}

@@ -1,0 +1,198 @@
+//! jobcast-local: jobcast on one machine, with no AWS. A real WebSocket server that emulates
+//! API Gateway — the same event JSON, the same handler code, the `@connections` API with AWS's
+//! error shapes, the Lambda Invoke API for the sender — around an embedded store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use jobcast::handlers::Jobcast;
+use jobcast::store::Store;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+mod events;
+mod invoke;
+mod management;
+mod page;
+mod registry;
+mod websocket;
+
+pub use registry::Registry;
+
+/// API Gateway's WebSocket limits, each configurable.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A connection with no client frame for this long is closed (API Gateway: 10 min).
+    pub idle_timeout: Duration,
+    /// No connection lives longer than this (API Gateway: 2 h).
+    pub max_connection_duration: Duration,
+    /// Larger client frames close the connection with 1009; larger posts get 413 (128 KB).
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(600),
+            max_connection_duration: Duration::from_secs(7200),
+            max_message_bytes: jobcast::protocol::MAX_FRAME_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    pub stage: String,
+    pub api_id: String,
+    pub limits: Limits,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            stage: "local".to_owned(),
+            api_id: "jobcast-local".to_owned(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Shared by every route and connection task.
+pub(crate) struct App<S> {
+    pub service: Jobcast<S>,
+    pub registry: Registry,
+    pub config: EmulatorConfig,
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// A running emulator. Dropping it does not stop it; call [`Emulator::shutdown`].
+pub struct Emulator<S: Store> {
+    addr: SocketAddr,
+    app: Arc<App<S>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl<S: Store> Emulator<S> {
+    /// Serves on `listener` (bind port 0 for a free port).
+    pub fn start(listener: TcpListener, service: Jobcast<S>, config: EmulatorConfig) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        let app = Arc::new(App {
+            service,
+            registry: Registry::new(config.limits.max_message_bytes),
+            config,
+            shutdown,
+        });
+        let router = router(app.clone());
+        let mut stop = app.shutdown.subscribe();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        Ok(Self { addr, app, server })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT`
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`: the `@connections` and Lambda endpoint.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn service(&self) -> &Jobcast<S> {
+        &self.app.service
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.app.registry
+    }
+
+    /// Closes every connection (1001, `$disconnect` for each) and stops serving.
+    pub async fn shutdown(self) {
+        let _ = self.app.shutdown.send(true);
+        // Connection tasks run `$disconnect` as they close; give them a moment.
+        for _ in 0..50 {
+            if self.app.registry.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+    }
+
+    /// Waits until the server stops (after a shutdown).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.server.await.unwrap_or_else(|err| Err(std::io::Error::other(err)))
+    }
+
+    /// A handle that can trigger shutdown from elsewhere (a signal handler).
+    pub fn shutdown_handle(&self) -> impl FnOnce() + Send + 'static {
+        let sender = self.app.shutdown.clone();
+        move || {
+            let _ = sender.send(true);
+        }
+    }
+}
+
+fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    let connections = get(management::get::<S>)
+        .post(management::post::<S>)
+        .delete(management::delete::<S>)
+        // The body limit is enforced inside, to answer with AWS's 413 shape.
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/", get(websocket::websocket_or_page::<S>))
+        .route("/health", get(health::<S>))
+        .route("/@connections/{connection_id}", connections.clone())
+        .route("/{stage}/@connections/{connection_id}", connections_with_stage::<S>())
+        .route(
+            "/2015-03-31/functions/{function}/invocations",
+            post(invoke::invoke::<S>).layer(DefaultBodyLimit::max(6 * 1024 * 1024)),
+        )
+        .with_state(app)
+}
+
+/// The same `@connections` routes under a stage prefix (an endpoint URL ending in `/local`).
+fn connections_with_stage<S: Store>() -> axum::routing::MethodRouter<Arc<App<S>>> {
+    use axum::extract::Path;
+    async fn strip<S: Store>(
+        Path((_stage, id)): Path<(String, String)>,
+    ) -> Path<String> {
+        Path(id)
+    }
+    get(|state: State<Arc<App<S>>>, path: Path<(String, String)>| async move {
+        management::get(state, strip::<S>(path).await).await
+    })
+    .post(|state: State<Arc<App<S>>>, path: Path<(String, String)>, body: axum::body::Body| async move {
+        management::post(state, strip::<S>(path).await, body).await
+    })
+    .delete(|state: State<Arc<App<S>>>, path: Path<(String, String)>| async move {
+        management::delete(state, strip::<S>(path).await).await
+    })
+    .layer(DefaultBodyLimit::disable())
+}
+
+async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
+    axum::Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "connections": app.registry.len(),
+    }))
+}

@@ -1,0 +1,87 @@
+//! `jobcast-local`: run jobcast on this machine with no AWS.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use jobcast::handlers::Jobcast;
+use jobcast::settings::{AuthMode, Settings};
+use jobcast::store::MemoryStore;
+use jobcast_local::{Emulator, EmulatorConfig, Limits};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Auth {
+    /// No authentication; `?user_id=` names the user. Development only.
+    None,
+}
+
+#[derive(Debug, Parser)]
+#[command(version, about = "jobcast on one machine: an API Gateway WebSocket emulator around the real handlers")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1", env = "JOBCAST_HOST")]
+    host: String,
+    /// 0 picks a free port (printed on start).
+    #[arg(long, default_value_t = 3001, env = "JOBCAST_PORT")]
+    port: u16,
+    #[arg(long, value_enum, default_value = "none")]
+    auth: Auth,
+    /// The stage name in events and in `/{stage}/@connections` paths.
+    #[arg(long, default_value = "local")]
+    stage: String,
+    /// Close connections with no client frame for this long (API Gateway: 600).
+    #[arg(long, default_value_t = 600)]
+    idle_timeout_secs: u64,
+    /// Close connections older than this (API Gateway: 7200).
+    #[arg(long, default_value_t = 7200)]
+    max_connection_secs: u64,
+    /// The message size limit in bytes (API Gateway: 131072).
+    #[arg(long, default_value_t = jobcast::protocol::MAX_FRAME_BYTES)]
+    max_message_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    jobcast::telemetry::init();
+    let args = Args::parse();
+    let mut settings = Settings::from_env().context("reading settings from the environment")?;
+    settings.auth_mode = match args.auth {
+        Auth::None => AuthMode::None,
+    };
+    if settings.auth_mode == AuthMode::None {
+        tracing::warn!("authentication is OFF (--auth none): anyone who can reach this port can connect as any user");
+    }
+    let config = EmulatorConfig {
+        stage: args.stage,
+        limits: Limits {
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            max_connection_duration: Duration::from_secs(args.max_connection_secs),
+            max_message_bytes: args.max_message_bytes,
+        },
+        ..EmulatorConfig::default()
+    };
+    let address: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("{}:{} is not a socket address", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address} (is another jobcast-local running? try --port 0)"))?;
+    let emulator = Emulator::start(listener, Jobcast::new(MemoryStore::new(), settings), config)
+        .context("starting the emulator")?;
+
+    let http = emulator.http_url();
+    println!("jobcast-local listening on {}", emulator.websocket_url());
+    println!("  WebSocket       {}", emulator.websocket_url());
+    println!("  @connections    {http}/@connections/{{connection_id}}");
+    println!("  sender (Invoke) {http}/2015-03-31/functions/sender/invocations");
+    println!("  page, health    {http}/  {http}/health");
+    println!("  store           embedded (in memory)");
+
+    let stop = emulator.shutdown_handle();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop();
+    });
+    emulator.wait().await.context("serving")?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The live sockets, and the gateway adapter that posts to them in-process.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use jobcast::gateway::{ConnectionGateway, PostError};
+use jobcast::protocol::ConnectionId;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a connection's writer sends to its client.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Text(String),
+    Binary(Bytes),
+}
+
+/// Why the emulator ends a connection from its side.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerClose {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// One open WebSocket.
+pub(crate) struct LiveConnection {
+    pub outbound: mpsc::Sender<Outbound>,
+    pub close: Mutex<Option<oneshot::Sender<ServerClose>>>,
+    pub connected_at: DateTime<Utc>,
+    last_active_ms: AtomicI64,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+}
+
+impl LiveConnection {
+    pub fn new(
+        outbound: mpsc::Sender<Outbound>,
+        close: oneshot::Sender<ServerClose>,
+        connected_at: DateTime<Utc>,
+        source_ip: String,
+        user_agent: Option<String>,
+    ) -> Self {
+        Self {
+            outbound,
+            close: Mutex::new(Some(close)),
+            connected_at,
+            last_active_ms: AtomicI64::new(connected_at.timestamp_millis()),
+            source_ip,
+            user_agent,
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn last_active_at(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.last_active_ms.load(Ordering::Relaxed))
+            .single()
+            .unwrap_or(self.connected_at)
+    }
+
+    /// Asks the connection's task to close the socket (at most once).
+    pub fn request_close(&self, close: ServerClose) {
+        let sender = self.close.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(sender) = sender {
+            let _ = sender.send(close);
+        }
+    }
+}
+
+/// Every open connection, by id. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    connections: Arc<RwLock<HashMap<ConnectionId, Arc<LiveConnection>>>>,
+    max_message_bytes: usize,
+}
+
+impl Registry {
+    pub(crate) fn new(max_message_bytes: usize) -> Self {
+        Self {
+            connections: Arc::default(),
+            max_message_bytes,
+        }
+    }
+
+    pub(crate) fn insert(&self, id: ConnectionId, connection: Arc<LiveConnection>) {
+        self.write().insert(id, connection);
+    }
+
+    pub(crate) fn remove(&self, id: &ConnectionId) -> Option<Arc<LiveConnection>> {
+        self.write().remove(id)
+    }
+
+    pub(crate) fn get(&self, id: &ConnectionId) -> Option<Arc<LiveConnection>> {
+        self.connections
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// How many sockets are open.
+    pub fn len(&self) -> usize {
+        self.connections.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ConnectionId, Arc<LiveConnection>>> {
+        self.connections.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Posting in-process behaves as `@connections` does: 410 for a closed connection, 413 above
+/// the message limit. Text goes out as a text frame, anything else as binary.
+impl ConnectionGateway for Registry {
+    async fn post_to_connection(&self, connection_id: &ConnectionId, payload: Bytes) -> Result<(), PostError> {
+        if payload.len() > self.max_message_bytes {
+            return Err(PostError::PayloadTooLarge { size: payload.len() });
+        }
+        let connection = self.get(connection_id).ok_or(PostError::Gone)?;
+        let message = match std::str::from_utf8(&payload) {
+            Ok(text) => Outbound::Text(text.to_owned()),
+            Err(_) => Outbound::Binary(payload),
+        };
+        let result = connection.outbound.send(message).await.map_err(|_| PostError::Gone);
+        tracing::debug!(%connection_id, ok = result.is_ok(), "post");
+        result
+    }
+
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<(), PostError> {
+        let connection = self.get(connection_id).ok_or(PostError::Gone)?;
+        connection.request_close(ServerClose { code: 1000, reason: "Connection deleted" });
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! Fan-out: deliver one payload to every connection of an audience, concurrently, with retry.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::{ConnectionGateway, PostError};
+use crate::protocol::{ConnectionId, JobId, UserId};
+use crate::store::{ConnectionStore, PageRequest, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Attempts per connection, the first included.
+    pub max_attempts: u32,
+    /// Backoff before retry n is uniform in [0, min(max, base × 2ⁿ⁻¹)] ("full jitter").
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Connections read from the store per lookup page.
+    pub page_size: usize,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(1000),
+            page_size: 500,
+        }
+    }
+}
+
+/// Who receives a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Audience {
+    /// Every connection subscribed to a job.
+    Job(JobId),
+    /// Every connection of a user: all tabs and devices.
+    User(UserId),
+}
+
+/// What happened to one fan-out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    pub delivered: u64,
+    /// Connections found closed (410) and removed from the store.
+    pub gone: u64,
+    /// Connections that could not be reached after every attempt, or refused the payload.
+    pub failed: u64,
+    /// Retries made, over all connections.
+    pub retried: u64,
+    pub duration_ms: u64,
+}
+
+enum Outcome {
+    Delivered { retries: u32 },
+    Gone { retries: u32 },
+    Failed { retries: u32 },
+}
+
+/// Posts `payload` to every connection of `audience`.
+///
+/// Lookups go page by page as posts complete, so the first clients hear the event before the
+/// last page is read and memory stays bounded by one page. A connection that is gone is removed from the store; any other
+/// failure is logged and counted, never returned: a pipeline must not stall on one bad socket.
+/// Only a failed store lookup is an error, since then the audience itself is unknown.
+pub async fn deliver<S, G>(
+    store: &S,
+    gateway: &G,
+    settings: &DeliverySettings,
+    audience: &Audience,
+    payload: Bytes,
+) -> Result<DeliveryReport, StoreError>
+where
+    S: ConnectionStore,
+    G: ConnectionGateway,
+{
+    let started = Instant::now();
+    let concurrency = settings.concurrency.max(1);
+    let page_size = settings.page_size.max(1);
+    let mut next_page = Some(PageRequest::first(page_size));
+    let mut queued: VecDeque<ConnectionId> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut report = DeliveryReport::default();
+    loop {
+        // Keep `concurrency` posts in flight, reading the next page only when the queue is dry.
+        while in_flight.len() < concurrency {
+            if let Some(connection_id) = queued.pop_front() {
+                in_flight.push(deliver_one(store, gateway, settings, connection_id, payload.clone()));
+            } else if let Some(request) = next_page.take() {
+                let page = match audience {
+                    Audience::Job(job_id) => store.job_subscribers(job_id, request).await?,
+                    Audience::User(user_id) => store.user_connections(user_id, request).await?,
+                };
+                next_page = page.next.map(|after| PageRequest { after: Some(after), limit: page_size });
+                queued.extend(page.items);
+            } else {
+                break;
+            }
+        }
+        let Some(outcome) = in_flight.next().await else {
+            break;
+        };
+        let retries = match outcome {
+            Outcome::Delivered { retries } => {
+                report.delivered += 1;
+                retries
+            }
+            Outcome::Gone { retries } => {
+                report.gone += 1;
+                retries
+            }
+            Outcome::Failed { retries } => {
+                report.failed += 1;
+                retries
+            }
+        };
+        report.retried += u64::from(retries);
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
+    store: &S,
+    gateway: &G,
+    settings: &DeliverySettings,
+    connection_id: ConnectionId,
+    payload: Bytes,
+) -> Outcome {
+    let (result, retries) = post_with_retry(gateway, settings, &connection_id, payload).await;
+    match result {
+        Ok(()) => Outcome::Delivered { retries },
+        Err(PostError::Gone) => {
+            tracing::debug!(%connection_id, "connection gone; removing it");
+            if let Err(err) = store.delete_connection(&connection_id).await {
+                tracing::warn!(%connection_id, error = %err, "could not remove a gone connection");
+            }
+            Outcome::Gone { retries }
+        }
+        Err(err) => {
+            let attempts = retries + 1;
+            match &err {
+                PostError::Forbidden(_) => tracing::error!(
+                    %connection_id, error = %err, attempts,
+                    "post forbidden: check the execute-api:ManageConnections permission and the endpoint"
+                ),
+                _ => tracing::warn!(%connection_id, error = %err, kind = err.kind(), attempts, "post failed"),
+            }
+            Outcome::Failed { retries }
+        }
+    }
+}
+
+/// Posts once, then retries retryable failures with full-jitter exponential backoff.
+/// Returns the last result and how many retries were made.
+pub async fn post_with_retry<G: ConnectionGateway>(
+    gateway: &G,
+    settings: &DeliverySettings,
+    connection_id: &ConnectionId,
+    payload: Bytes,
+) -> (Result<(), PostError>, u32) {
+    let mut retries = 0;
+    loop {
+        match gateway.post_to_connection(connection_id, payload.clone()).await {
+            Err(err) if err.is_retryable() && retries + 1 < settings.max_attempts => {
+                retries += 1;
+                tokio::time::sleep(backoff(settings, retries)).await;
+            }
+            result => return (result, retries),
+        }
+    }
+}
+
+/// The pause before retry `n` (1-based): uniform in [0, min(max, base × 2ⁿ⁻¹)].
+pub fn backoff(settings: &DeliverySettings, retry: u32) -> Duration {
+    let ceiling = settings
+        .backoff_base
+        .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+        .min(settings.backoff_max);
+    let ceiling_ms = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::rng().random_range(0..=ceiling_ms))
+}

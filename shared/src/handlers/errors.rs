@@ -1,0 +1,50 @@
+//! The one place where failures become what a client is told.
+
+use crate::protocol::{ErrorCode, ErrorReply, FrameError, JobId, JobState};
+use crate::store::StoreError;
+
+/// Why a client action was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("no job {0} is known")]
+    JobNotFound(JobId),
+    #[error("job {job_id} has already {}", state.as_str())]
+    JobFinished { job_id: JobId, state: JobState },
+    #[error("the connection is not known (it may have expired); reconnect")]
+    UnknownConnection,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ActionError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Frame(err) => err.code(),
+            Self::JobNotFound(_) => ErrorCode::NotFound,
+            Self::JobFinished { .. } => ErrorCode::JobFinished,
+            Self::UnknownConnection => ErrorCode::Forbidden,
+            Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_)) => ErrorCode::Unavailable,
+            Self::Store(StoreError::Corrupt(_)) => ErrorCode::InternalError,
+        }
+    }
+}
+
+/// The `error` reply for a failed action. Internal details stay in the logs.
+pub fn error_reply(err: &ActionError, action: Option<&str>) -> ErrorReply {
+    let code = err.code();
+    let message = match err {
+        ActionError::Store(_) => match code {
+            ErrorCode::Unavailable => "the service is busy; try again shortly".to_owned(),
+            _ => "something went wrong on our side".to_owned(),
+        },
+        other => other.to_string(),
+    };
+    ErrorReply {
+        code,
+        message,
+        suggested_action: code.suggested_action().map(str::to_owned),
+        action: action.map(str::to_owned),
+    }
+}

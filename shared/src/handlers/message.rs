@@ -1,0 +1,187 @@
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use bytes::Bytes;
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::{ActionError, Jobcast, authorized_user, connection_of, error_reply, post_frame, response};
+use crate::delivery::{Audience, deliver};
+use crate::gateway::ConnectionGateway;
+use crate::protocol::{
+    CancelJob, ClientMessage, ClientRequest, ConnectionId, CorrelationId, FrameError, JobCancelled,
+    JobEvent, JobId, JobRef, JobStatusReport, ServerFrame, ServerMessage, Subscribe, Subscribed,
+    UserId,
+};
+use crate::store::{AppendOutcome, JobRecord, NewEvent, Store, Subscription};
+
+impl<S: Store> Jobcast<S> {
+    /// Every client frame (`$default` and the action routes): parse, act, reply on the
+    /// caller's own connection. The HTTP answer is for API Gateway's logs; clients hear only
+    /// what is posted to them.
+    pub async fn handle_message<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        request: &ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        let Some(connection_id) = connection_of(request) else {
+            return response(400, "missing connection id");
+        };
+        let parsed = match (request.is_base64_encoded, request.body.as_deref()) {
+            (true, _) => Err(FrameError::Binary),
+            (false, body) => ClientRequest::parse(body.unwrap_or_default()),
+        };
+        let request_frame = match parsed {
+            Ok(frame) => frame,
+            Err(err) => {
+                tracing::info!(%connection_id, code = ?err.code(), error = %err, "frame refused");
+                let reply = error_reply(&ActionError::Frame(err), None);
+                post_frame(&self.store, gateway, &connection_id, ServerMessage::Error(reply), None).await;
+                return response(200, "refused");
+            }
+        };
+        let ClientRequest { message, correlation_id } = request_frame;
+        let action = message.action();
+        let span = tracing::info_span!(
+            "action",
+            %connection_id,
+            action,
+            job_id = message.job_id().map(JobId::as_str),
+            correlation_id = correlation_id.as_ref().map(CorrelationId::as_str),
+        );
+        async {
+            let caller = Caller {
+                connection_id: connection_id.clone(),
+                user: authorized_user(request),
+                correlation_id: correlation_id.clone(),
+            };
+            match self.act(gateway, &caller, message).await {
+                Ok(replies) => {
+                    for reply in replies {
+                        post_frame(&self.store, gateway, &connection_id, reply, correlation_id.clone()).await;
+                    }
+                    tracing::info!("action served");
+                    response(200, "ok")
+                }
+                Err(err) => {
+                    match &err {
+                        ActionError::Store(store_err) => tracing::error!(error = %store_err, "action failed"),
+                        other => tracing::info!(error = %other, "action refused"),
+                    }
+                    let reply = ServerMessage::Error(error_reply(&err, Some(action)));
+                    post_frame(&self.store, gateway, &connection_id, reply, correlation_id).await;
+                    response(200, "refused")
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn act<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        caller: &Caller,
+        message: ClientMessage,
+    ) -> Result<Vec<ServerMessage>, ActionError> {
+        match message {
+            ClientMessage::Ping => Ok(vec![ServerMessage::Pong]),
+            ClientMessage::Subscribe(Subscribe { job_id, last_seq: _ }) => {
+                let user_id = self.user_of(caller).await?;
+                let subscription = Subscription {
+                    connection_id: caller.connection_id.clone(),
+                    job_id: job_id.clone(),
+                    user_id,
+                    expires_at: self.expiry(Utc::now(), self.settings.connection_ttl),
+                };
+                self.store.put_subscription(&subscription).await?;
+                let mut replies = vec![ServerMessage::Subscribed(Subscribed { job_id: job_id.clone() })];
+                if let Some(job) = self.store.get_job(&job_id).await? {
+                    replies.push(ServerMessage::JobStatus(status_report(job)));
+                }
+                Ok(replies)
+            }
+            ClientMessage::Unsubscribe(JobRef { job_id }) => {
+                self.store.delete_subscription(&caller.connection_id, &job_id).await?;
+                Ok(vec![ServerMessage::Unsubscribed(JobRef { job_id })])
+            }
+            ClientMessage::RequestStatus(JobRef { job_id }) => match self.store.get_job(&job_id).await? {
+                Some(job) => Ok(vec![ServerMessage::JobStatus(status_report(job))]),
+                None => Err(ActionError::JobNotFound(job_id)),
+            },
+            ClientMessage::CancelJob(CancelJob { job_id, reason }) => {
+                self.cancel(gateway, caller, job_id, reason).await
+            }
+        }
+    }
+
+    async fn cancel<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        caller: &Caller,
+        job_id: JobId,
+        reason: Option<String>,
+    ) -> Result<Vec<ServerMessage>, ActionError> {
+        if self.store.get_job(&job_id).await?.is_none() {
+            return Err(ActionError::JobNotFound(job_id));
+        }
+        let now = Utc::now();
+        let event = JobEvent::JobCancelled(JobCancelled { reason });
+        let outcome = self
+            .store
+            .append_event(NewEvent {
+                job_id: job_id.clone(),
+                event: event.clone(),
+                correlation_id: caller.correlation_id.clone(),
+                recorded_at: now,
+                job_expires_at: self.expiry(now, self.settings.job_ttl),
+                event_expires_at: self.expiry(now, self.settings.event_ttl),
+            })
+            .await?;
+        let stored = match outcome {
+            AppendOutcome::Appended(stored) => stored,
+            AppendOutcome::JobFinished(job) => {
+                return Err(ActionError::JobFinished { job_id, state: job.state });
+            }
+        };
+        let frame = ServerFrame::new(
+            ServerMessage::job_event(job_id.clone(), stored.seq, stored.event),
+            caller.correlation_id.clone(),
+        );
+        let payload = Bytes::from(frame.to_json());
+        let report = deliver(&self.store, gateway, &self.settings.delivery, &Audience::Job(job_id.clone()), payload)
+            .await?;
+        tracing::info!(seq = stored.seq, delivered = report.delivered, gone = report.gone, failed = report.failed, "job cancelled");
+        let job = self.store.get_job(&job_id).await?.ok_or(ActionError::JobNotFound(job_id))?;
+        Ok(vec![ServerMessage::JobStatus(status_report(job))])
+    }
+
+    /// The caller's user: from the authorizer context when one ran, else from the store.
+    async fn user_of(&self, caller: &Caller) -> Result<UserId, ActionError> {
+        if let Some(user) = &caller.user {
+            return Ok(user.clone());
+        }
+        self.store
+            .get_connection(&caller.connection_id)
+            .await?
+            .map(|connection| connection.user_id)
+            .ok_or(ActionError::UnknownConnection)
+    }
+}
+
+struct Caller {
+    connection_id: ConnectionId,
+    user: Option<UserId>,
+    correlation_id: Option<CorrelationId>,
+}
+
+pub(crate) fn status_report(job: JobRecord) -> JobStatusReport {
+    JobStatusReport {
+        job_id: job.job_id,
+        status: job.state,
+        stage: job.stage,
+        progress: job.progress,
+        message: job.message,
+        last_seq: job.last_seq,
+        cancel_requested: job.cancel_requested,
+        updated_at: job.updated_at,
+    }
+}

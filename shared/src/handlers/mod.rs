@@ -1,0 +1,96 @@
+//! The handlers every deployment runs: the Lambda functions in AWS and jobcast-local alike.
+//! Generic over the ports, they never know which store or gateway is behind them.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::gateway::{ConnectionGateway, PostError};
+use crate::protocol::{ConnectionId, CorrelationId, ServerFrame, ServerMessage, UserId};
+use crate::settings::Settings;
+use crate::store::{ConnectionStore, Store};
+
+mod connect;
+mod disconnect;
+mod errors;
+mod message;
+mod send;
+
+pub use errors::{ActionError, error_reply};
+pub use send::{SendError, SendOutcome, SendRequest};
+
+/// The jobcast service: a store, the settings, and every handler.
+#[derive(Clone)]
+pub struct Jobcast<S> {
+    store: S,
+    settings: Arc<Settings>,
+}
+
+impl<S: Store> Jobcast<S> {
+    pub fn new(store: S, settings: Settings) -> Self {
+        Self {
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn expiry(&self, from: DateTime<Utc>, ttl: std::time::Duration) -> DateTime<Utc> {
+        from + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// The connection a WebSocket event came from.
+fn connection_of(request: &ApiGatewayWebsocketProxyRequest) -> Option<ConnectionId> {
+    let id = request.request_context.connection_id.as_deref()?;
+    ConnectionId::parse(id).ok()
+}
+
+/// The user an upstream REQUEST authorizer vouched for, if one ran.
+fn authorized_user(request: &ApiGatewayWebsocketProxyRequest) -> Option<UserId> {
+    let fields = &request.request_context.authorizer.fields;
+    ["userId", "principalId"]
+        .iter()
+        .filter_map(|key| fields.get(*key)?.as_str())
+        .find_map(|id| UserId::parse(id).ok())
+}
+
+fn response(status: u16, body: &str) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status);
+    response.body = Some(Body::Text(body.to_owned()));
+    response
+}
+
+/// Posts one frame to one connection. A closed connection is removed from the store; other
+/// failures are logged. Replies are best-effort: the client may already be gone.
+async fn post_frame<S: ConnectionStore, G: ConnectionGateway>(
+    store: &S,
+    gateway: &G,
+    connection_id: &ConnectionId,
+    message: ServerMessage,
+    correlation_id: Option<CorrelationId>,
+) {
+    let kind = message.type_name();
+    let payload = Bytes::from(ServerFrame::new(message, correlation_id).to_json());
+    match gateway.post_to_connection(connection_id, payload).await {
+        Ok(()) => tracing::debug!(%connection_id, kind, "reply posted"),
+        Err(PostError::Gone) => {
+            tracing::info!(%connection_id, kind, "reply to a gone connection; removing it");
+            if let Err(err) = store.delete_connection(connection_id).await {
+                tracing::warn!(%connection_id, error = %err, "could not remove a gone connection");
+            }
+        }
+        Err(err) => tracing::warn!(%connection_id, kind, error = %err, "reply not delivered"),
+    }
+}

@@ -1,0 +1,161 @@
+use bytes::Bytes;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::Jobcast;
+use crate::delivery::{Audience, DeliveryReport, deliver};
+use crate::gateway::ConnectionGateway;
+use crate::protocol::{
+    CorrelationId, ErrorCode, FrameError, JobEvent, JobId, MAX_FRAME_BYTES, ServerFrame, ServerMessage, Seq,
+};
+use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
+
+/// What a pipeline sends: one event about one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub job_id: JobId,
+    pub event: JobEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<CorrelationId>,
+}
+
+impl SendRequest {
+    /// Parses an invocation payload, naming the field at fault on error.
+    pub fn from_value(value: Value) -> Result<Self, FrameError> {
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotAnObject);
+        };
+        let job_id = crate::protocol::optional_field::<JobId>(&mut fields, "job_id")?
+            .ok_or_else(|| invalid("job_id", "is missing".into()))?;
+        let correlation_id = crate::protocol::optional_field(&mut fields, "correlation_id")?;
+        let event = fields.remove("event").ok_or_else(|| invalid("event", "is missing".into()))?;
+        let event = JobEvent::from_value(event).map_err(|err| match err {
+            FrameError::InvalidField { field, reason } => invalid(&format!("event.{field}"), reason),
+            FrameError::NotAnObject => invalid("event", "must be an object".into()),
+            other => other,
+        })?;
+        if let Some(field) = fields.keys().next() {
+            return Err(invalid(field, "is not a known field (expected job_id, event, correlation_id)".into()));
+        }
+        Ok(Self { job_id, event, correlation_id })
+    }
+}
+
+fn invalid(field: &str, reason: String) -> FrameError {
+    FrameError::InvalidField { field: field.to_owned(), reason }
+}
+
+/// What the sender answers a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// Recorded with `seq` and fanned out.
+    Published {
+        job_id: JobId,
+        seq: Seq,
+        #[serde(flatten)]
+        delivery: DeliveryReport,
+    },
+    /// Not recorded: the job had already finished.
+    Rejected { job_id: JobId, code: ErrorCode, message: String },
+}
+
+/// Why the sender could not take an event. Delivery failures are never errors: they are
+/// counted in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("invalid send request: {0}")]
+    InvalidRequest(#[from] FrameError),
+    #[error("the event is {size} bytes as a frame; API Gateway carries at most {limit}")]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SendError {
+    /// The `errorType` a Lambda invoker sees.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "InvalidRequest",
+            Self::PayloadTooLarge { .. } => "PayloadTooLarge",
+            Self::Store(StoreError::Throttled(_)) => "StoreThrottled",
+            Self::Store(_) => "StoreUnavailable",
+        }
+    }
+
+    /// Whether the same request may succeed later (SQS should redeliver it).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_)))
+    }
+}
+
+impl<S: Store> Jobcast<S> {
+    /// The sender: parses a pipeline's event, records it (the store assigns `seq`), and fans it
+    /// out to every subscriber of the job.
+    pub async fn handle_send<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        input: Value,
+    ) -> Result<SendOutcome, SendError> {
+        let request = SendRequest::from_value(input)?;
+        let span = tracing::info_span!(
+            "send",
+            job_id = %request.job_id,
+            event_type = request.event.type_name(),
+            correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+        );
+        self.publish(gateway, request).instrument(span).await
+    }
+
+    async fn publish<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        request: SendRequest,
+    ) -> Result<SendOutcome, SendError> {
+        let SendRequest { job_id, event, correlation_id } = request;
+        // Refuse an event too large to deliver before it takes a seq.
+        let probe = ServerFrame::new(ServerMessage::job_event(job_id.clone(), Seq::MAX, event.clone()), correlation_id.clone());
+        let size = probe.to_json().len();
+        if size > MAX_FRAME_BYTES {
+            tracing::warn!(size, "event refused: too large to deliver");
+            return Err(SendError::PayloadTooLarge { size, limit: MAX_FRAME_BYTES });
+        }
+        let now = Utc::now();
+        let outcome = self
+            .store
+            .append_event(NewEvent {
+                job_id: job_id.clone(),
+                event,
+                correlation_id: correlation_id.clone(),
+                recorded_at: now,
+                job_expires_at: self.expiry(now, self.settings.job_ttl),
+                event_expires_at: self.expiry(now, self.settings.event_ttl),
+            })
+            .await?;
+        let stored = match outcome {
+            AppendOutcome::Appended(stored) => stored,
+            AppendOutcome::JobFinished(job) => {
+                let message = format!("job {job_id} has already {}; the event was not recorded", job.state.as_str());
+                tracing::warn!(state = job.state.as_str(), "event refused: job finished");
+                return Ok(SendOutcome::Rejected { job_id, code: ErrorCode::JobFinished, message });
+            }
+        };
+        let seq = stored.seq;
+        let frame = ServerFrame::new(ServerMessage::job_event(job_id.clone(), seq, stored.event), correlation_id);
+        let payload = Bytes::from(frame.to_json());
+        let delivery = deliver(&self.store, gateway, &self.settings.delivery, &Audience::Job(job_id.clone()), payload).await?;
+        tracing::info!(
+            seq,
+            delivered = delivery.delivered,
+            gone = delivery.gone,
+            failed = delivery.failed,
+            retried = delivery.retried,
+            duration_ms = delivery.duration_ms,
+            "event published"
+        );
+        Ok(SendOutcome::Published { job_id, seq, delivery })
+    }
+}

@@ -1,0 +1,10 @@
+//! jobcast's core: the message protocol, the ports (store, gateway), their adapters, and the
+//! handlers that the Lambda functions and jobcast-local both run.
+
+pub mod delivery;
+pub mod gateway;
+pub mod handlers;
+pub mod protocol;
+pub mod settings;
+pub mod store;
+pub mod telemetry;

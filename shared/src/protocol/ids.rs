@@ -1,0 +1,130 @@
+//! Identifiers that are valid once constructed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a string was refused as an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} must be {rule} (got {length} characters)")]
+pub struct InvalidId {
+    kind: &'static str,
+    rule: &'static str,
+    length: usize,
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $rule:literal, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_LEN: usize = $max;
+
+            pub fn parse(value: impl Into<String>) -> Result<Self, InvalidId> {
+                let value = value.into();
+                let allowed: fn(char) -> bool = $allowed;
+                let length = value.chars().count();
+                if (1..=Self::MAX_LEN).contains(&length) && value.chars().all(allowed) {
+                    Ok(Self(value))
+                } else {
+                    Err(InvalidId { kind: $kind, rule: $rule, length })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Self::parse(value)
+            }
+        }
+    };
+}
+
+fn is_job_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
+}
+
+identifier!(
+    /// A job, as the pipeline names it: 1–128 characters of `[A-Za-z0-9_.:-]`.
+    JobId, "job_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
+);
+
+identifier!(
+    /// An API Gateway connection id (base64-like, e.g. `L0SM9cOFvHcCIhw=`).
+    ConnectionId, "connection_id", 128, "1-128 characters of A-Z a-z 0-9 + / = _ -",
+    |c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-')
+);
+
+identifier!(
+    /// The user a connection belongs to (a JWT `sub`, an authorizer principal).
+    UserId, "user_id", 256, "1-256 printable characters without spaces",
+    |c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+);
+
+identifier!(
+    /// Ties a reply or an event to the request or pipeline run that caused it.
+    CorrelationId, "correlation_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
+);
+
+impl UserId {
+    /// The user of connections accepted without authentication (`AUTH_MODE=none`).
+    pub fn anonymous() -> Self {
+        Self("anonymous".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_accepts_the_documented_alphabet() {
+        for ok in ["a", "job-1", "crawl:2026.11.22_x", &"x".repeat(128)] {
+            assert!(JobId::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn job_id_rejects_empty_long_and_foreign_characters() {
+        for bad in ["", "a b", "job/1", "ünï", "x\n", &"x".repeat(129)] {
+            let err = JobId::parse(bad).unwrap_err();
+            assert!(err.to_string().starts_with("job_id must be"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ids_deserialize_only_when_valid() {
+        assert!(serde_json::from_str::<JobId>("\"ok-1\"").is_ok());
+        let err = serde_json::from_str::<JobId>("\"not ok\"").unwrap_err();
+        assert!(err.to_string().contains("job_id must be"));
+        assert!(serde_json::from_str::<ConnectionId>("\"L0SM9cOFvHcCIhw=\"").is_ok());
+        assert!(serde_json::from_str::<UserId>("\"user 1\"").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! The message protocol: typed, validated, serde. Everything that crosses a socket or an
+//! invocation boundary is parsed here before any handler sees it.
+
+mod errors;
+mod ids;
+mod messages;
+mod values;
+
+pub use errors::ErrorCode;
+pub use ids::{ConnectionId, CorrelationId, InvalidId, JobId, UserId};
+pub use messages::*;
+pub use values::{InvalidStageName, Percent, PercentOutOfRange, StageName};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! Small validated values carried inside messages.
+
+use serde::{Deserialize, Serialize};
+
+/// A percentage within 0–100 (fractions allowed).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Percent(f64);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("must be a number within 0 and 100 (got {0})")]
+pub struct PercentOutOfRange(pub f64);
+
+impl Percent {
+    pub const COMPLETE: Percent = Percent(100.0);
+
+    pub fn new(value: f64) -> Result<Self, PercentOutOfRange> {
+        if value.is_finite() && (0.0..=100.0).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(PercentOutOfRange(value))
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Percent {
+    type Error = PercentOutOfRange;
+    fn try_from(value: f64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Percent> for f64 {
+    fn from(percent: Percent) -> f64 {
+        percent.0
+    }
+}
+
+/// A pipeline stage name: non-blank, at most 128 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StageName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be a non-blank name of at most {max} characters", max = StageName::MAX_LEN)]
+pub struct InvalidStageName;
+
+impl StageName {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidStageName> {
+        let value = value.into();
+        if value.trim().is_empty()
+            || value.chars().count() > Self::MAX_LEN
+            || value.chars().any(char::is_control)
+        {
+            return Err(InvalidStageName);
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for StageName {
+    type Error = InvalidStageName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<StageName> for String {
+    fn from(stage: StageName) -> String {
+        stage.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_bounds() {
+        assert!(Percent::new(0.0).is_ok());
+        assert!(Percent::new(100.0).is_ok());
+        assert!(Percent::new(42.5).is_ok());
+        for bad in [-0.1, 100.01, f64::NAN, f64::INFINITY] {
+            assert!(Percent::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stage_names() {
+        assert!(StageName::parse("crawl").is_ok());
+        for bad in ["", "   ", "a\nb", &"s".repeat(129)] {
+            assert!(StageName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

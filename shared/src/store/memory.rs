@@ -1,0 +1,257 @@
+//! The embedded store: everything in one process's memory. jobcast-local's default, and the
+//! reference the DynamoDB adapter is tested against.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::Utc;
+
+use super::*;
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    connections: HashMap<ConnectionId, Connection>,
+    /// job → connection → subscription, ordered so pages resume where they stopped.
+    subscriptions: BTreeMap<JobId, BTreeMap<ConnectionId, Subscription>>,
+    jobs_of_connection: HashMap<ConnectionId, BTreeSet<JobId>>,
+    connections_of_user: BTreeMap<UserId, BTreeSet<ConnectionId>>,
+    jobs: HashMap<JobId, JobRecord>,
+    events: HashMap<JobId, Vec<(StoredEvent, DateTime<Utc>)>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind, which are still consistent
+        // enough to serve; don't let one panic take the whole emulator down.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many unexpired connections there are (for health reports and tests).
+    pub fn connection_count(&self) -> usize {
+        let now = Utc::now();
+        self.lock()
+            .connections
+            .values()
+            .filter(|c| c.expires_at > now)
+            .count()
+    }
+
+    /// How many subscriptions are stored, expired or not (for tests of clean-up).
+    pub fn subscription_count(&self) -> usize {
+        self.lock().subscriptions.values().map(BTreeMap::len).sum()
+    }
+}
+
+fn page_of<'a>(
+    ids: impl Iterator<Item = &'a ConnectionId>,
+    limit: usize,
+) -> Page<ConnectionId> {
+    let limit = limit.max(1);
+    let mut items: Vec<ConnectionId> = ids.take(limit + 1).cloned().collect();
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| PageToken(last.to_string()))
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn resume_after(page: &PageRequest) -> Result<Bound<ConnectionId>, StoreError> {
+    match &page.after {
+        None => Ok(Bound::Unbounded),
+        Some(PageToken(token)) => ConnectionId::parse(token.clone())
+            .map(Bound::Excluded)
+            .map_err(|err| StoreError::Corrupt(format!("page token: {err}"))),
+    }
+}
+
+impl ConnectionStore for MemoryStore {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state
+            .connections_of_user
+            .entry(connection.user_id.clone())
+            .or_default()
+            .insert(connection.connection_id.clone());
+        state
+            .connections
+            .insert(connection.connection_id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError> {
+        let now = Utc::now();
+        Ok(self
+            .lock()
+            .connections
+            .get(connection_id)
+            .filter(|c| c.expires_at > now)
+            .cloned())
+    }
+
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        if let Some(connection) = state.connections.remove(connection_id)
+            && let Some(ids) = state.connections_of_user.get_mut(&connection.user_id)
+        {
+            ids.remove(connection_id);
+            if ids.is_empty() {
+                state.connections_of_user.remove(&connection.user_id);
+            }
+        }
+        let jobs = state.jobs_of_connection.remove(connection_id).unwrap_or_default();
+        for job_id in &jobs {
+            if let Some(subscribers) = state.subscriptions.get_mut(job_id) {
+                subscribers.remove(connection_id);
+                if subscribers.is_empty() {
+                    state.subscriptions.remove(job_id);
+                }
+            }
+        }
+        Ok(jobs.len())
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state
+            .jobs_of_connection
+            .entry(subscription.connection_id.clone())
+            .or_default()
+            .insert(subscription.job_id.clone());
+        state
+            .subscriptions
+            .entry(subscription.job_id.clone())
+            .or_default()
+            .insert(subscription.connection_id.clone(), subscription.clone());
+        Ok(())
+    }
+
+    async fn delete_subscription(
+        &self,
+        connection_id: &ConnectionId,
+        job_id: &JobId,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if let Some(jobs) = state.jobs_of_connection.get_mut(connection_id) {
+            jobs.remove(job_id);
+        }
+        let Some(subscribers) = state.subscriptions.get_mut(job_id) else {
+            return Ok(false);
+        };
+        let existed = subscribers.remove(connection_id).is_some();
+        if subscribers.is_empty() {
+            state.subscriptions.remove(job_id);
+        }
+        Ok(existed)
+    }
+
+    async fn job_subscribers(
+        &self,
+        job_id: &JobId,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let after = resume_after(&page)?;
+        let now = Utc::now();
+        let state = self.lock();
+        let Some(subscribers) = state.subscriptions.get(job_id) else {
+            return Ok(Page { items: Vec::new(), next: None });
+        };
+        let live = subscribers
+            .range((after, Bound::Unbounded))
+            .filter(|(_, s)| s.expires_at > now)
+            .map(|(id, _)| id);
+        Ok(page_of(live, page.limit))
+    }
+
+    async fn user_connections(
+        &self,
+        user_id: &UserId,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let after = resume_after(&page)?;
+        let now = Utc::now();
+        let state = self.lock();
+        let Some(ids) = state.connections_of_user.get(user_id) else {
+            return Ok(Page { items: Vec::new(), next: None });
+        };
+        let live = ids
+            .range((after, Bound::Unbounded))
+            .filter(|id| state.connections.get(*id).is_some_and(|c| c.expires_at > now));
+        Ok(page_of(live, page.limit))
+    }
+}
+
+impl JobStore for MemoryStore {
+    async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let previous = state.jobs.get(&new.job_id).filter(|job| job.expires_at > now);
+        if let Some(job) = previous
+            && job.state.is_terminal()
+        {
+            return Ok(AppendOutcome::JobFinished(job.clone()));
+        }
+        let seq = previous.map_or(0, |job| job.last_seq) + 1;
+        let record = JobRecord::after_event(previous, &new, seq);
+        let stored = StoredEvent {
+            job_id: new.job_id.clone(),
+            seq,
+            event: new.event,
+            correlation_id: new.correlation_id,
+            recorded_at: new.recorded_at,
+        };
+        state.jobs.insert(new.job_id.clone(), record);
+        let log = state.events.entry(new.job_id).or_default();
+        if seq == 1 {
+            // A job that expired and started again begins a new log.
+            log.clear();
+        }
+        log.push((stored.clone(), new.event_expires_at));
+        Ok(AppendOutcome::Appended(stored))
+    }
+
+    async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let now = Utc::now();
+        Ok(self
+            .lock()
+            .jobs
+            .get(job_id)
+            .filter(|job| job.expires_at > now)
+            .cloned())
+    }
+
+    async fn events_after(
+        &self,
+        job_id: &JobId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let now = Utc::now();
+        let state = self.lock();
+        let Some(log) = state.events.get(job_id) else {
+            return Ok(Vec::new());
+        };
+        // seq n sits at index n - 1.
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(log.len());
+        Ok(log[start..]
+            .iter()
+            .filter(|(_, expires_at)| *expires_at > now)
+            .take(limit)
+            .map(|(event, _)| event.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,227 @@
+//! The store port: who is connected, who listens to which job, and what each job has said.
+//!
+//! Shaped for DynamoDB: every call is async and fallible, lookups that can grow without bound
+//! are paginated, `seq` is assigned atomically by the store, and every item carries an expiry
+//! that reads honour (DynamoDB's TTL deletes items up to ~48 h late).
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::protocol::{
+    ConnectionId, CorrelationId, JobEvent, JobId, JobState, Percent, Seq, StageName, UserId,
+};
+
+mod memory;
+pub use memory::MemoryStore;
+
+/// A client's open WebSocket, as recorded on `$connect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub connection_id: ConnectionId,
+    pub user_id: UserId,
+    pub connected_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A connection listening to a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub connection_id: ConnectionId,
+    pub job_id: JobId,
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where a paginated lookup resumes. Opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken(pub(crate) String);
+
+/// One page of a lookup, and where the next one starts if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<PageToken>,
+}
+
+/// Which page to read, and at most how many items.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub after: Option<PageToken>,
+    pub limit: usize,
+}
+
+impl PageRequest {
+    pub fn first(limit: usize) -> Self {
+        Self { after: None, limit }
+    }
+}
+
+/// What the store knows about a job: its latest snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub job_id: JobId,
+    pub state: JobState,
+    pub stage: Option<StageName>,
+    pub progress: Option<Percent>,
+    pub message: Option<String>,
+    pub last_seq: Seq,
+    pub cancel_requested: bool,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A job event as recorded, with the `seq` the store gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub job_id: JobId,
+    pub seq: Seq,
+    pub event: JobEvent,
+    pub correlation_id: Option<CorrelationId>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An event to record, with how long the job and the event are kept.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub job_id: JobId,
+    pub event: JobEvent,
+    pub correlation_id: Option<CorrelationId>,
+    pub recorded_at: DateTime<Utc>,
+    pub job_expires_at: DateTime<Utc>,
+    pub event_expires_at: DateTime<Utc>,
+}
+
+/// The result of recording an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    Appended(StoredEvent),
+    /// The job had already finished; nothing was recorded.
+    JobFinished(JobRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is throttling requests: {0}")]
+    Throttled(String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored item could not be read: {0}")]
+    Corrupt(String),
+}
+
+/// Connections and subscriptions.
+pub trait ConnectionStore: Send + Sync + 'static {
+    fn put_connection(
+        &self,
+        connection: &Connection,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The connection if it exists and has not expired.
+    fn get_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<Connection>, StoreError>> + Send;
+
+    /// Removes the connection and all of its subscriptions; returns how many subscriptions went.
+    fn delete_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    fn put_subscription(
+        &self,
+        subscription: &Subscription,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Returns whether the subscription existed.
+    fn delete_subscription(
+        &self,
+        connection_id: &ConnectionId,
+        job_id: &JobId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The live connections subscribed to a job, a page at a time.
+    fn job_subscribers(
+        &self,
+        job_id: &JobId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<ConnectionId>, StoreError>> + Send;
+
+    /// The live connections of a user (every tab and device), a page at a time.
+    fn user_connections(
+        &self,
+        user_id: &UserId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<ConnectionId>, StoreError>> + Send;
+}
+
+/// Job snapshots and the per-job event log.
+pub trait JobStore: Send + Sync + 'static {
+    /// Assigns the next `seq` atomically, updates the snapshot and logs the event — unless the
+    /// job has already finished.
+    fn append_event(
+        &self,
+        event: NewEvent,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    fn get_job(
+        &self,
+        job_id: &JobId,
+    ) -> impl Future<Output = Result<Option<JobRecord>, StoreError>> + Send;
+
+    /// Unexpired events with `seq > after`, in `seq` order, at most `limit` of them.
+    fn events_after(
+        &self,
+        job_id: &JobId,
+        after: Seq,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+}
+
+/// Everything the handlers need from storage.
+pub trait Store: ConnectionStore + JobStore + Clone {}
+impl<T: ConnectionStore + JobStore + Clone> Store for T {}
+
+impl JobRecord {
+    /// The snapshot after `event`, starting from `previous` (None for a new job).
+    pub fn after_event(previous: Option<&JobRecord>, new: &NewEvent, seq: Seq) -> JobRecord {
+        let mut record = previous.cloned().unwrap_or_else(|| JobRecord {
+            job_id: new.job_id.clone(),
+            state: JobState::Running,
+            stage: None,
+            progress: None,
+            message: None,
+            last_seq: 0,
+            cancel_requested: false,
+            updated_at: new.recorded_at,
+            expires_at: new.job_expires_at,
+        });
+        record.state = new.event.resulting_state();
+        record.last_seq = seq;
+        record.updated_at = new.recorded_at;
+        record.expires_at = new.job_expires_at;
+        match &new.event {
+            JobEvent::ProgressUpdate(update) => {
+                record.stage = Some(update.stage.clone());
+                record.progress = Some(update.progress);
+                record.message = Some(update.message.clone());
+            }
+            JobEvent::StageComplete(done) => record.stage = Some(done.stage.clone()),
+            JobEvent::JobComplete(_) => record.progress = Some(Percent::COMPLETE),
+            JobEvent::JobFailed(failed) => {
+                if let Some(stage) = &failed.stage {
+                    record.stage = Some(stage.clone());
+                }
+                record.message = Some(failed.error.message.clone());
+            }
+            JobEvent::JobCancelled(cancelled) => {
+                record.cancel_requested = true;
+                if let Some(reason) = &cancelled.reason {
+                    record.message = Some(reason.clone());
+                }
+            }
+        }
+        record
+    }
+}
