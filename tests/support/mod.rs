@@ -1,1 +1,225 @@
+//! Test support: an emulator on a free port, real WebSocket clients, real AWS SDK clients.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use jobcast::handlers::Jobcast;
+use jobcast::protocol::{ConnectionId, UserId};
+use jobcast::settings::{AuthMode, Settings};
+use jobcast::store::{ConnectionStore, MemoryStore, PageRequest};
+use jobcast_local::{Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+/// How long a test listens to be sure nothing more arrives.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub type TestEmulator = Emulator<MemoryStore>;
+
+/// Settings for tests: no authentication, quick retries.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings { auth_mode: AuthMode::None, ..Settings::default() };
+    settings.delivery.backoff_base = Duration::from_millis(5);
+    settings.delivery.backoff_max = Duration::from_millis(50);
+    settings
+}
+
+pub async fn start() -> TestEmulator {
+    start_with(test_settings(), EmulatorConfig::default()).await
+}
+
+pub async fn start_with(settings: Settings, config: EmulatorConfig) -> TestEmulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    Emulator::start(listener, Jobcast::new(MemoryStore::new(), settings), config).expect("start the emulator")
+}
+
+/// A real WebSocket client.
+pub struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub user: String,
+}
+
+impl Client {
+    /// Connects as a fresh user of its own, so its connection can be found in the store.
+    pub async fn connect(emulator: &TestEmulator) -> Client {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let user = format!("user-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        Self::connect_as(emulator, &user).await
+    }
+
+    pub async fn connect_as(emulator: &TestEmulator, user: &str) -> Client {
+        let url = format!("{}/?user_id={user}", emulator.websocket_url());
+        let (socket, response) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
+        assert_eq!(response.status(), 101);
+        Client { socket, user: user.to_owned() }
+    }
+
+    /// This client's connection id, as the store knows it.
+    pub async fn connection_id(&self, emulator: &TestEmulator) -> ConnectionId {
+        let user = UserId::parse(self.user.clone()).unwrap();
+        let page = emulator.service().store().user_connections(&user, PageRequest::first(10)).await.unwrap();
+        assert_eq!(page.items.len(), 1, "one connection for {}", self.user);
+        page.items[0].clone()
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::Text(text.into())).await.expect("send a frame");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.socket.send(Message::Binary(bytes.into())).await.expect("send a frame");
+    }
+
+    /// The next text frame as JSON; fails the test if none comes in time.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a frame within the patience window")
+                .expect("the socket is open")
+                .expect("a valid frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("frames are JSON"),
+                Message::Close(frame) => panic!("socket closed while waiting for a frame: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame, which must be of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "expected a {kind} frame, got {frame}");
+        frame
+    }
+
+    /// Sends a frame and returns the reply.
+    pub async fn request(&mut self, frame: Value) -> Value {
+        self.send(frame).await;
+        self.recv().await
+    }
+
+    /// Sends a raw text frame and returns the reply.
+    pub async fn request_text(&mut self, frame: String) -> Value {
+        self.send_text(frame).await;
+        self.recv().await
+    }
+
+    pub async fn subscribe(&mut self, job_id: &str) {
+        let reply = self.request(json!({"action": "subscribe", "job_id": job_id})).await;
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+        assert_eq!(reply["job_id"], job_id);
+    }
+
+    /// Asserts that no text frame arrives for a little while.
+    pub async fn expect_silence(&mut self) {
+        match tokio::time::timeout(QUIET, self.socket.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Text(text)))) => panic!("unexpected frame: {text}"),
+            Ok(other) => panic!("unexpected socket event: {other:?}"),
+        }
+    }
+
+    /// Waits for the server to close the socket and returns its close frame.
+    pub async fn expect_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("a close in time");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(Message::Text(text))) => panic!("expected a close, got {text}"),
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+        // Drain until the server acknowledges, so its $disconnect has started.
+        let _ = tokio::time::timeout(PATIENCE, async { while self.socket.next().await.is_some() {} }).await;
+    }
+}
+
+/// Waits until `check` holds, polling; fails the test with `what` if it never does.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Invokes the sender through the Lambda Invoke API path, as `curl` would.
+pub async fn invoke_sender(emulator: &TestEmulator, payload: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    invoke_raw(emulator, "sender", payload.to_string()).await
+}
+
+pub async fn invoke_raw(emulator: &TestEmulator, function: &str, body: String) -> (u16, reqwest::header::HeaderMap, Value) {
+    let url = format!("{}/2015-03-31/functions/{function}/invocations", emulator.http_url());
+    let response = reqwest::Client::new().post(url).body(body).send().await.expect("invoke");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") };
+    (status, headers, body)
+}
+
+/// A progress event for the sender.
+pub fn progress(job_id: &str, progress: f64, message: &str) -> Value {
+    json!({
+        "job_id": job_id,
+        "event": {"type": "progress_update", "stage": "crawl", "progress": progress, "message": message}
+    })
+}
+
+/// The shared AWS SDK configuration for talking to the emulator: dummy credentials, a region,
+/// the emulator's endpoint.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "test", "test", None, None, "jobcast-tests",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    aws_sdk_apigatewaymanagement::Client::new(&sdk_config(endpoint).await)
+}
+
+/// AWS's own sample events, handed to the project beside the repository.
+pub fn aws_fixture(name: &str) -> Value {
+    let dir = std::env::var_os("JOBCAST_AWS_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/aws-event-fixtures"));
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("{}: {err} (set JOBCAST_AWS_FIXTURES to the fixtures folder)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn close_code(frame: &Option<CloseFrame>) -> Option<u16> {
+    frame.as_ref().map(|f| u16::from(f.code))
+}
+
+pub use tungstenite::protocol::frame::coding::CloseCode;
+pub use bytes::Bytes;

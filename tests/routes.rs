@@ -1,0 +1,179 @@
+//! Routes end to end: real sockets, the real handlers, the sender through the Invoke API.
+
+use jobcast::protocol::{ConnectionId, JobId, UserId};
+use jobcast::store::{Connection, ConnectionStore, Subscription};
+use jobcast_tests::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn an_event_reaches_exactly_the_subscribers_of_its_job() {
+    let emulator = start().await;
+    let mut first = Client::connect(&emulator).await;
+    let mut second = Client::connect(&emulator).await;
+    let mut other = Client::connect(&emulator).await;
+    first.subscribe("job-a").await;
+    second.subscribe("job-a").await;
+    other.subscribe("job-b").await;
+
+    let (status, headers, report) = invoke_sender(&emulator, &progress("job-a", 40.0, "4 of 10 pages")).await;
+    assert_eq!(status, 200);
+    assert!(headers.get("x-amz-function-error").is_none(), "{report}");
+    assert_eq!(report["outcome"], "published");
+    assert_eq!(report["seq"], 1);
+    assert_eq!(report["delivered"], 2);
+    assert_eq!(report["gone"], 0);
+    assert_eq!(report["failed"], 0);
+
+    for client in [&mut first, &mut second] {
+        let frame = client.expect("progress_update").await;
+        assert_eq!(frame["job_id"], "job-a");
+        assert_eq!(frame["seq"], 1);
+        assert_eq!(frame["stage"], "crawl");
+        assert_eq!(frame["progress"], 40.0);
+        assert_eq!(frame["message"], "4 of 10 pages");
+        assert!(frame["timestamp"].as_str().unwrap().ends_with('Z'));
+        client.expect_silence().await;
+    }
+    other.expect_silence().await;
+
+    let done = json!({"job_id": "job-b", "event": {"type": "job_complete", "results": {"pages": 10}}, "correlation_id": "run-7"});
+    let (_, _, report) = invoke_sender(&emulator, &done).await;
+    assert_eq!(report["delivered"], 1);
+    let frame = other.expect("job_complete").await;
+    assert_eq!(frame["results"]["pages"], 10);
+    assert_eq!(frame["correlation_id"], "run-7");
+    first.expect_silence().await;
+    second.expect_silence().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn seq_counts_up_per_job() {
+    let emulator = start().await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("job-seq").await;
+    for expected in 1..=3 {
+        let (_, _, report) = invoke_sender(&emulator, &progress("job-seq", f64::from(expected) * 10.0, "")).await;
+        assert_eq!(report["seq"], expected);
+        assert_eq!(client.expect("progress_update").await["seq"], expected);
+    }
+    let (_, _, report) = invoke_sender(&emulator, &progress("another-job", 1.0, "")).await;
+    assert_eq!(report["seq"], 1);
+    assert_eq!(report["delivered"], 0);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery() {
+    let emulator = start().await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("job-u").await;
+    let reply = client.request(json!({"action": "unsubscribe", "job_id": "job-u"})).await;
+    assert_eq!(reply["type"], "unsubscribed");
+    let (_, _, report) = invoke_sender(&emulator, &progress("job-u", 5.0, "")).await;
+    assert_eq!(report["delivered"], 0);
+    client.expect_silence().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_removes_the_connection_and_its_subscriptions() {
+    let emulator = start().await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("job-1").await;
+    client.subscribe("job-2").await;
+    let store = emulator.service().store().clone();
+    assert_eq!(store.connection_count(), 1);
+    assert_eq!(store.subscription_count(), 2);
+    client.close().await;
+    eventually("the store is empty", || {
+        let store = store.clone();
+        async move { store.connection_count() == 0 && store.subscription_count() == 0 }
+    })
+    .await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gone_subscriber_is_removed_and_the_rest_still_hear() {
+    let emulator = start().await;
+    let mut live = Client::connect(&emulator).await;
+    live.subscribe("job-g").await;
+    // A connection whose socket vanished without $disconnect, as happens in AWS.
+    let store = emulator.service().store().clone();
+    let stale = ConnectionId::parse("c3RhbGUtY29ubg=").unwrap();
+    let expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    let user_id = UserId::parse("ghost").unwrap();
+    store
+        .put_connection(&Connection { connection_id: stale.clone(), user_id: user_id.clone(), connected_at: chrono::Utc::now(), expires_at })
+        .await
+        .unwrap();
+    store
+        .put_subscription(&Subscription { connection_id: stale.clone(), job_id: JobId::parse("job-g").unwrap(), user_id, expires_at })
+        .await
+        .unwrap();
+
+    let (_, _, report) = invoke_sender(&emulator, &progress("job-g", 50.0, "half")).await;
+    assert_eq!(report["delivered"], 1, "{report}");
+    assert_eq!(report["gone"], 1, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    live.expect("progress_update").await;
+    assert!(store.get_connection(&stale).await.unwrap().is_none());
+    let (_, _, report) = invoke_sender(&emulator, &progress("job-g", 60.0, "")).await;
+    assert_eq!(report["gone"], 0, "the stale subscription went with its connection: {report}");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn ping_answers_pong_with_the_correlation_id() {
+    let emulator = start().await;
+    let mut client = Client::connect(&emulator).await;
+    let reply = client.request(json!({"action": "ping", "correlation_id": "req-42"})).await;
+    assert_eq!(reply["type"], "pong");
+    assert_eq!(reply["correlation_id"], "req-42");
+    assert!(reply["timestamp"].is_string());
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sender_answers_lambda_sdk_clients() {
+    let emulator = start().await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("job-sdk").await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk_config(&emulator.http_url()).await);
+    let output = lambda
+        .invoke()
+        .function_name("jobcast-sender")
+        .payload(aws_sdk_lambda::primitives::Blob::new(progress("job-sdk", 12.5, "via the SDK").to_string()))
+        .send()
+        .await
+        .expect("the Lambda SDK invokes the sender");
+    assert_eq!(output.status_code(), 200);
+    assert!(output.function_error().is_none());
+    let report: serde_json::Value = serde_json::from_slice(output.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(report["delivered"], 1);
+    assert_eq!(client.expect("progress_update").await["progress"], 12.5);
+
+    let err = lambda.invoke().function_name("no-such-function").send().await.unwrap_err();
+    assert!(err.into_service_error().is_resource_not_found_exception());
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_like_api_gateway_does() {
+    let config = jobcast_local::EmulatorConfig {
+        limits: jobcast_local::Limits { idle_timeout: std::time::Duration::from_millis(300), ..Default::default() },
+        ..Default::default()
+    };
+    let emulator = start_with(test_settings(), config).await;
+    let mut client = Client::connect(&emulator).await;
+    let close = client.expect_close().await;
+    assert_eq!(close_code(&close), Some(1001));
+    let store = emulator.service().store().clone();
+    eventually("the idle connection is removed", || {
+        let store = store.clone();
+        async move { store.connection_count() == 0 }
+    })
+    .await;
+    emulator.shutdown().await;
+}
