@@ -10,21 +10,56 @@ async fn bad_frames_get_typed_error_replies() {
     let cases: Vec<(String, &str, Option<&str>)> = vec![
         ("{not json".into(), "invalid_json", None),
         ("[1,2]".into(), "invalid_message", None),
-        (json!({"job_id": "j"}).to_string(), "invalid_message", Some("action")),
-        (json!({"action": "launch"}).to_string(), "unknown_action", Some("subscribe, unsubscribe, cancel_job, request_status, ping")),
-        (json!({"action": "subscribe", "job_id": 42}).to_string(), "invalid_message", Some("job_id")),
-        (json!({"action": "subscribe", "job_id": "no spaces"}).to_string(), "invalid_message", Some("job_id")),
-        (json!({"action": "subscribe", "job_id": "x".repeat(129)}).to_string(), "invalid_message", Some("job_id")),
-        (json!({"action": "subscribe", "job_id": "j", "last_seq": "7"}).to_string(), "invalid_message", Some("last_seq")),
-        (json!({"action": "subscribe", "job_id": "j", "lastSeq": 7}).to_string(), "invalid_message", Some("lastSeq")),
-        (json!({"action": "cancel_job"}).to_string(), "invalid_message", Some("job_id")),
+        (
+            json!({"job_id": "j"}).to_string(),
+            "invalid_message",
+            Some("action"),
+        ),
+        (
+            json!({"action": "launch"}).to_string(),
+            "unknown_action",
+            Some("subscribe, unsubscribe, cancel_job, request_status, ping"),
+        ),
+        (
+            json!({"action": "subscribe", "job_id": 42}).to_string(),
+            "invalid_message",
+            Some("job_id"),
+        ),
+        (
+            json!({"action": "subscribe", "job_id": "no spaces"}).to_string(),
+            "invalid_message",
+            Some("job_id"),
+        ),
+        (
+            json!({"action": "subscribe", "job_id": "x".repeat(129)}).to_string(),
+            "invalid_message",
+            Some("job_id"),
+        ),
+        (
+            json!({"action": "subscribe", "job_id": "j", "last_seq": "7"}).to_string(),
+            "invalid_message",
+            Some("last_seq"),
+        ),
+        (
+            json!({"action": "subscribe", "job_id": "j", "lastSeq": 7}).to_string(),
+            "invalid_message",
+            Some("lastSeq"),
+        ),
+        (
+            json!({"action": "cancel_job"}).to_string(),
+            "invalid_message",
+            Some("job_id"),
+        ),
     ];
     for (frame, code, mentions) in cases {
         let reply = client.request_text(frame.clone()).await;
         assert_eq!(reply["type"], "error", "{frame} → {reply}");
         assert_eq!(reply["code"], code, "{frame} → {reply}");
         if let Some(text) = mentions {
-            assert!(reply["message"].as_str().unwrap().contains(text), "{frame} → {reply}");
+            assert!(
+                reply["message"].as_str().unwrap().contains(text),
+                "{frame} → {reply}"
+            );
         }
         assert!(reply["suggested_action"].is_string(), "{frame} → {reply}");
     }
@@ -80,22 +115,47 @@ async fn a_refused_connect_refuses_the_upgrade_and_stores_nothing() {
 async fn bad_sender_input_is_refused_with_the_field_named() {
     let emulator = start().await;
     let cases = [
-        (json!({"job_id": "j", "event": {"type": "progress_update", "stage": "s", "progress": 150}}), "event.progress"),
-        (json!({"job_id": "j", "event": {"type": "progress_update", "stage": "", "progress": 5}}), "event.stage"),
-        (json!({"job_id": "j", "event": {"type": "progress_update", "stage": "s"}}), "event.progress"),
-        (json!({"job_id": "j", "event": {"type": "warp_speed"}}), "warp_speed"),
-        (json!({"job_id": "bad id", "event": {"type": "job_complete"}}), "job_id"),
+        (
+            json!({"job_id": "j", "event": {"type": "progress_update", "stage": "s", "progress": 150}}),
+            "event.progress",
+        ),
+        (
+            json!({"job_id": "j", "event": {"type": "progress_update", "stage": "", "progress": 5}}),
+            "event.stage",
+        ),
+        (
+            json!({"job_id": "j", "event": {"type": "progress_update", "stage": "s"}}),
+            "event.progress",
+        ),
+        (
+            json!({"job_id": "j", "event": {"type": "warp_speed"}}),
+            "warp_speed",
+        ),
+        (
+            json!({"job_id": "bad id", "event": {"type": "job_complete"}}),
+            "job_id",
+        ),
         (json!({"event": {"type": "job_complete"}}), "job_id"),
         (json!({"job_id": "j"}), "event"),
-        (json!({"job_id": "j", "event": {"type": "job_complete"}, "extra": 1}), "extra"),
+        (
+            json!({"job_id": "j", "event": {"type": "job_complete"}, "extra": 1}),
+            "extra",
+        ),
         (json!({"job_id": "j", "event": "done"}), "event"),
     ];
     for (payload, field) in cases {
         let (status, headers, body) = invoke_sender(&emulator, &payload).await;
         assert_eq!(status, 200, "a function error, as Lambda reports one");
-        assert_eq!(headers.get("x-amz-function-error").unwrap(), "Unhandled", "{payload}");
+        assert_eq!(
+            headers.get("x-amz-function-error").unwrap(),
+            "Unhandled",
+            "{payload}"
+        );
         assert_eq!(body["errorType"], "InvalidRequest", "{payload} → {body}");
-        assert!(body["errorMessage"].as_str().unwrap().contains(field), "{payload} → {body}");
+        assert!(
+            body["errorMessage"].as_str().unwrap().contains(field),
+            "{payload} → {body}"
+        );
     }
     // Nothing was recorded: the first valid event still gets seq 1.
     let (_, _, report) = invoke_sender(&emulator, &progress("j", 1.0, "")).await;
@@ -103,7 +163,10 @@ async fn bad_sender_input_is_refused_with_the_field_named() {
 
     let (status, headers, body) = invoke_raw(&emulator, "sender", "{oops".into()).await;
     assert_eq!(status, 400);
-    assert_eq!(headers.get("x-amzn-errortype").unwrap(), "InvalidRequestContentException");
+    assert_eq!(
+        headers.get("x-amzn-errortype").unwrap(),
+        "InvalidRequestContentException"
+    );
     assert!(body["message"].is_string());
 
     let too_big = json!({"job_id": "j", "event": {"type": "job_complete", "results": {"blob": "x".repeat(130 * 1024)}}});

@@ -7,7 +7,9 @@ use serde_json::json;
 async fn request_status_reports_the_latest_snapshot() {
     let emulator = start().await;
     let mut client = Client::connect(&emulator).await;
-    let reply = client.request(json!({"action": "request_status", "job_id": "job-s", "correlation_id": "q1"})).await;
+    let reply = client
+        .request(json!({"action": "request_status", "job_id": "job-s", "correlation_id": "q1"}))
+        .await;
     assert_eq!(reply["type"], "error");
     assert_eq!(reply["code"], "not_found");
     assert_eq!(reply["action"], "request_status");
@@ -16,7 +18,9 @@ async fn request_status_reports_the_latest_snapshot() {
     invoke_sender(&emulator, &progress("job-s", 30.0, "3 of 10")).await;
     let stage_done = json!({"job_id": "job-s", "event": {"type": "stage_complete", "stage": "crawl", "results": {"pages": 10}}});
     invoke_sender(&emulator, &stage_done).await;
-    let status = client.request(json!({"action": "request_status", "job_id": "job-s"})).await;
+    let status = client
+        .request(json!({"action": "request_status", "job_id": "job-s"}))
+        .await;
     assert_eq!(status["type"], "job_status", "{status}");
     assert_eq!(status["status"], "running");
     assert_eq!(status["stage"], "crawl");
@@ -48,7 +52,9 @@ async fn cancel_reaches_every_subscriber_and_finishes_the_job() {
     invoke_sender(&emulator, &progress("job-c", 10.0, "")).await;
     watcher.expect("progress_update").await;
 
-    let reply = canceller.request(json!({"action": "cancel_job", "job_id": "job-c", "reason": "user asked"})).await;
+    let reply = canceller
+        .request(json!({"action": "cancel_job", "job_id": "job-c", "reason": "user asked"}))
+        .await;
     assert_eq!(reply["type"], "job_status", "{reply}");
     assert_eq!(reply["status"], "cancelled");
     assert_eq!(reply["cancel_requested"], true);
@@ -61,9 +67,13 @@ async fn cancel_reaches_every_subscriber_and_finishes_the_job() {
     assert_eq!(outcome["outcome"], "rejected", "{outcome}");
     assert_eq!(outcome["code"], "job_finished");
     watcher.expect_silence().await;
-    let again = canceller.request(json!({"action": "cancel_job", "job_id": "job-c"})).await;
+    let again = canceller
+        .request(json!({"action": "cancel_job", "job_id": "job-c"}))
+        .await;
     assert_eq!(again["code"], "job_finished");
-    let unknown = canceller.request(json!({"action": "cancel_job", "job_id": "nope"})).await;
+    let unknown = canceller
+        .request(json!({"action": "cancel_job", "job_id": "nope"}))
+        .await;
     assert_eq!(unknown["code"], "not_found");
     emulator.shutdown().await;
 }

@@ -15,7 +15,10 @@ async fn post_to_connection_delivers_the_bytes_as_one_frame() {
         .send()
         .await
         .expect("the SDK posts");
-    assert_eq!(client.expect("hello").await, serde_json::json!({"type": "hello"}));
+    assert_eq!(
+        client.expect("hello").await,
+        serde_json::json!({"type": "hello"})
+    );
     emulator.shutdown().await;
 }
 
@@ -25,7 +28,12 @@ async fn an_endpoint_with_the_stage_path_works_too() {
     let mut client = Client::connect(&emulator).await;
     let id = client.connection_id(&emulator).await;
     let sdk = management_client(&format!("{}/local", emulator.http_url())).await;
-    sdk.post_to_connection().connection_id(id.as_str()).data(Blob::new(r#"{"type":"staged"}"#)).send().await.unwrap();
+    sdk.post_to_connection()
+        .connection_id(id.as_str())
+        .data(Blob::new(r#"{"type":"staged"}"#))
+        .send()
+        .await
+        .unwrap();
     client.expect("staged").await;
     emulator.shutdown().await;
 }
@@ -36,12 +44,23 @@ async fn get_connection_reports_when_and_who() {
     let client = Client::connect(&emulator).await;
     let id = client.connection_id(&emulator).await;
     let sdk = management_client(&emulator.http_url()).await;
-    let connection = sdk.get_connection().connection_id(id.as_str()).send().await.expect("the SDK reads the connection");
+    let connection = sdk
+        .get_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .expect("the SDK reads the connection");
     let connected_at = connection.connected_at().expect("connectedAt");
     let last_active_at = connection.last_active_at().expect("lastActiveAt");
     assert!(last_active_at >= connected_at);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!((now - connected_at.secs()).abs() < 60, "connectedAt is now-ish");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now - connected_at.secs()).abs() < 60,
+        "connectedAt is now-ish"
+    );
     let identity = connection.identity().expect("identity");
     assert_eq!(identity.source_ip(), Some("127.0.0.1"));
     emulator.shutdown().await;
@@ -54,7 +73,11 @@ async fn delete_connection_closes_the_socket_and_cleans_the_store() {
     client.subscribe("job-d").await;
     let id = client.connection_id(&emulator).await;
     let sdk = management_client(&emulator.http_url()).await;
-    sdk.delete_connection().connection_id(id.as_str()).send().await.expect("the SDK deletes");
+    sdk.delete_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .expect("the SDK deletes");
     let close = client.expect_close().await;
     assert_eq!(close_code(&close), Some(1000));
     let store = emulator.service().store().clone();
@@ -79,12 +102,28 @@ async fn posting_to_a_closed_connection_is_gone() {
         async move { store.connection_count() == 0 }
     })
     .await;
-    let err = sdk.post_to_connection().connection_id(id.as_str()).data(Blob::new("{}")).send().await.unwrap_err();
+    let err = sdk
+        .post_to_connection()
+        .connection_id(id.as_str())
+        .data(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap_err();
     let err = err.into_service_error();
     assert!(err.is_gone_exception(), "{err:?}");
-    let err = sdk.get_connection().connection_id("never-existed=").send().await.unwrap_err();
+    let err = sdk
+        .get_connection()
+        .connection_id("never-existed=")
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.into_service_error().is_gone_exception());
-    let err = sdk.delete_connection().connection_id(id.as_str()).send().await.unwrap_err();
+    let err = sdk
+        .delete_connection()
+        .connection_id(id.as_str())
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.into_service_error().is_gone_exception());
     emulator.shutdown().await;
 }
@@ -115,11 +154,23 @@ async fn the_management_api_adapter_reports_gone_distinctly() {
     let emulator = start().await;
     let mut client = Client::connect(&emulator).await;
     let id = client.connection_id(&emulator).await;
-    let gateway = ManagementApiGateway::new(&sdk_config(&emulator.http_url()).await, &emulator.http_url());
-    gateway.post_to_connection(&id, bytes_of(r#"{"type":"via_adapter"}"#)).await.unwrap();
+    let gateway = ManagementApiGateway::new(
+        &sdk_config(&emulator.http_url()).await,
+        &emulator.http_url(),
+    );
+    gateway
+        .post_to_connection(&id, bytes_of(r#"{"type":"via_adapter"}"#))
+        .await
+        .unwrap();
     client.expect("via_adapter").await;
-    let too_big = gateway.post_to_connection(&id, vec![b'x'; 200 * 1024].into()).await.unwrap_err();
-    assert!(matches!(too_big, PostError::PayloadTooLarge { .. }), "{too_big:?}");
+    let too_big = gateway
+        .post_to_connection(&id, vec![b'x'; 200 * 1024].into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_big, PostError::PayloadTooLarge { .. }),
+        "{too_big:?}"
+    );
     gateway.delete_connection(&id).await.unwrap();
     client.expect_close().await;
     let store = emulator.service().store().clone();
@@ -128,7 +179,10 @@ async fn the_management_api_adapter_reports_gone_distinctly() {
         async move { store.connection_count() == 0 }
     })
     .await;
-    let gone = gateway.post_to_connection(&id, bytes_of("{}")).await.unwrap_err();
+    let gone = gateway
+        .post_to_connection(&id, bytes_of("{}"))
+        .await
+        .unwrap_err();
     assert_eq!(gone, PostError::Gone);
     emulator.shutdown().await;
 }

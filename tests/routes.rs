@@ -15,7 +15,8 @@ async fn an_event_reaches_exactly_the_subscribers_of_its_job() {
     second.subscribe("job-a").await;
     other.subscribe("job-b").await;
 
-    let (status, headers, report) = invoke_sender(&emulator, &progress("job-a", 40.0, "4 of 10 pages")).await;
+    let (status, headers, report) =
+        invoke_sender(&emulator, &progress("job-a", 40.0, "4 of 10 pages")).await;
     assert_eq!(status, 200);
     assert!(headers.get("x-amz-function-error").is_none(), "{report}");
     assert_eq!(report["outcome"], "published");
@@ -53,7 +54,11 @@ async fn seq_counts_up_per_job() {
     let mut client = Client::connect(&emulator).await;
     client.subscribe("job-seq").await;
     for expected in 1..=3 {
-        let (_, _, report) = invoke_sender(&emulator, &progress("job-seq", f64::from(expected) * 10.0, "")).await;
+        let (_, _, report) = invoke_sender(
+            &emulator,
+            &progress("job-seq", f64::from(expected) * 10.0, ""),
+        )
+        .await;
         assert_eq!(report["seq"], expected);
         assert_eq!(client.expect("progress_update").await["seq"], expected);
     }
@@ -68,7 +73,9 @@ async fn unsubscribe_stops_delivery() {
     let emulator = start().await;
     let mut client = Client::connect(&emulator).await;
     client.subscribe("job-u").await;
-    let reply = client.request(json!({"action": "unsubscribe", "job_id": "job-u"})).await;
+    let reply = client
+        .request(json!({"action": "unsubscribe", "job_id": "job-u"}))
+        .await;
     assert_eq!(reply["type"], "unsubscribed");
     let (_, _, report) = invoke_sender(&emulator, &progress("job-u", 5.0, "")).await;
     assert_eq!(report["delivered"], 0);
@@ -105,11 +112,21 @@ async fn a_gone_subscriber_is_removed_and_the_rest_still_hear() {
     let expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
     let user_id = UserId::parse("ghost").unwrap();
     store
-        .put_connection(&Connection { connection_id: stale.clone(), user_id: user_id.clone(), connected_at: chrono::Utc::now(), expires_at })
+        .put_connection(&Connection {
+            connection_id: stale.clone(),
+            user_id: user_id.clone(),
+            connected_at: chrono::Utc::now(),
+            expires_at,
+        })
         .await
         .unwrap();
     store
-        .put_subscription(&Subscription { connection_id: stale.clone(), job_id: JobId::parse("job-g").unwrap(), user_id, expires_at })
+        .put_subscription(&Subscription {
+            connection_id: stale.clone(),
+            job_id: JobId::parse("job-g").unwrap(),
+            user_id,
+            expires_at,
+        })
         .await
         .unwrap();
 
@@ -120,7 +137,10 @@ async fn a_gone_subscriber_is_removed_and_the_rest_still_hear() {
     live.expect("progress_update").await;
     assert!(store.get_connection(&stale).await.unwrap().is_none());
     let (_, _, report) = invoke_sender(&emulator, &progress("job-g", 60.0, "")).await;
-    assert_eq!(report["gone"], 0, "the stale subscription went with its connection: {report}");
+    assert_eq!(
+        report["gone"], 0,
+        "the stale subscription went with its connection: {report}"
+    );
     emulator.shutdown().await;
 }
 
@@ -128,7 +148,9 @@ async fn a_gone_subscriber_is_removed_and_the_rest_still_hear() {
 async fn ping_answers_pong_with_the_correlation_id() {
     let emulator = start().await;
     let mut client = Client::connect(&emulator).await;
-    let reply = client.request(json!({"action": "ping", "correlation_id": "req-42"})).await;
+    let reply = client
+        .request(json!({"action": "ping", "correlation_id": "req-42"}))
+        .await;
     assert_eq!(reply["type"], "pong");
     assert_eq!(reply["correlation_id"], "req-42");
     assert!(reply["timestamp"].is_string());
@@ -144,17 +166,25 @@ async fn the_sender_answers_lambda_sdk_clients() {
     let output = lambda
         .invoke()
         .function_name("jobcast-sender")
-        .payload(aws_sdk_lambda::primitives::Blob::new(progress("job-sdk", 12.5, "via the SDK").to_string()))
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            progress("job-sdk", 12.5, "via the SDK").to_string(),
+        ))
         .send()
         .await
         .expect("the Lambda SDK invokes the sender");
     assert_eq!(output.status_code(), 200);
     assert!(output.function_error().is_none());
-    let report: serde_json::Value = serde_json::from_slice(output.payload().unwrap().as_ref()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(output.payload().unwrap().as_ref()).unwrap();
     assert_eq!(report["delivered"], 1);
     assert_eq!(client.expect("progress_update").await["progress"], 12.5);
 
-    let err = lambda.invoke().function_name("no-such-function").send().await.unwrap_err();
+    let err = lambda
+        .invoke()
+        .function_name("no-such-function")
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.into_service_error().is_resource_not_found_exception());
     emulator.shutdown().await;
 }
@@ -162,7 +192,10 @@ async fn the_sender_answers_lambda_sdk_clients() {
 #[tokio::test]
 async fn idle_connections_are_closed_like_api_gateway_does() {
     let config = jobcast_local::EmulatorConfig {
-        limits: jobcast_local::Limits { idle_timeout: std::time::Duration::from_millis(300), ..Default::default() },
+        limits: jobcast_local::Limits {
+            idle_timeout: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let emulator = start_with(test_settings(), config).await;

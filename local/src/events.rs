@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::apigw::{ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::apigw::{
+    ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
 use aws_lambda_events::query_map::QueryMap;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -33,7 +35,11 @@ fn random_id(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE.encode(raw)
 }
 
-fn context(info: &ConnectionInfo, route_key: &str, event_type: &str) -> ApiGatewayWebsocketProxyRequestContext {
+fn context(
+    info: &ConnectionInfo,
+    route_key: &str,
+    event_type: &str,
+) -> ApiGatewayWebsocketProxyRequestContext {
     let now = Utc::now();
     let mut context = ApiGatewayWebsocketProxyRequestContext::default();
     context.route_key = Some(route_key.to_owned());
@@ -58,34 +64,51 @@ fn multi_value(headers: &HeaderMap) -> HeaderMap {
     headers.clone()
 }
 
-fn query_map(query: Option<&str>) -> QueryMap {
-    let mut values: HashMap<String, Vec<String>> = HashMap::new();
+/// The query string as API Gateway hands it over: every value in the multi-value map, the last
+/// value of each key in the single-value one.
+fn query_maps(query: Option<&str>) -> (QueryMap, QueryMap) {
+    let mut last: HashMap<String, String> = HashMap::new();
+    let mut all: HashMap<String, Vec<String>> = HashMap::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        values.entry(key.into_owned()).or_default().push(value.into_owned());
+        last.insert(key.to_string(), value.to_string());
+        all.entry(key.into_owned())
+            .or_default()
+            .push(value.into_owned());
     }
-    QueryMap::from(values)
+    (QueryMap::from(last), QueryMap::from(all))
 }
 
 /// `$connect`: the upgrade request's headers and query string.
-pub(crate) fn connect(info: &ConnectionInfo, headers: &HeaderMap, query: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+pub(crate) fn connect(
+    info: &ConnectionInfo,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> ApiGatewayWebsocketProxyRequest {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     let mut single = HeaderMap::new();
     for name in headers.keys() {
-        if let Some(last) = headers.get_all(name).iter().last() {
+        if let Some(last) = headers.get_all(name).iter().next_back() {
             single.insert(name.clone(), last.clone());
         }
     }
     event.headers = single;
     event.multi_value_headers = multi_value(headers);
-    event.query_string_parameters = query_map(query);
-    event.multi_value_query_string_parameters = query_map(query);
+    (
+        event.query_string_parameters,
+        event.multi_value_query_string_parameters,
+    ) = query_maps(query);
     event.request_context = context(info, "$connect", "CONNECT");
     event.is_base64_encoded = false;
     event
 }
 
 /// A client frame, routed to `route_key`. Binary frames arrive base64-encoded, as in AWS.
-pub(crate) fn message(info: &ConnectionInfo, route_key: &str, body: String, is_base64_encoded: bool) -> ApiGatewayWebsocketProxyRequest {
+pub(crate) fn message(
+    info: &ConnectionInfo,
+    route_key: &str,
+    body: String,
+    is_base64_encoded: bool,
+) -> ApiGatewayWebsocketProxyRequest {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     let mut context = context(info, route_key, "MESSAGE");
     context.message_id = Some(random_id(6));
@@ -96,7 +119,11 @@ pub(crate) fn message(info: &ConnectionInfo, route_key: &str, body: String, is_b
 }
 
 /// `$disconnect`, with the close code and reason.
-pub(crate) fn disconnect(info: &ConnectionInfo, status_code: u16, reason: &str) -> ApiGatewayWebsocketProxyRequest {
+pub(crate) fn disconnect(
+    info: &ConnectionInfo,
+    status_code: u16,
+    reason: &str,
+) -> ApiGatewayWebsocketProxyRequest {
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     let mut headers = HeaderMap::new();
     if let Ok(host) = HeaderValue::from_str(&info.domain_name) {
@@ -152,7 +179,10 @@ mod tests {
     #[test]
     fn routes_follow_the_action_field() {
         let routes = ["subscribe", "ping"];
-        assert_eq!(select_route(r#"{"action":"subscribe"}"#, &routes), "subscribe");
+        assert_eq!(
+            select_route(r#"{"action":"subscribe"}"#, &routes),
+            "subscribe"
+        );
         assert_eq!(select_route(r#"{"action":"fly"}"#, &routes), "$default");
         assert_eq!(select_route("not json", &routes), "$default");
         assert_eq!(select_route(r#"{"action":5}"#, &routes), "$default");
@@ -167,14 +197,38 @@ mod tests {
         let event = connect(&info(), &headers, Some("user_id=u1&x=1&x=2"));
         let json = serde_json::to_value(&event).unwrap();
         let context = &json["requestContext"];
-        for key in ["routeKey", "eventType", "connectionId", "connectedAt", "requestTimeEpoch", "domainName", "stage", "apiId", "requestId", "messageDirection"] {
+        for key in [
+            "routeKey",
+            "eventType",
+            "connectionId",
+            "connectedAt",
+            "requestTimeEpoch",
+            "domainName",
+            "stage",
+            "apiId",
+            "requestId",
+            "messageDirection",
+        ] {
             assert!(!context[key].is_null(), "{key} missing: {context}");
         }
-        assert_eq!(json["queryStringParameters"]["user_id"], "u1");
-        assert_eq!(json["multiValueQueryStringParameters"]["x"], serde_json::json!(["1", "2"]));
+        assert_eq!(event.query_string_parameters.first("user_id"), Some("u1"));
+        assert_eq!(
+            event.query_string_parameters.first("x"),
+            Some("2"),
+            "the last value, as in AWS"
+        );
+        assert_eq!(
+            event.multi_value_query_string_parameters.all("x"),
+            Some(vec!["1", "2"])
+        );
         let back: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
         assert_eq!(back.request_context.route_key.as_deref(), Some("$connect"));
-        let gone = serde_json::to_value(disconnect(&info(), 1005, "Client-side close frame status not set")).unwrap();
+        let gone = serde_json::to_value(disconnect(
+            &info(),
+            1005,
+            "Client-side close frame status not set",
+        ))
+        .unwrap();
         assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1005);
     }
 }

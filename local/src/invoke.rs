@@ -15,7 +15,9 @@ use crate::management::aws_error;
 
 /// Whether `name` (a name, a partial or full ARN, maybe with a qualifier) is the sender.
 fn is_sender(name: &str) -> bool {
-    let name = name.rsplit_once(":function:").map_or(name, |(_, rest)| rest);
+    let name = name
+        .rsplit_once(":function:")
+        .map_or(name, |(_, rest)| rest);
     let name = name.split(':').next().unwrap_or(name);
     name.to_ascii_lowercase().contains("sender")
 }
@@ -31,7 +33,9 @@ pub(crate) async fn invoke<S: Store>(
         return aws_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
-            &format!("Function not found: {function} (jobcast-local serves the sender, e.g. \"sender\")"),
+            &format!(
+                "Function not found: {function} (jobcast-local serves the sender, e.g. \"sender\")"
+            ),
         );
     }
     let payload: serde_json::Value = if body.is_empty() {
@@ -75,8 +79,14 @@ pub(crate) async fn invoke<S: Store>(
     let mut response = (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::HeaderName::from_static("x-amz-executed-version"), HeaderValue::from_static("$LATEST")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::HeaderName::from_static("x-amz-executed-version"),
+                HeaderValue::from_static("$LATEST"),
+            ),
         ],
         body,
     )
@@ -95,7 +105,11 @@ mod tests {
 
     #[test]
     fn sender_names() {
-        for name in ["sender", "jobcast-sender", "arn:aws:lambda:eu-west-1:1:function:jobcast-SenderFunction-X:$LATEST"] {
+        for name in [
+            "sender",
+            "jobcast-sender",
+            "arn:aws:lambda:eu-west-1:1:function:jobcast-SenderFunction-X:$LATEST",
+        ] {
             assert!(is_sender(name), "{name}");
         }
         assert!(!is_sender("connect"));

@@ -81,7 +81,11 @@ pub struct Emulator<S: Store> {
 
 impl<S: Store> Emulator<S> {
     /// Serves on `listener` (bind port 0 for a free port).
-    pub fn start(listener: TcpListener, service: Jobcast<S>, config: EmulatorConfig) -> std::io::Result<Self> {
+    pub fn start(
+        listener: TcpListener,
+        service: Jobcast<S>,
+        config: EmulatorConfig,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
         let app = Arc::new(App {
@@ -93,11 +97,14 @@ impl<S: Store> Emulator<S> {
         let router = router(app.clone());
         let mut stop = app.shutdown.subscribe();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
         });
         Ok(Self { addr, app, server })
     }
@@ -139,7 +146,9 @@ impl<S: Store> Emulator<S> {
 
     /// Waits until the server stops (after a shutdown).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.server.await.unwrap_or_else(|err| Err(std::io::Error::other(err)))
+        self.server
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)))
     }
 
     /// A handle that can trigger shutdown from elsewhere (a signal handler).
@@ -161,32 +170,13 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/", get(websocket::websocket_or_page::<S>))
         .route("/health", get(health::<S>))
         .route("/@connections/{connection_id}", connections.clone())
-        .route("/{stage}/@connections/{connection_id}", connections_with_stage::<S>())
+        // The same routes under a stage prefix (an endpoint URL ending in `/local`).
+        .route("/{stage}/@connections/{connection_id}", connections)
         .route(
             "/2015-03-31/functions/{function}/invocations",
             post(invoke::invoke::<S>).layer(DefaultBodyLimit::max(6 * 1024 * 1024)),
         )
         .with_state(app)
-}
-
-/// The same `@connections` routes under a stage prefix (an endpoint URL ending in `/local`).
-fn connections_with_stage<S: Store>() -> axum::routing::MethodRouter<Arc<App<S>>> {
-    use axum::extract::Path;
-    async fn strip<S: Store>(
-        Path((_stage, id)): Path<(String, String)>,
-    ) -> Path<String> {
-        Path(id)
-    }
-    get(|state: State<Arc<App<S>>>, path: Path<(String, String)>| async move {
-        management::get(state, strip::<S>(path).await).await
-    })
-    .post(|state: State<Arc<App<S>>>, path: Path<(String, String)>, body: axum::body::Body| async move {
-        management::post(state, strip::<S>(path).await, body).await
-    })
-    .delete(|state: State<Arc<App<S>>>, path: Path<(String, String)>| async move {
-        management::delete(state, strip::<S>(path).await).await
-    })
-    .layer(DefaultBodyLimit::disable())
 }
 
 async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {

@@ -17,7 +17,10 @@ enum Auth {
 }
 
 #[derive(Debug, Parser)]
-#[command(version, about = "jobcast on one machine: an API Gateway WebSocket emulator around the real handlers")]
+#[command(
+    version,
+    about = "jobcast on one machine: an API Gateway WebSocket emulator around the real handlers"
+)]
 struct Args {
     #[arg(long, default_value = "127.0.0.1", env = "JOBCAST_HOST")]
     host: String,
@@ -49,7 +52,9 @@ async fn main() -> anyhow::Result<()> {
         Auth::None => AuthMode::None,
     };
     if settings.auth_mode == AuthMode::None {
-        tracing::warn!("authentication is OFF (--auth none): anyone who can reach this port can connect as any user");
+        tracing::warn!(
+            "authentication is OFF (--auth none): anyone who can reach this port can connect as any user"
+        );
     }
     let config = EmulatorConfig {
         stage: args.stage,
@@ -65,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("{}:{} is not a socket address", args.host, args.port))?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("binding {address} (is another jobcast-local running? try --port 0)"))?;
+        .with_context(|| {
+            format!("binding {address} (is another jobcast-local running? try --port 0)")
+        })?;
     let emulator = Emulator::start(listener, Jobcast::new(MemoryStore::new(), settings), config)
         .context("starting the emulator")?;
 

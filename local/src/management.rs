@@ -11,6 +11,7 @@ use http::{HeaderValue, StatusCode, header};
 use jobcast::gateway::{ConnectionGateway, PostError};
 use jobcast::protocol::ConnectionId;
 use jobcast::store::Store;
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::App;
@@ -23,7 +24,10 @@ pub(crate) fn aws_error(status: StatusCode, error_type: &'static str, message: &
         status,
         [
             ("x-amzn-ErrorType", HeaderValue::from_static(error_type)),
-            (header::CONTENT_TYPE.as_str(), HeaderValue::from_static("application/json")),
+            (
+                header::CONTENT_TYPE.as_str(),
+                HeaderValue::from_static("application/json"),
+            ),
         ],
         json!({ "message": message }).to_string(),
     )
@@ -32,7 +36,17 @@ pub(crate) fn aws_error(status: StatusCode, error_type: &'static str, message: &
 
 fn gone(connection_id: &str) -> Response {
     tracing::debug!(connection_id, "@connections: gone");
-    aws_error(StatusCode::GONE, "GoneException", &format!("connection {connection_id} is gone"))
+    aws_error(
+        StatusCode::GONE,
+        "GoneException",
+        &format!("connection {connection_id} is gone"),
+    )
+}
+
+/// `@connections/{connection_id}`, with or without a stage before it.
+#[derive(Deserialize)]
+pub(crate) struct ConnectionPath {
+    connection_id: String,
 }
 
 /// The path's connection id; an id we could never have issued is simply gone.
@@ -43,7 +57,9 @@ fn connection_id(raw: &str) -> Option<ConnectionId> {
 /// `POST @connections/{id}`: the body, as is, becomes one frame.
 pub(crate) async fn post<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Path(raw_id): Path<String>,
+    Path(ConnectionPath {
+        connection_id: raw_id,
+    }): Path<ConnectionPath>,
     body: Body,
 ) -> Response {
     let limit = app.config.limits.max_message_bytes;
@@ -70,12 +86,21 @@ pub(crate) async fn post<S: Store>(
             "PayloadTooLargeException",
             &format!("payload of {size} bytes exceeds the {limit} byte message limit"),
         ),
-        Err(err) => aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerErrorException", &err.to_string()),
+        Err(err) => aws_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerErrorException",
+            &err.to_string(),
+        ),
     }
 }
 
 /// `GET @connections/{id}`: when it connected, when it was last active, who it is.
-pub(crate) async fn get<S: Store>(State(app): State<Arc<App<S>>>, Path(raw_id): Path<String>) -> Response {
+pub(crate) async fn get<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(ConnectionPath {
+        connection_id: raw_id,
+    }): Path<ConnectionPath>,
+) -> Response {
     let Some(live) = connection_id(&raw_id).and_then(|id| app.registry.get(&id)) else {
         return gone(&raw_id);
     };
@@ -88,15 +113,27 @@ pub(crate) async fn get<S: Store>(State(app): State<Arc<App<S>>>, Path(raw_id): 
         "lastActiveAt": live.last_active_at().to_rfc3339_opts(SecondsFormat::Millis, true),
         "identity": identity,
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// `DELETE @connections/{id}`: closes the socket; `$disconnect` follows.
-pub(crate) async fn delete<S: Store>(State(app): State<Arc<App<S>>>, Path(raw_id): Path<String>) -> Response {
+pub(crate) async fn delete<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(ConnectionPath {
+        connection_id: raw_id,
+    }): Path<ConnectionPath>,
+) -> Response {
     let Some(live) = connection_id(&raw_id).and_then(|id| app.registry.get(&id)) else {
         return gone(&raw_id);
     };
     tracing::info!(connection_id = %raw_id, "@connections delete");
-    live.request_close(ServerClose { code: 1000, reason: "Connection deleted" });
+    live.request_close(ServerClose {
+        code: 1000,
+        reason: "Connection deleted",
+    });
     StatusCode::NO_CONTENT.into_response()
 }

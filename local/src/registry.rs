@@ -53,7 +53,8 @@ impl LiveConnection {
     }
 
     pub fn touch(&self) {
-        self.last_active_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.last_active_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
     pub fn last_active_at(&self) -> DateTime<Utc> {
@@ -104,7 +105,10 @@ impl Registry {
 
     /// How many sockets are open.
     pub fn len(&self) -> usize {
-        self.connections.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.connections
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,23 +123,36 @@ impl Registry {
 /// Posting in-process behaves as `@connections` does: 410 for a closed connection, 413 above
 /// the message limit. Text goes out as a text frame, anything else as binary.
 impl ConnectionGateway for Registry {
-    async fn post_to_connection(&self, connection_id: &ConnectionId, payload: Bytes) -> Result<(), PostError> {
+    async fn post_to_connection(
+        &self,
+        connection_id: &ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), PostError> {
         if payload.len() > self.max_message_bytes {
-            return Err(PostError::PayloadTooLarge { size: payload.len() });
+            return Err(PostError::PayloadTooLarge {
+                size: payload.len(),
+            });
         }
         let connection = self.get(connection_id).ok_or(PostError::Gone)?;
         let message = match std::str::from_utf8(&payload) {
             Ok(text) => Outbound::Text(text.to_owned()),
             Err(_) => Outbound::Binary(payload),
         };
-        let result = connection.outbound.send(message).await.map_err(|_| PostError::Gone);
+        let result = connection
+            .outbound
+            .send(message)
+            .await
+            .map_err(|_| PostError::Gone);
         tracing::debug!(%connection_id, ok = result.is_ok(), "post");
         result
     }
 
     async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<(), PostError> {
         let connection = self.get(connection_id).ok_or(PostError::Gone)?;
-        connection.request_close(ServerClose { code: 1000, reason: "Connection deleted" });
+        connection.request_close(ServerClose {
+            code: 1000,
+            reason: "Connection deleted",
+        });
         Ok(())
     }
 }

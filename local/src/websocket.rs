@@ -100,7 +100,9 @@ pub(crate) async fn websocket_or_page<S: Store>(
         .max_frame_size(limit.saturating_mul(4).max(1 << 20))
         .on_failed_upgrade(move |err| {
             tracing::warn!(error = %err, "upgrade failed after $connect");
-            tokio::spawn(async move { finish(&failed_app, &failed_info, 1006, "Upgrade failed").await });
+            tokio::spawn(
+                async move { finish(&failed_app, &failed_info, 1006, "Upgrade failed").await },
+            );
         })
         .on_upgrade(move |socket| serve_connection(app, info, live, socket, outbound_rx, close_rx))
 }
@@ -115,7 +117,11 @@ struct Ending {
 
 impl Ending {
     fn server(code: u16, reason: &str) -> Self {
-        Self { code, reason: reason.to_owned(), send_close: true }
+        Self {
+            code,
+            reason: reason.to_owned(),
+            send_close: true,
+        }
     }
 }
 
@@ -211,10 +217,17 @@ async fn serve_connection<S: Store>(
     };
 
     // Gone from the registry first: from here on posts get 410, as they do in AWS.
-    app.registry.remove(&ConnectionId::parse(connection_id.clone()).expect("ids we made are valid"));
-    let frame = ending.send_close.then(|| CloseFrame { code: ending.code, reason: ending.reason.clone().into() });
+    app.registry
+        .remove(&ConnectionId::parse(connection_id.clone()).expect("ids we made are valid"));
+    let frame = ending.send_close.then(|| CloseFrame {
+        code: ending.code,
+        reason: ending.reason.clone().into(),
+    });
     let _ = final_close_tx.send(frame);
-    if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
         tracing::debug!(%connection_id, "writer did not finish in time");
     }
     finish(&app, &info, ending.code, &ending.reason).await;
@@ -230,7 +243,13 @@ async fn finish<S: Store>(app: &App<S>, info: &ConnectionInfo, code: u16, reason
     tracing::info!(connection_id = %info.connection_id, code, reason, status = answer.status_code, "$disconnect");
 }
 
-async fn route_frame<S: Store>(app: &App<S>, info: &ConnectionInfo, route: &str, body: String, is_base64: bool) {
+async fn route_frame<S: Store>(
+    app: &App<S>,
+    info: &ConnectionInfo,
+    route: &str,
+    body: String,
+    is_base64: bool,
+) {
     let event = events::message(info, route, body, is_base64);
     let answer = app.service.handle_message(&app.registry, &event).await;
     tracing::info!(connection_id = %info.connection_id, route, status = answer.status_code, "route");

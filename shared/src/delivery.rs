@@ -94,13 +94,22 @@ where
         // Keep `concurrency` posts in flight, reading the next page only when the queue is dry.
         while in_flight.len() < concurrency {
             if let Some(connection_id) = queued.pop_front() {
-                in_flight.push(deliver_one(store, gateway, settings, connection_id, payload.clone()));
+                in_flight.push(deliver_one(
+                    store,
+                    gateway,
+                    settings,
+                    connection_id,
+                    payload.clone(),
+                ));
             } else if let Some(request) = next_page.take() {
                 let page = match audience {
                     Audience::Job(job_id) => store.job_subscribers(job_id, request).await?,
                     Audience::User(user_id) => store.user_connections(user_id, request).await?,
                 };
-                next_page = page.next.map(|after| PageRequest { after: Some(after), limit: page_size });
+                next_page = page.next.map(|after| PageRequest {
+                    after: Some(after),
+                    limit: page_size,
+                });
                 queued.extend(page.items);
             } else {
                 break;
@@ -153,7 +162,9 @@ async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
                     %connection_id, error = %err, attempts,
                     "post forbidden: check the execute-api:ManageConnections permission and the endpoint"
                 ),
-                _ => tracing::warn!(%connection_id, error = %err, kind = err.kind(), attempts, "post failed"),
+                _ => {
+                    tracing::warn!(%connection_id, error = %err, kind = err.kind(), attempts, "post failed")
+                }
             }
             Outcome::Failed { retries }
         }
@@ -170,7 +181,10 @@ pub async fn post_with_retry<G: ConnectionGateway>(
 ) -> (Result<(), PostError>, u32) {
     let mut retries = 0;
     loop {
-        match gateway.post_to_connection(connection_id, payload.clone()).await {
+        match gateway
+            .post_to_connection(connection_id, payload.clone())
+            .await
+        {
             Err(err) if err.is_retryable() && retries + 1 < settings.max_attempts => {
                 retries += 1;
                 tokio::time::sleep(backoff(settings, retries)).await;

@@ -80,8 +80,13 @@ impl Settings {
         settings.event_ttl = seconds("EVENT_TTL_SECONDS", settings.event_ttl)?;
         settings.websocket_endpoint = lookup("WEBSOCKET_ENDPOINT").filter(|e| !e.is_empty());
         let delivery = &mut settings.delivery;
-        delivery.concurrency = number(&lookup, "SEND_CONCURRENCY", delivery.concurrency as u64)? as usize;
-        delivery.max_attempts = number(&lookup, "SEND_MAX_ATTEMPTS", u64::from(delivery.max_attempts))? as u32;
+        delivery.concurrency =
+            number(&lookup, "SEND_CONCURRENCY", delivery.concurrency as u64)? as usize;
+        delivery.max_attempts = number(
+            &lookup,
+            "SEND_MAX_ATTEMPTS",
+            u64::from(delivery.max_attempts),
+        )? as u32;
         delivery.backoff_base = millis("SEND_BACKOFF_BASE_MS", delivery.backoff_base)?;
         delivery.backoff_max = millis("SEND_BACKOFF_MAX_MS", delivery.backoff_max)?;
         Ok(settings)
@@ -96,12 +101,22 @@ fn number(
     match lookup(name) {
         None => Ok(default),
         Some(value) => match value.trim().parse::<u64>() {
-            Ok(0) => Err(ConfigError { name, value, reason: "must be greater than zero" }),
-            Ok(number) if number > u64::from(u32::MAX) => {
-                Err(ConfigError { name, value, reason: "is too large" })
-            }
+            Ok(0) => Err(ConfigError {
+                name,
+                value,
+                reason: "must be greater than zero",
+            }),
+            Ok(number) if number > u64::from(u32::MAX) => Err(ConfigError {
+                name,
+                value,
+                reason: "is too large",
+            }),
             Ok(number) => Ok(number),
-            Err(_) => Err(ConfigError { name, value, reason: "expected a whole number" }),
+            Err(_) => Err(ConfigError {
+                name,
+                value,
+                reason: "expected a whole number",
+            }),
         },
     }
 }
@@ -113,8 +128,10 @@ mod tests {
     use super::*;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -128,11 +145,20 @@ mod tests {
 
     #[test]
     fn values_are_read_and_bad_ones_named() {
-        let settings = from(&[("CONNECTION_TTL_SECONDS", "60"), ("AUTH_MODE", "none"), ("SEND_CONCURRENCY", "8")]).unwrap();
+        let settings = from(&[
+            ("CONNECTION_TTL_SECONDS", "60"),
+            ("AUTH_MODE", "none"),
+            ("SEND_CONCURRENCY", "8"),
+        ])
+        .unwrap();
         assert_eq!(settings.connection_ttl, Duration::from_secs(60));
         assert_eq!(settings.auth_mode, AuthMode::None);
         assert_eq!(settings.delivery.concurrency, 8);
-        for (name, value) in [("CONNECTION_TTL_SECONDS", "soon"), ("SEND_CONCURRENCY", "0"), ("AUTH_MODE", "maybe")] {
+        for (name, value) in [
+            ("CONNECTION_TTL_SECONDS", "soon"),
+            ("SEND_CONCURRENCY", "0"),
+            ("AUTH_MODE", "maybe"),
+        ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
         }

@@ -24,7 +24,10 @@ pub type TestEmulator = Emulator<MemoryStore>;
 
 /// Settings for tests: no authentication, quick retries.
 pub fn test_settings() -> Settings {
-    let mut settings = Settings { auth_mode: AuthMode::None, ..Settings::default() };
+    let mut settings = Settings {
+        auth_mode: AuthMode::None,
+        ..Settings::default()
+    };
     settings.delivery.backoff_base = Duration::from_millis(5);
     settings.delivery.backoff_max = Duration::from_millis(50);
     settings
@@ -35,8 +38,11 @@ pub async fn start() -> TestEmulator {
 }
 
 pub async fn start_with(settings: Settings, config: EmulatorConfig) -> TestEmulator {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
-    Emulator::start(listener, Jobcast::new(MemoryStore::new(), settings), config).expect("start the emulator")
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    Emulator::start(listener, Jobcast::new(MemoryStore::new(), settings), config)
+        .expect("start the emulator")
 }
 
 /// A real WebSocket client.
@@ -49,21 +55,34 @@ impl Client {
     /// Connects as a fresh user of its own, so its connection can be found in the store.
     pub async fn connect(emulator: &TestEmulator) -> Client {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let user = format!("user-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let user = format!(
+            "user-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         Self::connect_as(emulator, &user).await
     }
 
     pub async fn connect_as(emulator: &TestEmulator, user: &str) -> Client {
         let url = format!("{}/?user_id={user}", emulator.websocket_url());
-        let (socket, response) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
+        let (socket, response) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connect");
         assert_eq!(response.status(), 101);
-        Client { socket, user: user.to_owned() }
+        Client {
+            socket,
+            user: user.to_owned(),
+        }
     }
 
     /// This client's connection id, as the store knows it.
     pub async fn connection_id(&self, emulator: &TestEmulator) -> ConnectionId {
         let user = UserId::parse(self.user.clone()).unwrap();
-        let page = emulator.service().store().user_connections(&user, PageRequest::first(10)).await.unwrap();
+        let page = emulator
+            .service()
+            .store()
+            .user_connections(&user, PageRequest::first(10))
+            .await
+            .unwrap();
         assert_eq!(page.items.len(), 1, "one connection for {}", self.user);
         page.items[0].clone()
     }
@@ -73,11 +92,17 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: String) {
-        self.socket.send(Message::Text(text.into())).await.expect("send a frame");
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send a frame");
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.socket.send(Message::Binary(bytes.into())).await.expect("send a frame");
+        self.socket
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send a frame");
     }
 
     /// The next text frame as JSON; fails the test if none comes in time.
@@ -89,8 +114,12 @@ impl Client {
                 .expect("the socket is open")
                 .expect("a valid frame");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).expect("frames are JSON"),
-                Message::Close(frame) => panic!("socket closed while waiting for a frame: {frame:?}"),
+                Message::Text(text) => {
+                    return serde_json::from_str(&text).expect("frames are JSON");
+                }
+                Message::Close(frame) => {
+                    panic!("socket closed while waiting for a frame: {frame:?}")
+                }
                 _ => continue,
             }
         }
@@ -116,7 +145,9 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, job_id: &str) {
-        let reply = self.request(json!({"action": "subscribe", "job_id": job_id})).await;
+        let reply = self
+            .request(json!({"action": "subscribe", "job_id": job_id}))
+            .await;
         assert_eq!(reply["type"], "subscribed", "{reply}");
         assert_eq!(reply["job_id"], job_id);
     }
@@ -133,7 +164,9 @@ impl Client {
     /// Waits for the server to close the socket and returns its close frame.
     pub async fn expect_close(&mut self) -> Option<CloseFrame> {
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("a close in time");
+            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a close in time");
             match next {
                 Some(Ok(Message::Close(frame))) => return frame,
                 Some(Ok(Message::Text(text))) => panic!("expected a close, got {text}"),
@@ -146,7 +179,10 @@ impl Client {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
         // Drain until the server acknowledges, so its $disconnect has started.
-        let _ = tokio::time::timeout(PATIENCE, async { while self.socket.next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(PATIENCE, async {
+            while self.socket.next().await.is_some() {}
+        })
+        .await;
     }
 }
 
@@ -167,17 +203,36 @@ where
 }
 
 /// Invokes the sender through the Lambda Invoke API path, as `curl` would.
-pub async fn invoke_sender(emulator: &TestEmulator, payload: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
+pub async fn invoke_sender(
+    emulator: &TestEmulator,
+    payload: &Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     invoke_raw(emulator, "sender", payload.to_string()).await
 }
 
-pub async fn invoke_raw(emulator: &TestEmulator, function: &str, body: String) -> (u16, reqwest::header::HeaderMap, Value) {
-    let url = format!("{}/2015-03-31/functions/{function}/invocations", emulator.http_url());
-    let response = reqwest::Client::new().post(url).body(body).send().await.expect("invoke");
+pub async fn invoke_raw(
+    emulator: &TestEmulator,
+    function: &str,
+    body: String,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let url = format!(
+        "{}/2015-03-31/functions/{function}/invocations",
+        emulator.http_url()
+    );
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .expect("invoke");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("JSON answer")
+    };
     (status, headers, body)
 }
 
@@ -195,7 +250,11 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "test", "test", None, None, "jobcast-tests",
+            "test",
+            "test",
+            None,
+            None,
+            "jobcast-tests",
         ))
         .endpoint_url(endpoint)
         .load()
@@ -210,10 +269,16 @@ pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::
 pub fn aws_fixture(name: &str) -> Value {
     let dir = std::env::var_os("JOBCAST_AWS_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/aws-event-fixtures"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/aws-event-fixtures")
+        });
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("{}: {err} (set JOBCAST_AWS_FIXTURES to the fixtures folder)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err} (set JOBCAST_AWS_FIXTURES to the fixtures folder)",
+            path.display()
+        )
+    });
     serde_json::from_str(&text).unwrap()
 }
 
@@ -221,5 +286,5 @@ pub fn close_code(frame: &Option<CloseFrame>) -> Option<u16> {
     frame.as_ref().map(|f| u16::from(f.code))
 }
 
-pub use tungstenite::protocol::frame::coding::CloseCode;
 pub use bytes::Bytes;
+pub use tungstenite::protocol::frame::coding::CloseCode;

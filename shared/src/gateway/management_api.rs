@@ -48,7 +48,9 @@ fn classify<E: ProvideErrorMetadata>(
     err: SdkError<E, aws_smithy_runtime_api::http::Response>,
     size: usize,
 ) -> PostError {
-    let status = err.raw_response().map(|response| response.status().as_u16());
+    let status = err
+        .raw_response()
+        .map(|response| response.status().as_u16());
     match (&err, err.code()) {
         (_, Some("GoneException")) => PostError::Gone,
         (_, Some("PayloadTooLargeException")) => PostError::PayloadTooLarge { size },
@@ -121,7 +123,8 @@ impl ManagementApi {
     /// With `configured_endpoint` (WEBSOCKET_ENDPOINT) every post goes there; without it the
     /// endpoint comes from each request's domain name and stage.
     pub fn new(sdk: SdkConfig, configured_endpoint: Option<&str>) -> Self {
-        let configured = configured_endpoint.map(|endpoint| ManagementApiGateway::new(&sdk, endpoint));
+        let configured =
+            configured_endpoint.map(|endpoint| ManagementApiGateway::new(&sdk, endpoint));
         Self {
             sdk,
             configured,

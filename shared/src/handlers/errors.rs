@@ -25,7 +25,9 @@ impl ActionError {
             Self::JobNotFound(_) => ErrorCode::NotFound,
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::UnknownConnection => ErrorCode::Forbidden,
-            Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_)) => ErrorCode::Unavailable,
+            Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_)) => {
+                ErrorCode::Unavailable
+            }
             Self::Store(StoreError::Corrupt(_)) => ErrorCode::InternalError,
         }
     }

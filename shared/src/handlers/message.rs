@@ -3,7 +3,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use tracing::Instrument;
 
-use super::{ActionError, Jobcast, authorized_user, connection_of, error_reply, post_frame, response};
+use super::{
+    ActionError, Jobcast, authorized_user, connection_of, error_reply, post_frame, response,
+};
 use crate::delivery::{Audience, deliver};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
@@ -34,11 +36,21 @@ impl<S: Store> Jobcast<S> {
             Err(err) => {
                 tracing::info!(%connection_id, code = ?err.code(), error = %err, "frame refused");
                 let reply = error_reply(&ActionError::Frame(err), None);
-                post_frame(&self.store, gateway, &connection_id, ServerMessage::Error(reply), None).await;
+                post_frame(
+                    &self.store,
+                    gateway,
+                    &connection_id,
+                    ServerMessage::Error(reply),
+                    None,
+                )
+                .await;
                 return response(200, "refused");
             }
         };
-        let ClientRequest { message, correlation_id } = request_frame;
+        let ClientRequest {
+            message,
+            correlation_id,
+        } = request_frame;
         let action = message.action();
         let span = tracing::info_span!(
             "action",
@@ -56,14 +68,23 @@ impl<S: Store> Jobcast<S> {
             match self.act(gateway, &caller, message).await {
                 Ok(replies) => {
                     for reply in replies {
-                        post_frame(&self.store, gateway, &connection_id, reply, correlation_id.clone()).await;
+                        post_frame(
+                            &self.store,
+                            gateway,
+                            &connection_id,
+                            reply,
+                            correlation_id.clone(),
+                        )
+                        .await;
                     }
                     tracing::info!("action served");
                     response(200, "ok")
                 }
                 Err(err) => {
                     match &err {
-                        ActionError::Store(store_err) => tracing::error!(error = %store_err, "action failed"),
+                        ActionError::Store(store_err) => {
+                            tracing::error!(error = %store_err, "action failed")
+                        }
                         other => tracing::info!(error = %other, "action refused"),
                     }
                     let reply = ServerMessage::Error(error_reply(&err, Some(action)));
@@ -84,7 +105,10 @@ impl<S: Store> Jobcast<S> {
     ) -> Result<Vec<ServerMessage>, ActionError> {
         match message {
             ClientMessage::Ping => Ok(vec![ServerMessage::Pong]),
-            ClientMessage::Subscribe(Subscribe { job_id, last_seq: _ }) => {
+            ClientMessage::Subscribe(Subscribe {
+                job_id,
+                last_seq: _,
+            }) => {
                 let user_id = self.user_of(caller).await?;
                 let subscription = Subscription {
                     connection_id: caller.connection_id.clone(),
@@ -93,20 +117,26 @@ impl<S: Store> Jobcast<S> {
                     expires_at: self.expiry(Utc::now(), self.settings.connection_ttl),
                 };
                 self.store.put_subscription(&subscription).await?;
-                let mut replies = vec![ServerMessage::Subscribed(Subscribed { job_id: job_id.clone() })];
+                let mut replies = vec![ServerMessage::Subscribed(Subscribed {
+                    job_id: job_id.clone(),
+                })];
                 if let Some(job) = self.store.get_job(&job_id).await? {
                     replies.push(ServerMessage::JobStatus(status_report(job)));
                 }
                 Ok(replies)
             }
             ClientMessage::Unsubscribe(JobRef { job_id }) => {
-                self.store.delete_subscription(&caller.connection_id, &job_id).await?;
+                self.store
+                    .delete_subscription(&caller.connection_id, &job_id)
+                    .await?;
                 Ok(vec![ServerMessage::Unsubscribed(JobRef { job_id })])
             }
-            ClientMessage::RequestStatus(JobRef { job_id }) => match self.store.get_job(&job_id).await? {
-                Some(job) => Ok(vec![ServerMessage::JobStatus(status_report(job))]),
-                None => Err(ActionError::JobNotFound(job_id)),
-            },
+            ClientMessage::RequestStatus(JobRef { job_id }) => {
+                match self.store.get_job(&job_id).await? {
+                    Some(job) => Ok(vec![ServerMessage::JobStatus(status_report(job))]),
+                    None => Err(ActionError::JobNotFound(job_id)),
+                }
+            }
             ClientMessage::CancelJob(CancelJob { job_id, reason }) => {
                 self.cancel(gateway, caller, job_id, reason).await
             }
@@ -139,7 +169,10 @@ impl<S: Store> Jobcast<S> {
         let stored = match outcome {
             AppendOutcome::Appended(stored) => stored,
             AppendOutcome::JobFinished(job) => {
-                return Err(ActionError::JobFinished { job_id, state: job.state });
+                return Err(ActionError::JobFinished {
+                    job_id,
+                    state: job.state,
+                });
             }
         };
         let frame = ServerFrame::new(
@@ -147,10 +180,26 @@ impl<S: Store> Jobcast<S> {
             caller.correlation_id.clone(),
         );
         let payload = Bytes::from(frame.to_json());
-        let report = deliver(&self.store, gateway, &self.settings.delivery, &Audience::Job(job_id.clone()), payload)
-            .await?;
-        tracing::info!(seq = stored.seq, delivered = report.delivered, gone = report.gone, failed = report.failed, "job cancelled");
-        let job = self.store.get_job(&job_id).await?.ok_or(ActionError::JobNotFound(job_id))?;
+        let report = deliver(
+            &self.store,
+            gateway,
+            &self.settings.delivery,
+            &Audience::Job(job_id.clone()),
+            payload,
+        )
+        .await?;
+        tracing::info!(
+            seq = stored.seq,
+            delivered = report.delivered,
+            gone = report.gone,
+            failed = report.failed,
+            "job cancelled"
+        );
+        let job = self
+            .store
+            .get_job(&job_id)
+            .await?
+            .ok_or(ActionError::JobNotFound(job_id))?;
         Ok(vec![ServerMessage::JobStatus(status_report(job))])
     }
 

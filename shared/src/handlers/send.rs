@@ -8,7 +8,8 @@ use super::Jobcast;
 use crate::delivery::{Audience, DeliveryReport, deliver};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
-    CorrelationId, ErrorCode, FrameError, JobEvent, JobId, MAX_FRAME_BYTES, ServerFrame, ServerMessage, Seq,
+    CorrelationId, ErrorCode, FrameError, JobEvent, JobId, MAX_FRAME_BYTES, Seq, ServerFrame,
+    ServerMessage,
 };
 use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
 
@@ -31,21 +32,35 @@ impl SendRequest {
         let job_id = crate::protocol::optional_field::<JobId>(&mut fields, "job_id")?
             .ok_or_else(|| invalid("job_id", "is missing".into()))?;
         let correlation_id = crate::protocol::optional_field(&mut fields, "correlation_id")?;
-        let event = fields.remove("event").ok_or_else(|| invalid("event", "is missing".into()))?;
+        let event = fields
+            .remove("event")
+            .ok_or_else(|| invalid("event", "is missing".into()))?;
         let event = JobEvent::from_value(event).map_err(|err| match err {
-            FrameError::InvalidField { field, reason } => invalid(&format!("event.{field}"), reason),
+            FrameError::InvalidField { field, reason } => {
+                invalid(&format!("event.{field}"), reason)
+            }
             FrameError::NotAnObject => invalid("event", "must be an object".into()),
             other => other,
         })?;
         if let Some(field) = fields.keys().next() {
-            return Err(invalid(field, "is not a known field (expected job_id, event, correlation_id)".into()));
+            return Err(invalid(
+                field,
+                "is not a known field (expected job_id, event, correlation_id)".into(),
+            ));
         }
-        Ok(Self { job_id, event, correlation_id })
+        Ok(Self {
+            job_id,
+            event,
+            correlation_id,
+        })
     }
 }
 
 fn invalid(field: &str, reason: String) -> FrameError {
-    FrameError::InvalidField { field: field.to_owned(), reason }
+    FrameError::InvalidField {
+        field: field.to_owned(),
+        reason,
+    }
 }
 
 /// What the sender answers a pipeline.
@@ -60,7 +75,11 @@ pub enum SendOutcome {
         delivery: DeliveryReport,
     },
     /// Not recorded: the job had already finished.
-    Rejected { job_id: JobId, code: ErrorCode, message: String },
+    Rejected {
+        job_id: JobId,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Why the sender could not take an event. Delivery failures are never errors: they are
@@ -88,7 +107,10 @@ impl SendError {
 
     /// Whether the same request may succeed later (SQS should redeliver it).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_)))
+        matches!(
+            self,
+            Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_))
+        )
     }
 }
 
@@ -115,13 +137,23 @@ impl<S: Store> Jobcast<S> {
         gateway: &G,
         request: SendRequest,
     ) -> Result<SendOutcome, SendError> {
-        let SendRequest { job_id, event, correlation_id } = request;
+        let SendRequest {
+            job_id,
+            event,
+            correlation_id,
+        } = request;
         // Refuse an event too large to deliver before it takes a seq.
-        let probe = ServerFrame::new(ServerMessage::job_event(job_id.clone(), Seq::MAX, event.clone()), correlation_id.clone());
+        let probe = ServerFrame::new(
+            ServerMessage::job_event(job_id.clone(), Seq::MAX, event.clone()),
+            correlation_id.clone(),
+        );
         let size = probe.to_json().len();
         if size > MAX_FRAME_BYTES {
             tracing::warn!(size, "event refused: too large to deliver");
-            return Err(SendError::PayloadTooLarge { size, limit: MAX_FRAME_BYTES });
+            return Err(SendError::PayloadTooLarge {
+                size,
+                limit: MAX_FRAME_BYTES,
+            });
         }
         let now = Utc::now();
         let outcome = self
@@ -138,15 +170,32 @@ impl<S: Store> Jobcast<S> {
         let stored = match outcome {
             AppendOutcome::Appended(stored) => stored,
             AppendOutcome::JobFinished(job) => {
-                let message = format!("job {job_id} has already {}; the event was not recorded", job.state.as_str());
+                let message = format!(
+                    "job {job_id} has already {}; the event was not recorded",
+                    job.state.as_str()
+                );
                 tracing::warn!(state = job.state.as_str(), "event refused: job finished");
-                return Ok(SendOutcome::Rejected { job_id, code: ErrorCode::JobFinished, message });
+                return Ok(SendOutcome::Rejected {
+                    job_id,
+                    code: ErrorCode::JobFinished,
+                    message,
+                });
             }
         };
         let seq = stored.seq;
-        let frame = ServerFrame::new(ServerMessage::job_event(job_id.clone(), seq, stored.event), correlation_id);
+        let frame = ServerFrame::new(
+            ServerMessage::job_event(job_id.clone(), seq, stored.event),
+            correlation_id,
+        );
         let payload = Bytes::from(frame.to_json());
-        let delivery = deliver(&self.store, gateway, &self.settings.delivery, &Audience::Job(job_id.clone()), payload).await?;
+        let delivery = deliver(
+            &self.store,
+            gateway,
+            &self.settings.delivery,
+            &Audience::Job(job_id.clone()),
+            payload,
+        )
+        .await?;
         tracing::info!(
             seq,
             delivered = delivery.delivered,
@@ -156,6 +205,10 @@ impl<S: Store> Jobcast<S> {
             duration_ms = delivery.duration_ms,
             "event published"
         );
-        Ok(SendOutcome::Published { job_id, seq, delivery })
+        Ok(SendOutcome::Published {
+            job_id,
+            seq,
+            delivery,
+        })
     }
 }

@@ -121,7 +121,11 @@ impl ClientRequest {
                 from_fields::<NoFields>(fields)?;
                 ClientMessage::Ping
             }
-            _ => return Err(FrameError::UnknownAction { action: truncate(action) }),
+            _ => {
+                return Err(FrameError::UnknownAction {
+                    action: truncate(action),
+                });
+            }
         };
         Ok(Self {
             message,
@@ -180,7 +184,11 @@ impl JobEvent {
             "job_complete" => Self::JobComplete(from_fields(fields)?),
             "job_failed" => Self::JobFailed(from_fields(fields)?),
             "job_cancelled" => Self::JobCancelled(from_fields(fields)?),
-            _ => return Err(FrameError::UnknownEventType { kind: truncate(kind) }),
+            _ => {
+                return Err(FrameError::UnknownEventType {
+                    kind: truncate(kind),
+                });
+            }
         })
     }
 
@@ -331,7 +339,9 @@ impl ServerMessage {
     /// The frame a recorded job event becomes.
     pub fn job_event(job_id: JobId, seq: Seq, event: JobEvent) -> Self {
         match event {
-            JobEvent::ProgressUpdate(event) => Self::ProgressUpdate(Sequenced { job_id, seq, event }),
+            JobEvent::ProgressUpdate(event) => {
+                Self::ProgressUpdate(Sequenced { job_id, seq, event })
+            }
             JobEvent::StageComplete(event) => Self::StageComplete(Sequenced { job_id, seq, event }),
             JobEvent::JobComplete(event) => Self::JobComplete(Sequenced { job_id, seq, event }),
             JobEvent::JobFailed(event) => Self::JobFailed(Sequenced { job_id, seq, event }),
@@ -525,11 +535,16 @@ pub(crate) mod rfc3339_millis {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|time| time.with_timezone(&Utc))

@@ -17,13 +17,34 @@ fn parses_every_action() {
             last_seq: Some(4)
         })
     );
-    let cancel = parse(json!({"action": "cancel_job", "job_id": "j1", "reason": "stop", "correlation_id": "c-1"}))
-        .unwrap();
+    let cancel = parse(
+        json!({"action": "cancel_job", "job_id": "j1", "reason": "stop", "correlation_id": "c-1"}),
+    )
+    .unwrap();
     assert_eq!(cancel.correlation_id.unwrap().as_str(), "c-1");
-    assert!(matches!(cancel.message, ClientMessage::CancelJob(CancelJob { reason: Some(_), .. })));
-    assert!(matches!(parse(json!({"action": "unsubscribe", "job_id": "j"})).unwrap().message, ClientMessage::Unsubscribe(_)));
-    assert!(matches!(parse(json!({"action": "request_status", "job_id": "j"})).unwrap().message, ClientMessage::RequestStatus(_)));
-    assert_eq!(parse(json!({"action": "ping"})).unwrap().message, ClientMessage::Ping);
+    assert!(matches!(
+        cancel.message,
+        ClientMessage::CancelJob(CancelJob {
+            reason: Some(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse(json!({"action": "unsubscribe", "job_id": "j"}))
+            .unwrap()
+            .message,
+        ClientMessage::Unsubscribe(_)
+    ));
+    assert!(matches!(
+        parse(json!({"action": "request_status", "job_id": "j"}))
+            .unwrap()
+            .message,
+        ClientMessage::RequestStatus(_)
+    ));
+    assert_eq!(
+        parse(json!({"action": "ping"})).unwrap().message,
+        ClientMessage::Ping
+    );
 }
 
 #[test]
@@ -38,7 +59,10 @@ fn the_action_list_matches_the_parser_and_the_serde_tags() {
         // The hand-written dispatch and the derived enum agree.
         let derived: ClientMessage = serde_json::from_value(frame).unwrap();
         assert_eq!(derived, request.message);
-        assert_eq!(serde_json::to_value(&request.message).unwrap()["action"], action);
+        assert_eq!(
+            serde_json::to_value(&request.message).unwrap()["action"],
+            action
+        );
     }
 }
 
@@ -62,16 +86,34 @@ fn unknown_action_names_the_valid_ones() {
 fn wrong_types_name_the_field() {
     let cases = [
         (json!({"action": "subscribe", "job_id": 5}), "job_id"),
-        (json!({"action": "subscribe", "job_id": "j", "last_seq": "x"}), "last_seq"),
-        (json!({"action": "subscribe", "job_id": "j", "last_seq": -1}), "last_seq"),
+        (
+            json!({"action": "subscribe", "job_id": "j", "last_seq": "x"}),
+            "last_seq",
+        ),
+        (
+            json!({"action": "subscribe", "job_id": "j", "last_seq": -1}),
+            "last_seq",
+        ),
         (json!({"action": "subscribe"}), "job_id"),
-        (json!({"action": "subscribe", "job_id": "has space"}), "job_id"),
-        (json!({"action": "subscribe", "job_id": "j", "lastSeq": 3}), "lastSeq"),
-        (json!({"action": "cancel_job", "job_id": "j", "reason": 1}), "reason"),
+        (
+            json!({"action": "subscribe", "job_id": "has space"}),
+            "job_id",
+        ),
+        (
+            json!({"action": "subscribe", "job_id": "j", "lastSeq": 3}),
+            "lastSeq",
+        ),
+        (
+            json!({"action": "cancel_job", "job_id": "j", "reason": 1}),
+            "reason",
+        ),
         (json!({"action": "ping", "extra": true}), "extra"),
         (json!({"action": 7}), "action"),
         (json!({"job_id": "j"}), "action"),
-        (json!({"action": "ping", "correlation_id": "a b"}), "correlation_id"),
+        (
+            json!({"action": "ping", "correlation_id": "a b"}),
+            "correlation_id",
+        ),
     ];
     for (frame, field) in cases {
         let err = parse(frame.clone()).unwrap_err();
@@ -83,20 +125,35 @@ fn wrong_types_name_the_field() {
 
 #[test]
 fn oversize_frames_are_refused_before_parsing() {
-    let frame = format!("{{\"action\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(MAX_FRAME_BYTES));
+    let frame = format!(
+        "{{\"action\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(MAX_FRAME_BYTES)
+    );
     let err = ClientRequest::parse(&frame).unwrap_err();
     assert_eq!(err.code(), ErrorCode::PayloadTooLarge);
 }
 
 #[test]
 fn job_events_validate_their_fields() {
-    let ok = JobEvent::from_value(json!({"type": "progress_update", "stage": "crawl", "progress": 40, "message": "4/10"})).unwrap();
+    let ok = JobEvent::from_value(
+        json!({"type": "progress_update", "stage": "crawl", "progress": 40, "message": "4/10"}),
+    )
+    .unwrap();
     assert_eq!(ok.type_name(), "progress_update");
     let cases = [
-        (json!({"type": "progress_update", "stage": "crawl", "progress": 101}), "progress"),
-        (json!({"type": "progress_update", "stage": "", "progress": 1}), "stage"),
+        (
+            json!({"type": "progress_update", "stage": "crawl", "progress": 101}),
+            "progress",
+        ),
+        (
+            json!({"type": "progress_update", "stage": "", "progress": 1}),
+            "stage",
+        ),
         (json!({"type": "progress_update", "stage": "s"}), "progress"),
-        (json!({"type": "job_failed", "error": {"code": "x"}}), "error.message"),
+        (
+            json!({"type": "job_failed", "error": {"code": "x"}}),
+            "error.message",
+        ),
         (json!({"type": "job_complete", "result": {}}), "result"),
         (json!({"type": "teleport"}), "type"),
         (json!({"stage": "s"}), "type"),
@@ -109,7 +166,10 @@ fn job_events_validate_their_fields() {
 
 #[test]
 fn server_frames_carry_type_timestamp_and_correlation_id() {
-    let event = JobEvent::from_value(json!({"type": "progress_update", "stage": "crawl", "progress": 50, "message": "half"})).unwrap();
+    let event = JobEvent::from_value(
+        json!({"type": "progress_update", "stage": "crawl", "progress": 50, "message": "half"}),
+    )
+    .unwrap();
     let frame = ServerFrame::new(
         ServerMessage::job_event(JobId::parse("j1").unwrap(), 7, event),
         Some(CorrelationId::parse("run-1").unwrap()),
@@ -121,7 +181,10 @@ fn server_frames_carry_type_timestamp_and_correlation_id() {
     assert_eq!(value["progress"], 50.0);
     assert_eq!(value["correlation_id"], "run-1");
     let timestamp = value["timestamp"].as_str().unwrap();
-    assert!(timestamp.ends_with('Z') && timestamp.contains('T'), "{timestamp}");
+    assert!(
+        timestamp.ends_with('Z') && timestamp.contains('T'),
+        "{timestamp}"
+    );
     let back: ServerFrame = serde_json::from_value(value).unwrap();
     assert_eq!(back.message, frame.message);
 }

@@ -33,7 +33,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind, which are still consistent
         // enough to serve; don't let one panic take the whole emulator down.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// How many unexpired connections there are (for health reports and tests).
@@ -52,10 +54,7 @@ impl MemoryStore {
     }
 }
 
-fn page_of<'a>(
-    ids: impl Iterator<Item = &'a ConnectionId>,
-    limit: usize,
-) -> Page<ConnectionId> {
+fn page_of<'a>(ids: impl Iterator<Item = &'a ConnectionId>, limit: usize) -> Page<ConnectionId> {
     let limit = limit.max(1);
     let mut items: Vec<ConnectionId> = ids.take(limit + 1).cloned().collect();
     let next = if items.len() > limit {
@@ -113,7 +112,10 @@ impl ConnectionStore for MemoryStore {
                 state.connections_of_user.remove(&connection.user_id);
             }
         }
-        let jobs = state.jobs_of_connection.remove(connection_id).unwrap_or_default();
+        let jobs = state
+            .jobs_of_connection
+            .remove(connection_id)
+            .unwrap_or_default();
         for job_id in &jobs {
             if let Some(subscribers) = state.subscriptions.get_mut(job_id) {
                 subscribers.remove(connection_id);
@@ -168,7 +170,10 @@ impl ConnectionStore for MemoryStore {
         let now = Utc::now();
         let state = self.lock();
         let Some(subscribers) = state.subscriptions.get(job_id) else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         };
         let live = subscribers
             .range((after, Bound::Unbounded))
@@ -186,11 +191,17 @@ impl ConnectionStore for MemoryStore {
         let now = Utc::now();
         let state = self.lock();
         let Some(ids) = state.connections_of_user.get(user_id) else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         };
-        let live = ids
-            .range((after, Bound::Unbounded))
-            .filter(|id| state.connections.get(*id).is_some_and(|c| c.expires_at > now));
+        let live = ids.range((after, Bound::Unbounded)).filter(|id| {
+            state
+                .connections
+                .get(*id)
+                .is_some_and(|c| c.expires_at > now)
+        });
         Ok(page_of(live, page.limit))
     }
 }
@@ -199,13 +210,16 @@ impl JobStore for MemoryStore {
     async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
         let now = Utc::now();
         let mut state = self.lock();
-        let previous = state.jobs.get(&new.job_id).filter(|job| job.expires_at > now);
+        let stored_job = state.jobs.get(&new.job_id);
+        // An expired job starts afresh, but its seq keeps counting: a number is never reused.
+        let last_seq = stored_job.map_or(0, |job| job.last_seq);
+        let previous = stored_job.filter(|job| job.expires_at > now);
         if let Some(job) = previous
             && job.state.is_terminal()
         {
             return Ok(AppendOutcome::JobFinished(job.clone()));
         }
-        let seq = previous.map_or(0, |job| job.last_seq) + 1;
+        let seq = last_seq + 1;
         let record = JobRecord::after_event(previous, &new, seq);
         let stored = StoredEvent {
             job_id: new.job_id.clone(),
@@ -215,12 +229,11 @@ impl JobStore for MemoryStore {
             recorded_at: new.recorded_at,
         };
         state.jobs.insert(new.job_id.clone(), record);
-        let log = state.events.entry(new.job_id).or_default();
-        if seq == 1 {
-            // A job that expired and started again begins a new log.
-            log.clear();
-        }
-        log.push((stored.clone(), new.event_expires_at));
+        state
+            .events
+            .entry(new.job_id)
+            .or_default()
+            .push((stored.clone(), new.event_expires_at));
         Ok(AppendOutcome::Appended(stored))
     }
 

@@ -12,7 +12,9 @@ use crate::protocol::{
     ConnectionId, CorrelationId, JobEvent, JobId, JobState, Percent, Seq, StageName, UserId,
 };
 
+pub mod dynamodb;
 mod memory;
+pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
 
 /// A client's open WebSocket, as recorded on `$connect`.

@@ -1,0 +1,702 @@
+//! The store adapter for AWS: DynamoDB. See [`schema`] for the table design.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::protocol::{JobEvent, JobState, Percent, StageName};
+
+pub mod schema;
+use schema::*;
+
+const CONNECTION_SORT_KEY: &str = "connection";
+const SUBSCRIPTION_PREFIX: &str = "job#";
+const HEAD_SEQ: &str = "0";
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_LIMIT: usize = 25;
+const BATCH_ATTEMPTS: u32 = 6;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+impl DynamoStore {
+    /// A store on `tables`. The endpoint comes from the SDK configuration
+    /// (`AWS_ENDPOINT_URL_DYNAMODB` points it at DynamoDB Local).
+    ///
+    /// Retries: the SDK's standard mode, 3 attempts, exponential backoff with jitter. It retries
+    /// throttling and transient 5xx errors; adaptive mode's client-side rate limiter would only
+    /// help a long-lived client hammering one table, and a Lambda invocation is short.
+    pub fn new(sdk: &SdkConfig, tables: TableNames) -> Self {
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            tables,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &TableNames {
+        &self.tables
+    }
+
+    /// Creates both tables unless they exist (jobcast-local and tests; AWS uses template.yaml).
+    pub async fn ensure_tables(&self) -> Result<(), StoreError> {
+        ensure_table(&self.client, &self.tables.connections, &connections_table()).await?;
+        ensure_table(&self.client, &self.tables.jobs, &jobs_table()).await
+    }
+}
+
+fn store_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    operation: &str,
+    err: SdkError<E, R>,
+) -> StoreError {
+    match err.code() {
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded",
+        ) => StoreError::Throttled(format!(
+            "{operation}: {}",
+            err.message().unwrap_or("throttled")
+        )),
+        _ => StoreError::Unavailable(format!("{operation}: {}", describe(&err))),
+    }
+}
+
+fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> String {
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => format!("{err:?}"),
+    }
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+fn epoch_seconds(time: DateTime<Utc>) -> i64 {
+    time.timestamp()
+}
+
+fn from_seconds(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn from_millis(millis: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// DynamoDB deletes expired items up to ~48 h late: every read checks the expiry itself.
+fn now_seconds() -> i64 {
+    Utc::now().timestamp()
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConnectionItem {
+    connection_id: String,
+    sk: String,
+    user_id: String,
+    connected_at: i64,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubscriptionItem {
+    connection_id: String,
+    sk: String,
+    job_id: String,
+    /// Not `user_id`: that name would put subscriptions into the by_user index.
+    subscriber: String,
+    expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct JobHeadItem {
+    job_id: String,
+    state: String,
+    stage: Option<String>,
+    progress: Option<f64>,
+    message: Option<String>,
+    last_seq: u64,
+    #[serde(default)]
+    cancel_requested: bool,
+    updated_at: i64,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventItem {
+    job_id: String,
+    seq: u64,
+    /// The event as JSON: exact to round-trip, and opaque to DynamoDB, which never queries it.
+    event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    recorded_at: i64,
+    expires_at: i64,
+}
+
+impl TryFrom<JobHeadItem> for JobRecord {
+    type Error = StoreError;
+    fn try_from(item: JobHeadItem) -> Result<Self, StoreError> {
+        Ok(JobRecord {
+            job_id: JobId::parse(item.job_id).map_err(|e| corrupt("job_id", e))?,
+            state: JobState::parse(&item.state).ok_or_else(|| corrupt("state", &item.state))?,
+            stage: item
+                .stage
+                .map(StageName::parse)
+                .transpose()
+                .map_err(|e| corrupt("stage", e))?,
+            progress: item
+                .progress
+                .map(Percent::new)
+                .transpose()
+                .map_err(|e| corrupt("progress", e))?,
+            message: item.message,
+            last_seq: item.last_seq,
+            cancel_requested: item.cancel_requested,
+            updated_at: from_millis(item.updated_at),
+            expires_at: from_seconds(item.expires_at),
+        })
+    }
+}
+
+impl TryFrom<EventItem> for StoredEvent {
+    type Error = StoreError;
+    fn try_from(item: EventItem) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            job_id: JobId::parse(item.job_id).map_err(|e| corrupt("job_id", e))?,
+            seq: item.seq,
+            event: serde_json::from_str::<JobEvent>(&item.event)
+                .map_err(|e| corrupt("event", e))?,
+            correlation_id: item
+                .correlation_id
+                .map(CorrelationId::parse)
+                .transpose()
+                .map_err(|e| corrupt("correlation_id", e))?,
+            recorded_at: from_millis(item.recorded_at),
+        })
+    }
+}
+
+fn encode_token(key: &Item) -> Result<PageToken, StoreError> {
+    let mut plain = serde_json::Map::new();
+    for (name, value) in key {
+        let text = value.as_s().map_err(|_| corrupt("page key", name))?;
+        plain.insert(name.clone(), serde_json::Value::String(text.clone()));
+    }
+    Ok(PageToken(serde_json::Value::Object(plain).to_string()))
+}
+
+fn decode_token(token: &PageToken) -> Result<Item, StoreError> {
+    let plain: HashMap<String, String> =
+        serde_json::from_str(&token.0).map_err(|e| corrupt("page token", e))?;
+    Ok(plain
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
+}
+
+impl DynamoStore {
+    /// One page of an index keyed by `key_name = key_value`, skipping expired items.
+    async fn query_index(
+        &self,
+        index: &str,
+        key_name: &str,
+        key_value: &str,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let start = page.after.as_ref().map(decode_token).transpose()?;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.connections)
+            .index_name(index)
+            .key_condition_expression("#key = :key")
+            .filter_expression("#expires > :now")
+            .expression_attribute_names("#key", key_name)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":key", s(key_value))
+            .expression_attribute_values(":now", n(now_seconds()))
+            .limit(i32::try_from(page.limit.clamp(1, 10_000)).unwrap_or(1000))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        let items = output
+            .items()
+            .iter()
+            .map(|item| {
+                let id = item
+                    .get(CONNECTION_ID)
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("index item", "no connection_id"))?;
+                ConnectionId::parse(id.clone()).map_err(|e| corrupt("connection_id", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = output.last_evaluated_key().map(encode_token).transpose()?;
+        Ok(Page { items, next })
+    }
+
+    /// Deletes `keys` in batches of 25, retrying what DynamoDB leaves unprocessed.
+    async fn delete_all(&self, table: &str, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_LIMIT) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(key.clone()))
+                                .build()
+                                .expect("key is set"),
+                        )
+                        .build()
+                })
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                if attempt > BATCH_ATTEMPTS {
+                    return Err(StoreError::Throttled(format!(
+                        "{} deletes still unprocessed",
+                        pending.len()
+                    )));
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = output
+                    .unprocessed_items()
+                    .and_then(|items| items.get(table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    // Exponential backoff, full jitter: 0–50 ms, 0–100 ms, …
+                    let ceiling = 50u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=ceiling)))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let item = ConnectionItem {
+            connection_id: connection.connection_id.to_string(),
+            sk: CONNECTION_SORT_KEY.to_owned(),
+            user_id: connection.user_id.to_string(),
+            connected_at: connection.connected_at.timestamp_millis(),
+            expires_at: epoch_seconds(connection.expires_at),
+        };
+        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt("connection", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.connections)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.connections)
+            .key(CONNECTION_ID, s(connection_id.as_str()))
+            .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let item: ConnectionItem =
+            serde_dynamo::from_item(item).map_err(|e| corrupt("connection", e))?;
+        if item.expires_at <= now_seconds() {
+            return Ok(None);
+        }
+        Ok(Some(Connection {
+            connection_id: connection_id.clone(),
+            user_id: UserId::parse(item.user_id).map_err(|e| corrupt("user_id", e))?,
+            connected_at: from_millis(item.connected_at),
+            expires_at: from_seconds(item.expires_at),
+        }))
+    }
+
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .key_condition_expression("#id = :id")
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":id", s(connection_id.as_str()))
+                .projection_expression("#id, #sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            keys.extend(output.items().iter().cloned());
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        let subscriptions = keys
+            .iter()
+            .filter(|key| {
+                key.get(SORT_KEY)
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|sk| sk.starts_with(SUBSCRIPTION_PREFIX))
+            })
+            .count();
+        self.delete_all(&self.tables.connections, keys).await?;
+        Ok(subscriptions)
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let item = SubscriptionItem {
+            connection_id: subscription.connection_id.to_string(),
+            sk: format!("{SUBSCRIPTION_PREFIX}{}", subscription.job_id),
+            job_id: subscription.job_id.to_string(),
+            subscriber: subscription.user_id.to_string(),
+            expires_at: epoch_seconds(subscription.expires_at),
+        };
+        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt("subscription", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.connections)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn delete_subscription(
+        &self,
+        connection_id: &ConnectionId,
+        job_id: &JobId,
+    ) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .key(CONNECTION_ID, s(connection_id.as_str()))
+            .key(SORT_KEY, s(format!("{SUBSCRIPTION_PREFIX}{job_id}")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        Ok(output.attributes().is_some_and(|old| !old.is_empty()))
+    }
+
+    async fn job_subscribers(
+        &self,
+        job_id: &JobId,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), page)
+            .await
+    }
+
+    async fn user_connections(
+        &self,
+        user_id: &UserId,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), page)
+            .await
+    }
+}
+
+impl DynamoStore {
+    /// The UpdateItem that takes the next seq (ADD, never read-modify-write) and moves the
+    /// job's snapshot. `fresh` resets an expired snapshot; otherwise the job must be live and
+    /// running (or new).
+    fn update_head(
+        &self,
+        new: &NewEvent,
+        fresh: bool,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        // Every attribute goes by a placeholder name: `state` and others are reserved words.
+        let sets = [
+            "#state = :state",
+            "#updated = :updated",
+            "#expires = :expires",
+        ];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(new.job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#cancel", "cancel_requested")
+            .expression_attribute_names("#last_seq", "last_seq")
+            .expression_attribute_values(":state", s(new.event.resulting_state().as_str()))
+            .expression_attribute_values(":updated", n(new.recorded_at.timestamp_millis()))
+            .expression_attribute_values(":expires", n(epoch_seconds(new.job_expires_at)))
+            .expression_attribute_values(":now", n(now_seconds()))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        update = if fresh {
+            update.condition_expression("#expires <= :now")
+        } else {
+            update
+                .condition_expression(
+                    "attribute_not_exists(#state) OR (#state = :running AND #expires > :now)",
+                )
+                .expression_attribute_values(":running", s(JobState::Running.as_str()))
+        };
+        // The snapshot fields this event sets, and their values.
+        let fields: Vec<(&str, AttributeValue)> = match &new.event {
+            JobEvent::ProgressUpdate(progress) => vec![
+                ("stage", s(progress.stage.as_str())),
+                ("progress", n(progress.progress.value())),
+                ("message", s(progress.message.clone())),
+            ],
+            JobEvent::StageComplete(done) => vec![("stage", s(done.stage.as_str()))],
+            JobEvent::JobComplete(_) => vec![("progress", n(Percent::COMPLETE.value()))],
+            JobEvent::JobFailed(failed) => {
+                let mut fields = vec![("message", s(failed.error.message.clone()))];
+                if let Some(stage) = &failed.stage {
+                    fields.push(("stage", s(stage.as_str())));
+                }
+                fields
+            }
+            JobEvent::JobCancelled(cancelled) => cancelled
+                .reason
+                .iter()
+                .map(|reason| ("message", s(reason.clone())))
+                .collect(),
+        };
+        let mut set_clauses: Vec<String> = sets.iter().map(|clause| clause.to_string()).collect();
+        for (field, value) in &fields {
+            set_clauses.push(format!("#{field} = :{field}"));
+            update = update
+                .expression_attribute_names(format!("#{field}"), *field)
+                .expression_attribute_values(format!(":{field}"), value.clone());
+        }
+        let set_fields: Vec<&str> = fields.iter().map(|(field, _)| *field).collect();
+        let cancelled = matches!(new.event, JobEvent::JobCancelled(_));
+        update = update.expression_attribute_values(":cancelled", AttributeValue::Bool(cancelled));
+        set_clauses.push(
+            if cancelled || fresh {
+                "#cancel = :cancelled"
+            } else {
+                "#cancel = if_not_exists(#cancel, :cancelled)"
+            }
+            .to_owned(),
+        );
+        let removes: Vec<String> = if fresh {
+            let stale: Vec<&str> = ["stage", "progress", "message"]
+                .into_iter()
+                .filter(|f| !set_fields.contains(f))
+                .collect();
+            for field in &stale {
+                update = update.expression_attribute_names(format!("#{field}"), *field);
+            }
+            stale.iter().map(|field| format!("#{field}")).collect()
+        } else {
+            Vec::new()
+        };
+        let mut expression = format!("SET {} ADD #last_seq :one", set_clauses.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        update.update_expression(expression)
+    }
+}
+
+impl JobStore for DynamoStore {
+    async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
+        // Normally one UpdateItem does it. A head that expired (but TTL has not deleted yet)
+        // is reset instead; if two writers race to reset it, the loser takes the normal path.
+        let mut fresh = false;
+        let mut attempts = 0;
+        let seq = loop {
+            attempts += 1;
+            if attempts > 4 {
+                return Err(StoreError::Unavailable(format!(
+                    "job {}: the snapshot kept changing",
+                    new.job_id
+                )));
+            }
+            match self.update_head(&new, fresh).send().await {
+                Ok(output) => {
+                    break output
+                        .attributes()
+                        .and_then(|a| a.get("last_seq"))
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| corrupt("job", "no last_seq after update"))?;
+                }
+                Err(err) => {
+                    use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
+                    let Some(ConditionalCheckFailedException(failed)) = err.as_service_error()
+                    else {
+                        return Err(store_error("UpdateItem", err));
+                    };
+                    let Some(old) = failed.item() else {
+                        // The reset lost a race (or the item vanished): go the normal way.
+                        fresh = !fresh;
+                        continue;
+                    };
+                    let head: JobHeadItem =
+                        serde_dynamo::from_item(old.clone()).map_err(|e| corrupt("job", e))?;
+                    if head.expires_at <= now_seconds() && !fresh {
+                        fresh = true;
+                        continue;
+                    }
+                    if fresh {
+                        fresh = false;
+                        continue;
+                    }
+                    return Ok(AppendOutcome::JobFinished(head.try_into()?));
+                }
+            }
+        };
+        let stored = StoredEvent {
+            job_id: new.job_id.clone(),
+            seq,
+            event: new.event,
+            correlation_id: new.correlation_id,
+            recorded_at: new.recorded_at,
+        };
+        let item = EventItem {
+            job_id: stored.job_id.to_string(),
+            seq,
+            event: serde_json::to_string(&stored.event).map_err(|e| corrupt("event", e))?,
+            correlation_id: stored.correlation_id.as_ref().map(ToString::to_string),
+            recorded_at: stored.recorded_at.timestamp_millis(),
+            expires_at: epoch_seconds(new.event_expires_at),
+        };
+        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt("event", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.jobs)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(AppendOutcome::Appended(stored))
+    }
+
+    async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let head: JobHeadItem = serde_dynamo::from_item(item).map_err(|e| corrupt("job", e))?;
+        if head.expires_at <= now_seconds() {
+            return Ok(None);
+        }
+        head.try_into().map(Some)
+    }
+
+    async fn events_after(
+        &self,
+        job_id: &JobId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::new();
+        let mut start = None;
+        while events.len() < limit {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.jobs)
+                .key_condition_expression("#job = :job AND #seq > :after")
+                .filter_expression("#expires > :now")
+                .expression_attribute_names("#job", JOB_ID)
+                .expression_attribute_names("#seq", SEQ)
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_values(":job", s(job_id.as_str()))
+                .expression_attribute_values(":after", n(after))
+                .expression_attribute_values(":now", n(now_seconds()))
+                .limit(i32::try_from((limit - events.len()).clamp(1, 1000)).unwrap_or(1000))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in output.items() {
+                let item: EventItem =
+                    serde_dynamo::from_item(item.clone()).map_err(|e| corrupt("event", e))?;
+                events.push(item.try_into()?);
+            }
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        events.truncate(limit);
+        Ok(events)
+    }
+}

@@ -1,0 +1,185 @@
+//! The tables' key schema, declared once: the adapter, jobcast-local's table creation, the
+//! tests and the check against `template.yaml` all read it from here.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+
+use crate::store::StoreError;
+
+pub const CONNECTION_ID: &str = "connection_id";
+pub const SORT_KEY: &str = "sk";
+pub const JOB_ID: &str = "job_id";
+pub const USER_ID: &str = "user_id";
+pub const SEQ: &str = "seq";
+pub const EXPIRES_AT: &str = "expires_at";
+pub const BY_JOB_INDEX: &str = "by_job";
+pub const BY_USER_INDEX: &str = "by_user";
+
+/// The names of the two tables.
+#[derive(Debug, Clone)]
+pub struct TableNames {
+    pub connections: String,
+    pub jobs: String,
+}
+
+impl TableNames {
+    /// `CONNECTIONS_TABLE_NAME` and `JOBS_TABLE_NAME`, with jobcast-local's defaults.
+    pub fn from_env() -> Self {
+        Self {
+            connections: std::env::var("CONNECTIONS_TABLE_NAME")
+                .unwrap_or_else(|_| "jobcast-connections".into()),
+            jobs: std::env::var("JOBS_TABLE_NAME").unwrap_or_else(|_| "jobcast-jobs".into()),
+        }
+    }
+}
+
+/// One attribute of a key: name, type, role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPart {
+    pub name: &'static str,
+    pub kind: ScalarAttributeType,
+    pub role: KeyType,
+}
+
+/// An index: its name, its key, the non-key attributes it projects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub key: Vec<KeyPart>,
+    pub projected: Vec<&'static str>,
+}
+
+/// A table as jobcast needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub key: Vec<KeyPart>,
+    pub indexes: Vec<IndexSpec>,
+    pub ttl_attribute: &'static str,
+}
+
+fn part(name: &'static str, kind: ScalarAttributeType, role: KeyType) -> KeyPart {
+    KeyPart { name, kind, role }
+}
+
+/// Connections and subscriptions share one partition per connection, so `$disconnect` finds
+/// everything of a connection with one Query. Both indexes are sparse: only subscription items
+/// carry `job_id`, only connection items carry `user_id`. They project `expires_at` alone,
+/// because fan-out needs the connection id (a key) and the expiry (to skip stale items).
+pub fn connections_table() -> TableSpec {
+    use KeyType::{Hash, Range};
+    use ScalarAttributeType::S;
+    TableSpec {
+        key: vec![part(CONNECTION_ID, S, Hash), part(SORT_KEY, S, Range)],
+        indexes: vec![
+            IndexSpec {
+                name: BY_JOB_INDEX,
+                key: vec![part(JOB_ID, S, Hash), part(CONNECTION_ID, S, Range)],
+                projected: vec![EXPIRES_AT],
+            },
+            IndexSpec {
+                name: BY_USER_INDEX,
+                key: vec![part(USER_ID, S, Hash), part(CONNECTION_ID, S, Range)],
+                projected: vec![EXPIRES_AT],
+            },
+        ],
+        ttl_attribute: EXPIRES_AT,
+    }
+}
+
+/// A job's snapshot sits at `seq = 0`; its events at `seq = 1, 2, …`, so "events since N" is
+/// one Query on the key.
+pub fn jobs_table() -> TableSpec {
+    use KeyType::{Hash, Range};
+    use ScalarAttributeType::{N, S};
+    TableSpec {
+        key: vec![part(JOB_ID, S, Hash), part(SEQ, N, Range)],
+        indexes: vec![],
+        ttl_attribute: EXPIRES_AT,
+    }
+}
+
+fn key_schema(parts: &[KeyPart]) -> Vec<KeySchemaElement> {
+    parts
+        .iter()
+        .map(|p| {
+            KeySchemaElement::builder()
+                .attribute_name(p.name)
+                .key_type(p.role.clone())
+                .build()
+                .expect("name and type are set")
+        })
+        .collect()
+}
+
+/// Creates the table (on-demand billing, TTL on) unless it exists. For jobcast-local and the
+/// tests; in AWS, `template.yaml` creates the same tables.
+pub async fn ensure_table(client: &Client, name: &str, spec: &TableSpec) -> Result<(), StoreError> {
+    let existing = client
+        .list_tables()
+        .send()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
+    if existing.table_names().iter().any(|t| t == name) {
+        return Ok(());
+    }
+    let mut attributes: Vec<&KeyPart> = spec.key.iter().collect();
+    for index in &spec.indexes {
+        for key in &index.key {
+            if !attributes.iter().any(|a| a.name == key.name) {
+                attributes.push(key);
+            }
+        }
+    }
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(&spec.key)));
+    for attribute in attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute.name)
+                .attribute_type(attribute.kind.clone())
+                .build()
+                .expect("name and type are set"),
+        );
+    }
+    for index in &spec.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .set_key_schema(Some(key_schema(&index.key)))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            index.projected.iter().map(|a| a.to_string()).collect(),
+                        ))
+                        .build(),
+                )
+                .build()
+                .expect("name and key are set"),
+        );
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("creating {name}: {e:?}")))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(spec.ttl_attribute)
+                .enabled(true)
+                .build()
+                .expect("name and flag are set"),
+        )
+        .send()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("enabling TTL on {name}: {e:?}")))?;
+    Ok(())
+}
