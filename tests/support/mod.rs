@@ -288,3 +288,20 @@ pub fn close_code(frame: &Option<CloseFrame>) -> Option<u16> {
 
 pub use bytes::Bytes;
 pub use tungstenite::protocol::frame::coding::CloseCode;
+
+/// A DynamoDB store on tables of its own (created here), on the DynamoDB Local that
+/// `scripts/test.sh` starts and names in `JOBCAST_DYNAMODB_ENDPOINT`.
+pub async fn dynamo_store() -> jobcast::store::DynamoStore {
+    let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT").expect(
+        "JOBCAST_DYNAMODB_ENDPOINT is not set: run scripts/test.sh, or start DynamoDB Local with \
+         scripts/dynamodb-local.sh and export JOBCAST_DYNAMODB_ENDPOINT=<the endpoint it prints>",
+    );
+    let suffix: u64 = rand::random();
+    let tables = jobcast::store::dynamodb::schema::TableNames {
+        connections: format!("connections-{suffix:x}"),
+        jobs: format!("jobs-{suffix:x}"),
+    };
+    let store = jobcast::store::DynamoStore::new(&sdk_config(&endpoint).await, tables);
+    store.ensure_tables().await.expect("create the test tables");
+    store
+}

@@ -117,13 +117,17 @@ fn key_schema(parts: &[KeyPart]) -> Vec<KeySchemaElement> {
 /// Creates the table (on-demand billing, TTL on) unless it exists. For jobcast-local and the
 /// tests; in AWS, `template.yaml` creates the same tables.
 pub async fn ensure_table(client: &Client, name: &str, spec: &TableSpec) -> Result<(), StoreError> {
-    let existing = client
-        .list_tables()
-        .send()
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
-    if existing.table_names().iter().any(|t| t == name) {
-        return Ok(());
+    match client.describe_table().table_name(name).send().await {
+        Ok(_) => return Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(err) => {
+            return Err(StoreError::Unavailable(format!(
+                "describing {name}: {err:?}"
+            )));
+        }
     }
     let mut attributes: Vec<&KeyPart> = spec.key.iter().collect();
     for index in &spec.indexes {

@@ -1,0 +1,475 @@
+//! One contract, two adapters: the in-memory store and the DynamoDB store (on DynamoDB Local)
+//! must behave the same, so neither can drift.
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use futures::StreamExt;
+use jobcast::protocol::{ConnectionId, JobEvent, JobId, JobState, UserId};
+use jobcast::store::{
+    AppendOutcome, Connection, ConnectionStore, JobStore, NewEvent, PageRequest, Store,
+    Subscription,
+};
+use serde_json::json;
+
+fn connection_id(n: usize) -> ConnectionId {
+    ConnectionId::parse(format!("conn{n:06}=")).unwrap()
+}
+
+fn job(name: &str) -> JobId {
+    JobId::parse(name).unwrap()
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+fn connection(n: usize, user_id: &str, ttl: Duration) -> Connection {
+    Connection {
+        connection_id: connection_id(n),
+        user_id: user(user_id),
+        connected_at: Utc::now(),
+        expires_at: Utc::now() + ttl,
+    }
+}
+
+fn subscription(n: usize, job_id: &str, ttl: Duration) -> Subscription {
+    Subscription {
+        connection_id: connection_id(n),
+        job_id: job(job_id),
+        user_id: user("u"),
+        expires_at: Utc::now() + ttl,
+    }
+}
+
+fn event(value: serde_json::Value) -> JobEvent {
+    JobEvent::from_value(value).unwrap()
+}
+
+fn progress(percent: f64) -> JobEvent {
+    event(
+        json!({"type": "progress_update", "stage": "crawl", "progress": percent, "message": format!("{percent}%")}),
+    )
+}
+
+fn new_event(job_id: &str, event: JobEvent) -> NewEvent {
+    NewEvent {
+        job_id: job(job_id),
+        event,
+        correlation_id: None,
+        recorded_at: Utc::now(),
+        job_expires_at: Utc::now() + Duration::hours(1),
+        event_expires_at: Utc::now() + Duration::hours(1),
+    }
+}
+
+async fn append<S: Store>(store: &S, new: NewEvent) -> u64 {
+    match store.append_event(new).await.unwrap() {
+        AppendOutcome::Appended(stored) => stored.seq,
+        other => panic!("expected the event to be appended: {other:?}"),
+    }
+}
+
+/// Every subscriber of a job, reading all pages of `page_size`.
+async fn all_subscribers<S: Store>(
+    store: &S,
+    job_id: &str,
+    page_size: usize,
+) -> (Vec<ConnectionId>, usize) {
+    let mut found = Vec::new();
+    let mut pages = 0;
+    let mut request = PageRequest::first(page_size);
+    loop {
+        let page = store.job_subscribers(&job(job_id), request).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= page_size);
+        found.extend(page.items);
+        match page.next {
+            Some(after) => {
+                request = PageRequest {
+                    after: Some(after),
+                    limit: page_size,
+                }
+            }
+            None => return (found, pages),
+        }
+    }
+}
+
+const HOUR: Duration = Duration::hours(1);
+
+async fn connections_round_trip<S: Store>(store: S) {
+    let alice = connection(1, "alice", HOUR);
+    store.put_connection(&alice).await.unwrap();
+    let got = store
+        .get_connection(&alice.connection_id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(got.user_id, alice.user_id);
+    assert_eq!(got.expires_at.timestamp(), alice.expires_at.timestamp());
+    assert_eq!(
+        got.connected_at.timestamp_millis(),
+        alice.connected_at.timestamp_millis()
+    );
+    assert_eq!(
+        store.delete_connection(&alice.connection_id).await.unwrap(),
+        0
+    );
+    assert!(
+        store
+            .get_connection(&alice.connection_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting what is not there is not an error.
+    assert_eq!(
+        store.delete_connection(&alice.connection_id).await.unwrap(),
+        0
+    );
+}
+
+async fn expired_items_are_invisible<S: Store>(store: S) {
+    let stale = connection(1, "alice", Duration::seconds(-5));
+    let fresh = connection(2, "alice", HOUR);
+    store.put_connection(&stale).await.unwrap();
+    store.put_connection(&fresh).await.unwrap();
+    assert!(
+        store
+            .get_connection(&stale.connection_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let page = store
+        .user_connections(&user("alice"), PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![fresh.connection_id.clone()]);
+
+    store
+        .put_subscription(&subscription(1, "job-x", Duration::seconds(-5)))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(2, "job-x", HOUR))
+        .await
+        .unwrap();
+    let (subscribers, _) = all_subscribers(&store, "job-x", 10).await;
+    assert_eq!(subscribers, vec![connection_id(2)]);
+}
+
+async fn subscriptions_follow_their_connection<S: Store>(store: S) {
+    for n in 1..=3 {
+        store
+            .put_connection(&connection(n, "u", HOUR))
+            .await
+            .unwrap();
+    }
+    store
+        .put_subscription(&subscription(1, "job-a", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(2, "job-a", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(1, "job-b", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(3, "job-b", HOUR))
+        .await
+        .unwrap();
+    // Subscribing twice is one subscription.
+    store
+        .put_subscription(&subscription(3, "job-b", HOUR))
+        .await
+        .unwrap();
+
+    let (a, _) = all_subscribers(&store, "job-a", 10).await;
+    assert_eq!(a, vec![connection_id(1), connection_id(2)]);
+    let (b, _) = all_subscribers(&store, "job-b", 10).await;
+    assert_eq!(b, vec![connection_id(1), connection_id(3)]);
+
+    assert!(
+        store
+            .delete_subscription(&connection_id(3), &job("job-b"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_subscription(&connection_id(3), &job("job-b"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.delete_connection(&connection_id(1)).await.unwrap(), 2);
+    let (a, _) = all_subscribers(&store, "job-a", 10).await;
+    assert_eq!(a, vec![connection_id(2)]);
+    let (b, _) = all_subscribers(&store, "job-b", 10).await;
+    assert!(b.is_empty());
+    let users = store
+        .user_connections(&user("u"), PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(users.items, vec![connection_id(2), connection_id(3)]);
+}
+
+async fn fan_out_lookups_paginate_over_5000_subscribers<S: Store>(store: S) {
+    futures::stream::iter(0..5000)
+        .map(|n| {
+            let store = store.clone();
+            async move {
+                store
+                    .put_subscription(&subscription(n, "big-job", HOUR))
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let (found, pages) = all_subscribers(&store, "big-job", 1000).await;
+    assert_eq!(found.len(), 5000);
+    assert_eq!(
+        found.iter().collect::<BTreeSet<_>>().len(),
+        5000,
+        "no duplicates across pages"
+    );
+    assert!(pages >= 5, "read in pages of at most 1000 ({pages} pages)");
+}
+
+async fn user_connections_paginate<S: Store>(store: S) {
+    for n in 0..7 {
+        store
+            .put_connection(&connection(n, "many-tabs", HOUR))
+            .await
+            .unwrap();
+    }
+    store
+        .put_connection(&connection(99, "someone-else", HOUR))
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    let mut request = PageRequest::first(3);
+    loop {
+        let page = store
+            .user_connections(&user("many-tabs"), request)
+            .await
+            .unwrap();
+        found.extend(page.items);
+        match page.next {
+            Some(after) => {
+                request = PageRequest {
+                    after: Some(after),
+                    limit: 3,
+                }
+            }
+            None => break,
+        }
+    }
+    assert_eq!(found, (0..7).map(connection_id).collect::<Vec<_>>());
+}
+
+async fn seq_is_gapless_and_unique_under_concurrent_appends<S: Store>(store: S) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..100 {
+                    seqs.push(
+                        append(&store, new_event("busy-job", progress(f64::from(i) / 2.0))).await,
+                    );
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=800).collect::<Vec<u64>>());
+    let job = store.get_job(&job("busy-job")).await.unwrap().unwrap();
+    assert_eq!(job.last_seq, 800);
+}
+
+async fn events_read_back_in_order<S: Store>(store: S) {
+    for i in 1..=10 {
+        append(&store, new_event("log-job", progress(f64::from(i)))).await;
+    }
+    let events = store.events_after(&job("log-job"), 3, 4).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    assert_eq!(events[0].event, progress(4.0));
+    assert_eq!(
+        store
+            .events_after(&job("log-job"), 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(
+        store
+            .events_after(&job("log-job"), 10, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .events_after(&job("no-such-job"), 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn expired_events_are_not_read_back<S: Store>(store: S) {
+    append(&store, new_event("ttl-job", progress(1.0))).await;
+    let mut stale = new_event("ttl-job", progress(2.0));
+    stale.event_expires_at = Utc::now() - Duration::seconds(5);
+    append(&store, stale).await;
+    append(&store, new_event("ttl-job", progress(3.0))).await;
+    let seqs: Vec<u64> = store
+        .events_after(&job("ttl-job"), 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 3]);
+}
+
+async fn the_snapshot_follows_the_events<S: Store>(store: S) {
+    assert!(store.get_job(&job("snap")).await.unwrap().is_none());
+    append(&store, new_event("snap", progress(40.0))).await;
+    let stage_done = event(json!({"type": "stage_complete", "stage": "parse", "results": {}}));
+    append(&store, new_event("snap", stage_done)).await;
+    let snapshot = store.get_job(&job("snap")).await.unwrap().unwrap();
+    assert_eq!(snapshot.state, JobState::Running);
+    assert_eq!(snapshot.stage.unwrap().as_str(), "parse");
+    assert_eq!(snapshot.progress.unwrap().value(), 40.0);
+    assert_eq!(snapshot.message.as_deref(), Some("40%"));
+    assert_eq!(snapshot.last_seq, 2);
+    assert!(!snapshot.cancel_requested);
+
+    append(
+        &store,
+        new_event(
+            "snap",
+            event(json!({"type": "job_cancelled", "reason": "enough"})),
+        ),
+    )
+    .await;
+    let snapshot = store.get_job(&job("snap")).await.unwrap().unwrap();
+    assert_eq!(snapshot.state, JobState::Cancelled);
+    assert!(snapshot.cancel_requested);
+    assert_eq!(snapshot.message.as_deref(), Some("enough"));
+}
+
+async fn finished_jobs_take_no_more_events<S: Store>(store: S) {
+    append(&store, new_event("done-job", progress(90.0))).await;
+    append(
+        &store,
+        new_event(
+            "done-job",
+            event(json!({"type": "job_complete", "results": {"ok": true}})),
+        ),
+    )
+    .await;
+    match store
+        .append_event(new_event("done-job", progress(95.0)))
+        .await
+        .unwrap()
+    {
+        AppendOutcome::JobFinished(job) => {
+            assert_eq!(job.state, JobState::Completed);
+            assert_eq!(job.last_seq, 2);
+        }
+        other => panic!("expected the job to be finished: {other:?}"),
+    }
+    assert_eq!(
+        store
+            .events_after(&job("done-job"), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "nothing recorded"
+    );
+}
+
+async fn an_expired_job_starts_afresh_but_keeps_counting<S: Store>(store: S) {
+    let mut first = new_event(
+        "reused-id",
+        event(
+            json!({"type": "job_failed", "stage": "fetch", "error": {"code": "E", "message": "boom"}}),
+        ),
+    );
+    first.job_expires_at = Utc::now() - Duration::seconds(5);
+    append(&store, first).await;
+    assert!(
+        store.get_job(&job("reused-id")).await.unwrap().is_none(),
+        "expired"
+    );
+    let stage_done =
+        event(json!({"type": "stage_complete", "stage": "fetch-again", "results": {}}));
+    assert_eq!(
+        append(&store, new_event("reused-id", stage_done)).await,
+        2,
+        "seq is never reused"
+    );
+    let snapshot = store.get_job(&job("reused-id")).await.unwrap().unwrap();
+    assert_eq!(snapshot.state, JobState::Running);
+    assert_eq!(snapshot.stage.unwrap().as_str(), "fetch-again");
+    assert!(
+        snapshot.message.is_none(),
+        "nothing of the old run remains: {:?}",
+        snapshot.message
+    );
+    assert!(snapshot.progress.is_none());
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(jobcast::store::MemoryStore::new()).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(jobcast_tests::dynamo_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    connections_round_trip,
+    expired_items_are_invisible,
+    subscriptions_follow_their_connection,
+    fan_out_lookups_paginate_over_5000_subscribers,
+    user_connections_paginate,
+    seq_is_gapless_and_unique_under_concurrent_appends,
+    events_read_back_in_order,
+    expired_events_are_not_read_back,
+    the_snapshot_follows_the_events,
+    finished_jobs_take_no_more_events,
+    an_expired_job_starts_afresh_but_keeps_counting,
+);
