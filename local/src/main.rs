@@ -7,8 +7,18 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use jobcast::handlers::Jobcast;
 use jobcast::settings::{AuthMode, Settings};
-use jobcast::store::MemoryStore;
+use jobcast::store::dynamodb::schema::TableNames;
+use jobcast::store::{DynamoStore, MemoryStore, Store};
 use jobcast_local::{Emulator, EmulatorConfig, Limits};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StoreKind {
+    /// In memory, in this process: nothing to install.
+    Memory,
+    /// DynamoDB (or DynamoDB Local with --dynamodb-endpoint); tables are created if absent,
+    /// named by CONNECTIONS_TABLE_NAME and JOBS_TABLE_NAME.
+    Dynamodb,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Auth {
@@ -29,6 +39,11 @@ struct Args {
     port: u16,
     #[arg(long, value_enum, default_value = "none")]
     auth: Auth,
+    #[arg(long, value_enum, default_value = "memory")]
+    store: StoreKind,
+    /// A DynamoDB endpoint such as DynamoDB Local's `http://127.0.0.1:8000`.
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    dynamodb_endpoint: Option<String>,
     /// The stage name in events and in `/{stage}/@connections` paths.
     #[arg(long, default_value = "local")]
     stage: String,
@@ -73,16 +88,73 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| {
             format!("binding {address} (is another jobcast-local running? try --port 0)")
         })?;
-    let emulator = Emulator::start(listener, Jobcast::new(MemoryStore::new(), settings), config)
-        .context("starting the emulator")?;
+    match args.store {
+        StoreKind::Memory => {
+            serve(
+                listener,
+                Jobcast::new(MemoryStore::new(), settings),
+                config,
+                "embedded (in memory)",
+            )
+            .await
+        }
+        StoreKind::Dynamodb => {
+            let store = dynamodb_store(args.dynamodb_endpoint.as_deref()).await?;
+            let description = format!(
+                "DynamoDB {} (tables {}, {})",
+                args.dynamodb_endpoint.as_deref().unwrap_or("(AWS)"),
+                store.tables().connections,
+                store.tables().jobs
+            );
+            serve(
+                listener,
+                Jobcast::new(store, settings),
+                config,
+                &description,
+            )
+            .await
+        }
+    }
+}
 
+async fn dynamodb_store(endpoint: Option<&str>) -> anyhow::Result<DynamoStore> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(endpoint) = endpoint {
+        // DynamoDB Local checks no signature, but wants an alphanumeric key id; a developer's
+        // machine may have no credentials at all.
+        loader = loader
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "jobcastlocal",
+                "jobcastlocal",
+                None,
+                None,
+                "jobcast-local",
+            ));
+    }
+    let store = DynamoStore::new(&loader.load().await, TableNames::from_env());
+    store
+        .ensure_tables()
+        .await
+        .context("creating the DynamoDB tables")?;
+    Ok(store)
+}
+
+async fn serve<S: Store>(
+    listener: tokio::net::TcpListener,
+    service: Jobcast<S>,
+    config: EmulatorConfig,
+    store: &str,
+) -> anyhow::Result<()> {
+    let emulator = Emulator::start(listener, service, config).context("starting the emulator")?;
     let http = emulator.http_url();
     println!("jobcast-local listening on {}", emulator.websocket_url());
     println!("  WebSocket       {}", emulator.websocket_url());
     println!("  @connections    {http}/@connections/{{connection_id}}");
     println!("  sender (Invoke) {http}/2015-03-31/functions/sender/invocations");
     println!("  page, health    {http}/  {http}/health");
-    println!("  store           embedded (in memory)");
+    println!("  store           {store}");
 
     let stop = emulator.shutdown_handle();
     tokio::spawn(async move {

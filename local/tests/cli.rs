@@ -1,0 +1,152 @@
+//! The `jobcast-local` binary itself, as the README runs it: started as a process on a free
+//! port, driven by a real WebSocket client and HTTP, stopped by its PID.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Running {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary with `args` and reads the address from its banner.
+fn start(args: &[&str], env: &[(&str, String)]) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobcast-local"));
+    command
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start jobcast-local");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let banner = lines
+        .next()
+        .expect("a banner line")
+        .expect("readable stdout");
+    let address = banner
+        .strip_prefix("jobcast-local listening on ws://")
+        .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+        .to_owned();
+    // Keep draining stdout so the process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, address }
+}
+
+async fn next_json(
+    socket: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+async fn subscribe_publish_receive(running: &Running, job_id: &str) {
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/?user_id=cli-test", running.address))
+            .await
+            .expect("connect");
+    socket
+        .send(Message::Text(
+            json!({"action": "subscribe", "job_id": job_id})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "subscribed");
+
+    let event = json!({"job_id": job_id, "event": {"type": "progress_update", "stage": "s", "progress": 10, "message": "m"}});
+    let report: Value = reqwest::Client::new()
+        .post(format!(
+            "http://{}/2015-03-31/functions/sender/invocations",
+            running.address
+        ))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["delivered"], 1, "{report}");
+    let frame = next_json(&mut socket).await;
+    assert_eq!(frame["type"], "progress_update");
+    assert_eq!(frame["seq"], 1);
+
+    let health: Value = reqwest::get(format!("http://{}/health", running.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["connections"], 1);
+}
+
+#[tokio::test]
+async fn the_readme_run_command_serves_the_embedded_store() {
+    let running = start(&[], &[]);
+    subscribe_publish_receive(&running, "cli-memory").await;
+}
+
+#[tokio::test]
+async fn it_runs_on_dynamodb_local_creating_its_tables() {
+    let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT").expect(
+        "JOBCAST_DYNAMODB_ENDPOINT is not set: run scripts/test.sh (it starts DynamoDB Local)",
+    );
+    let suffix: u64 = rand::random();
+    let env = [
+        (
+            "CONNECTIONS_TABLE_NAME",
+            format!("cli-connections-{suffix:x}"),
+        ),
+        ("JOBS_TABLE_NAME", format!("cli-jobs-{suffix:x}")),
+    ];
+    let running = start(
+        &["--store", "dynamodb", "--dynamodb-endpoint", &endpoint],
+        &env,
+    );
+    subscribe_publish_receive(&running, "cli-dynamo").await;
+    // A second start finds the tables there and keeps the job's history: seq goes on from 1.
+    drop(running);
+    let running = start(
+        &["--store", "dynamodb", "--dynamodb-endpoint", &endpoint],
+        &env,
+    );
+    let event = json!({"job_id": "cli-dynamo", "event": {"type": "job_complete"}});
+    let report: Value = reqwest::Client::new()
+        .post(format!(
+            "http://{}/2015-03-31/functions/sender/invocations",
+            running.address
+        ))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["seq"], 2, "{report}");
+}
