@@ -6,10 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{Duration, Utc};
 use futures::StreamExt;
 use jobcast::protocol::{ConnectionId, JobEvent, JobId, JobState, UserId};
-use jobcast::store::{
-    AppendOutcome, Connection, ConnectionStore, JobStore, NewEvent, PageRequest, Store,
-    Subscription,
-};
+use jobcast::store::{AppendOutcome, Connection, NewEvent, PageRequest, Store, Subscription};
 use serde_json::json;
 
 fn connection_id(n: usize) -> ConnectionId {
