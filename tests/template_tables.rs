@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use jobcast::store::dynamodb::schema::{TableSpec, connections_table, jobs_table};
+use jobcast::store::dynamodb::schema::{KeyPart, TableSpec, connections_table, jobs_table};
 use serde_norway::Value;
 
 fn template() -> Value {
@@ -19,7 +19,9 @@ fn text(value: &Value) -> String {
         .to_owned()
 }
 
-fn key_schema(value: &Value) -> Vec<(String, String)> {
+type Key = Vec<(String, String)>;
+
+fn key_schema(value: &Value) -> Key {
     value
         .as_sequence()
         .expect("a KeySchema list")
@@ -28,10 +30,48 @@ fn key_schema(value: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn spec_key(parts: &[jobcast::store::dynamodb::schema::KeyPart]) -> Vec<(String, String)> {
+fn spec_key(parts: &[KeyPart]) -> Key {
     parts
         .iter()
         .map(|p| (p.name.to_owned(), p.role.as_str().to_owned()))
+        .collect()
+}
+
+/// An index as both sides describe it.
+#[derive(Debug, PartialEq)]
+struct IndexShape {
+    name: String,
+    key: Key,
+    projection: String,
+    projected: Vec<String>,
+}
+
+fn template_indexes(properties: &Value) -> Vec<IndexShape> {
+    let Some(list) = properties["GlobalSecondaryIndexes"].as_sequence() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|index| IndexShape {
+            name: text(&index["IndexName"]),
+            key: key_schema(&index["KeySchema"]),
+            projection: text(&index["Projection"]["ProjectionType"]),
+            projected: index["Projection"]["NonKeyAttributes"]
+                .as_sequence()
+                .map(|names| names.iter().map(text).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn spec_indexes(spec: &TableSpec) -> Vec<IndexShape> {
+    spec.indexes
+        .iter()
+        .map(|index| IndexShape {
+            name: index.name.to_owned(),
+            key: spec_key(&index.key),
+            projection: "INCLUDE".to_owned(),
+            projected: index.projected.iter().map(|a| a.to_string()).collect(),
+        })
         .collect()
 }
 
@@ -62,51 +102,16 @@ fn check(logical_id: &str, spec: &TableSpec) {
         .iter()
         .map(|a| (text(&a["AttributeName"]), text(&a["AttributeType"])))
         .collect();
-    let mut expected = BTreeMap::new();
-    for part in spec
+    let expected: BTreeMap<String, String> = spec
         .key
         .iter()
         .chain(spec.indexes.iter().flat_map(|i| i.key.iter()))
-    {
-        expected.insert(part.name.to_owned(), part.kind.as_str().to_owned());
-    }
-    assert_eq!(declared, expected, "{logical_id}: AttributeDefinitions");
-
-    let indexes: Vec<(String, Vec<(String, String)>, String, Vec<String>)> =
-        properties["GlobalSecondaryIndexes"]
-            .as_sequence()
-            .map(|list| {
-                list.iter()
-                    .map(|index| {
-                        let projection = &index["Projection"];
-                        let non_key = projection["NonKeyAttributes"]
-                            .as_sequence()
-                            .map(|names| names.iter().map(text).collect())
-                            .unwrap_or_default();
-                        (
-                            text(&index["IndexName"]),
-                            key_schema(&index["KeySchema"]),
-                            text(&projection["ProjectionType"]),
-                            non_key,
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-    let expected_indexes: Vec<_> = spec
-        .indexes
-        .iter()
-        .map(|i| {
-            (
-                i.name.to_owned(),
-                spec_key(&i.key),
-                "INCLUDE".to_owned(),
-                i.projected.iter().map(|a| a.to_string()).collect(),
-            )
-        })
+        .map(|part| (part.name.to_owned(), part.kind.as_str().to_owned()))
         .collect();
+    assert_eq!(declared, expected, "{logical_id}: AttributeDefinitions");
     assert_eq!(
-        indexes, expected_indexes,
+        template_indexes(properties),
+        spec_indexes(spec),
         "{logical_id}: GlobalSecondaryIndexes"
     );
 
