@@ -63,6 +63,22 @@ async fn next_json(
     }
 }
 
+/// Invokes the sender over the Lambda Invoke API path, as `curl` would.
+async fn invoke_sender(running: &Running, event: &Value) -> Value {
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/2015-03-31/functions/sender/invocations",
+            running.address
+        ))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn subscribe_publish_receive(running: &Running, job_id: &str) {
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/?user_id=cli-test", running.address))
@@ -79,18 +95,7 @@ async fn subscribe_publish_receive(running: &Running, job_id: &str) {
     assert_eq!(next_json(&mut socket).await["type"], "subscribed");
 
     let event = json!({"job_id": job_id, "event": {"type": "progress_update", "stage": "s", "progress": 10, "message": "m"}});
-    let report: Value = reqwest::Client::new()
-        .post(format!(
-            "http://{}/2015-03-31/functions/sender/invocations",
-            running.address
-        ))
-        .body(event.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = invoke_sender(running, &event).await;
     assert_eq!(report["delivered"], 1, "{report}");
     let frame = next_json(&mut socket).await;
     assert_eq!(frame["type"], "progress_update");
@@ -136,17 +141,6 @@ async fn it_runs_on_dynamodb_local_creating_its_tables() {
         &env,
     );
     let event = json!({"job_id": "cli-dynamo", "event": {"type": "job_complete"}});
-    let report: Value = reqwest::Client::new()
-        .post(format!(
-            "http://{}/2015-03-31/functions/sender/invocations",
-            running.address
-        ))
-        .body(event.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = invoke_sender(&running, &event).await;
     assert_eq!(report["seq"], 2, "{report}");
 }

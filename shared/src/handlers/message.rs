@@ -1,19 +1,18 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use bytes::Bytes;
 use chrono::Utc;
 use tracing::Instrument;
 
+use super::SendError;
+use super::send::Recorded;
 use super::{
     ActionError, Jobcast, authorized_user, connection_of, error_reply, post_frame, response,
 };
-use crate::delivery::{Audience, deliver};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
     CancelJob, ClientMessage, ClientRequest, ConnectionId, CorrelationId, FrameError, JobCancelled,
-    JobEvent, JobId, JobRef, JobStatusReport, ServerFrame, ServerMessage, Subscribe, Subscribed,
-    UserId,
+    JobEvent, JobId, JobRef, JobStatusReport, ServerMessage, Subscribe, Subscribed, UserId,
 };
-use crate::store::{AppendOutcome, JobRecord, NewEvent, Store, Subscription};
+use crate::store::{JobRecord, Store, Subscription};
 
 impl<S: Store> Jobcast<S> {
     /// Every client frame (`$default` and the action routes): parse, act, reply on the
@@ -153,48 +152,23 @@ impl<S: Store> Jobcast<S> {
         if self.store.get_job(&job_id).await?.is_none() {
             return Err(ActionError::JobNotFound(job_id));
         }
-        let now = Utc::now();
         let event = JobEvent::JobCancelled(JobCancelled { reason });
-        let outcome = self
-            .store
-            .append_event(NewEvent {
-                job_id: job_id.clone(),
-                event: event.clone(),
-                correlation_id: caller.correlation_id.clone(),
-                recorded_at: now,
-                job_expires_at: self.expiry(now, self.settings.job_ttl),
-                event_expires_at: self.expiry(now, self.settings.event_ttl),
-            })
-            .await?;
-        let stored = match outcome {
-            AppendOutcome::Appended(stored) => stored,
-            AppendOutcome::JobFinished(job) => {
-                return Err(ActionError::JobFinished {
-                    job_id,
-                    state: job.state,
-                });
+        match self
+            .record_and_deliver(gateway, &job_id, event, caller.correlation_id.clone())
+            .await
+        {
+            Ok(Recorded::Published { seq, delivery }) => {
+                tracing::info!(seq, delivered = delivery.delivered, "job cancelled");
             }
-        };
-        let frame = ServerFrame::new(
-            ServerMessage::job_event(job_id.clone(), stored.seq, stored.event),
-            caller.correlation_id.clone(),
-        );
-        let payload = Bytes::from(frame.to_json());
-        let report = deliver(
-            &self.store,
-            gateway,
-            &self.settings.delivery,
-            &Audience::Job(job_id.clone()),
-            payload,
-        )
-        .await?;
-        tracing::info!(
-            seq = stored.seq,
-            delivered = report.delivered,
-            gone = report.gone,
-            failed = report.failed,
-            "job cancelled"
-        );
+            Ok(Recorded::Finished(state)) => {
+                return Err(ActionError::JobFinished { job_id, state });
+            }
+            Err(SendError::Store(err)) => return Err(err.into()),
+            Err(SendError::PayloadTooLarge { size, limit }) => {
+                return Err(FrameError::TooLarge { size, limit }.into());
+            }
+            Err(SendError::InvalidRequest(err)) => return Err(err.into()),
+        }
         let job = self
             .store
             .get_job(&job_id)

@@ -8,8 +8,8 @@ use super::Jobcast;
 use crate::delivery::{Audience, DeliveryReport, deliver};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
-    CorrelationId, ErrorCode, FrameError, JobEvent, JobId, MAX_FRAME_BYTES, Seq, ServerFrame,
-    ServerMessage,
+    CorrelationId, ErrorCode, FrameError, JobEvent, JobId, JobState, MAX_FRAME_BYTES, Seq,
+    ServerFrame, ServerMessage,
 };
 use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
 
@@ -142,6 +142,39 @@ impl<S: Store> Jobcast<S> {
             event,
             correlation_id,
         } = request;
+        match self
+            .record_and_deliver(gateway, &job_id, event, correlation_id)
+            .await?
+        {
+            Recorded::Published { seq, delivery } => Ok(SendOutcome::Published {
+                job_id,
+                seq,
+                delivery,
+            }),
+            Recorded::Finished(state) => {
+                tracing::warn!(state = state.as_str(), "event refused: job finished");
+                let message = format!(
+                    "job {job_id} has already {}; the event was not recorded",
+                    state.as_str()
+                );
+                Ok(SendOutcome::Rejected {
+                    job_id,
+                    code: ErrorCode::JobFinished,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Records a job event (the store assigns its seq) and fans it out to the job's
+    /// subscribers: what the sender does, and what `cancel_job` does for a client.
+    pub(super) async fn record_and_deliver<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        job_id: &JobId,
+        event: JobEvent,
+        correlation_id: Option<CorrelationId>,
+    ) -> Result<Recorded, SendError> {
         // Refuse an event too large to deliver before it takes a seq.
         let probe = ServerFrame::new(
             ServerMessage::job_event(job_id.clone(), Seq::MAX, event.clone()),
@@ -169,18 +202,7 @@ impl<S: Store> Jobcast<S> {
             .await?;
         let stored = match outcome {
             AppendOutcome::Appended(stored) => stored,
-            AppendOutcome::JobFinished(job) => {
-                let message = format!(
-                    "job {job_id} has already {}; the event was not recorded",
-                    job.state.as_str()
-                );
-                tracing::warn!(state = job.state.as_str(), "event refused: job finished");
-                return Ok(SendOutcome::Rejected {
-                    job_id,
-                    code: ErrorCode::JobFinished,
-                    message,
-                });
-            }
+            AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
         };
         let seq = stored.seq;
         let frame = ServerFrame::new(
@@ -198,6 +220,7 @@ impl<S: Store> Jobcast<S> {
         .await?;
         tracing::info!(
             seq,
+            event_type = frame.message.type_name(),
             delivered = delivery.delivered,
             gone = delivery.gone,
             failed = delivery.failed,
@@ -205,10 +228,16 @@ impl<S: Store> Jobcast<S> {
             duration_ms = delivery.duration_ms,
             "event published"
         );
-        Ok(SendOutcome::Published {
-            job_id,
-            seq,
-            delivery,
-        })
+        Ok(Recorded::Published { seq, delivery })
     }
+}
+
+/// What recording a job event came to.
+pub(super) enum Recorded {
+    Published {
+        seq: Seq,
+        delivery: DeliveryReport,
+    },
+    /// The job had finished in this state; nothing was recorded.
+    Finished(JobState),
 }

@@ -273,6 +273,19 @@ impl DynamoStore {
         Ok(Page { items, next })
     }
 
+    /// Writes one item, as `what` for error messages.
+    async fn put<T: Serialize>(&self, table: &str, item: T, what: &str) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt(what, e))?;
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
     /// Deletes `keys` in batches of 25, retrying what DynamoDB leaves unprocessed.
     async fn delete_all(&self, table: &str, keys: Vec<Item>) -> Result<(), StoreError> {
         for chunk in keys.chunks(BATCH_LIMIT) {
@@ -331,14 +344,8 @@ impl ConnectionStore for DynamoStore {
             connected_at: connection.connected_at.timestamp_millis(),
             expires_at: epoch_seconds(connection.expires_at),
         };
-        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt("connection", e))?;
-        self.client
-            .put_item()
-            .table_name(&self.tables.connections)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
+        self.put(&self.tables.connections, item, "connection")
+            .await?;
         Ok(())
     }
 
@@ -414,14 +421,8 @@ impl ConnectionStore for DynamoStore {
             subscriber: subscription.user_id.to_string(),
             expires_at: epoch_seconds(subscription.expires_at),
         };
-        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt("subscription", e))?;
-        self.client
-            .put_item()
-            .table_name(&self.tables.connections)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
+        self.put(&self.tables.connections, item, "subscription")
+            .await?;
         Ok(())
     }
 
@@ -627,14 +628,7 @@ impl JobStore for DynamoStore {
             recorded_at: stored.recorded_at.timestamp_millis(),
             expires_at: epoch_seconds(new.event_expires_at),
         };
-        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt("event", e))?;
-        self.client
-            .put_item()
-            .table_name(&self.tables.jobs)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
+        self.put(&self.tables.jobs, item, "event").await?;
         Ok(AppendOutcome::Appended(stored))
     }
 
