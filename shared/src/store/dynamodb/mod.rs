@@ -1,6 +1,8 @@
 //! The store adapter for AWS: DynamoDB. See [`schema`] for the table design.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -8,7 +10,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, DeleteRequest, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +35,43 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     tables: TableNames,
+    reads: Arc<ReadCounters>,
+}
+
+/// What the store's Queries have read since it was built: for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    queries: AtomicU64,
+    items_scanned: AtomicU64,
+    /// Consumed read capacity, in thousandths of a unit.
+    read_capacity_milli: AtomicU64,
+}
+
+/// A snapshot of [`ReadCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReadStats {
+    pub queries: u64,
+    pub items_scanned: u64,
+    pub read_capacity_units: f64,
+}
+
+impl ReadCounters {
+    fn record(&self, scanned: i32, capacity: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.items_scanned
+            .fetch_add(u64::try_from(scanned).unwrap_or(0), Ordering::Relaxed);
+        let units = capacity.and_then(|c| c.capacity_units()).unwrap_or(0.0);
+        self.read_capacity_milli
+            .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ReadStats {
+        ReadStats {
+            queries: self.queries.load(Ordering::Relaxed),
+            items_scanned: self.items_scanned.load(Ordering::Relaxed),
+            read_capacity_units: self.read_capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
 }
 
 impl DynamoStore {
@@ -48,6 +88,7 @@ impl DynamoStore {
         Self {
             client: Client::from_conf(config),
             tables,
+            reads: Arc::default(),
         }
     }
 
@@ -57,6 +98,11 @@ impl DynamoStore {
 
     pub fn tables(&self) -> &TableNames {
         &self.tables
+    }
+
+    /// What this store's Queries have read so far.
+    pub fn read_stats(&self) -> ReadStats {
+        self.reads.snapshot()
     }
 
     /// Creates both tables unless they exist (jobcast-local and tests; AWS uses template.yaml).
@@ -254,10 +300,13 @@ impl DynamoStore {
             .expression_attribute_values(":key", s(key_value))
             .expression_attribute_values(":now", n(now_seconds()))
             .limit(i32::try_from(page.limit.clamp(1, 10_000)).unwrap_or(1000))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| store_error("Query", e))?;
+        self.reads
+            .record(output.scanned_count(), output.consumed_capacity());
         let items = output
             .items()
             .iter()

@@ -1,0 +1,242 @@
+//! DynamoDB reads per fan-out: what finding a job's subscribers costs jobcast (one Query a page
+//! on the sparse `by_job` index), beside the baseline of AWS's WebSocket chat sample (a Scan of
+//! the connections table, here with a filter on the job). Also the size of a connection item.
+//!
+//! Needs DynamoDB Local (or any DynamoDB) at JOBCAST_DYNAMODB_ENDPOINT; `bench/store-reads.sh`
+//! starts one. Prints a Markdown table on stdout.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use chrono::{Duration, Utc};
+use futures::StreamExt;
+use jobcast::delivery::DeliverySettings;
+use jobcast::protocol::{ConnectionId, JobId, UserId};
+use jobcast::store::dynamodb::schema::TableNames;
+use jobcast::store::{Connection, ConnectionStore, DynamoStore, PageRequest, Subscription};
+
+/// Other jobs' subscriptions in the table, per subscriber of the measured job: a table serving
+/// one job only would flatter the Scan.
+const OTHER_JOBS_PER_SUBSCRIBER: usize = 3;
+
+struct Reads {
+    requests: u64,
+    items_read: u64,
+    items_returned: u64,
+    capacity: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT")
+        .context("set JOBCAST_DYNAMODB_ENDPOINT (bench/store-reads.sh does)")?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let page_size = DeliverySettings::default().page_size;
+
+    println!(
+        "| subscribers | approach | requests | items read | items returned | read capacity units |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|");
+    for subscribers in [1_000usize, 5_000] {
+        let suffix: u64 = rand::random();
+        let store = DynamoStore::new(
+            &sdk,
+            TableNames {
+                connections: format!("bench-connections-{suffix:x}"),
+                jobs: format!("bench-jobs-{suffix:x}"),
+            },
+        );
+        store.ensure_tables().await?;
+        let job = JobId::parse("measured-job")?;
+        fill(&store, &job, subscribers).await?;
+
+        let before = store.read_stats();
+        let mut found = 0;
+        let mut request = PageRequest::first(page_size);
+        loop {
+            let page = store.job_subscribers(&job, request).await?;
+            found += page.items.len() as u64;
+            match page.next {
+                Some(after) => {
+                    request = PageRequest {
+                        after: Some(after),
+                        limit: page_size,
+                    }
+                }
+                None => break,
+            }
+        }
+        let after = store.read_stats();
+        anyhow::ensure!(
+            found == subscribers as u64,
+            "the Query found {found} of {subscribers}"
+        );
+        let jobcast = Reads {
+            requests: after.queries - before.queries,
+            items_read: after.items_scanned - before.items_scanned,
+            items_returned: found,
+            capacity: after.read_capacity_units - before.read_capacity_units,
+        };
+        let scan = scan_baseline(&store, &job).await?;
+        anyhow::ensure!(
+            scan.items_returned == subscribers as u64,
+            "the Scan found {} of {subscribers}",
+            scan.items_returned
+        );
+        for (name, reads) in [
+            (
+                format!("jobcast: Query by_job, pages of {page_size}"),
+                &jobcast,
+            ),
+            (
+                "baseline: Scan + filter (AWS chat sample)".to_owned(),
+                &scan,
+            ),
+        ] {
+            println!(
+                "| {subscribers} | {name} | {} | {} | {} | {:.1} |",
+                reads.requests, reads.items_read, reads.items_returned, reads.capacity
+            );
+        }
+    }
+    println!();
+    item_sizes();
+    Ok(())
+}
+
+/// `subscribers` connections on the measured job, each also subscribed to other jobs.
+async fn fill(store: &DynamoStore, job: &JobId, subscribers: usize) -> anyhow::Result<()> {
+    let expires_at = Utc::now() + Duration::hours(1);
+    futures::stream::iter(0..subscribers)
+        .map(|n| async move {
+            let connection_id = ConnectionId::parse(format!("c{n:07}AAAAAAA="))?;
+            let user_id = UserId::parse(format!("user-{n}"))?;
+            store
+                .put_connection(&Connection {
+                    connection_id: connection_id.clone(),
+                    user_id: user_id.clone(),
+                    connected_at: Utc::now(),
+                    expires_at,
+                })
+                .await?;
+            let jobs = std::iter::once(job.clone()).chain(
+                (0..OTHER_JOBS_PER_SUBSCRIBER)
+                    .map(|k| JobId::parse(format!("other-{}", (n + k) % 97)).expect("valid")),
+            );
+            for job_id in jobs {
+                store
+                    .put_subscription(&Subscription {
+                        connection_id: connection_id.clone(),
+                        job_id,
+                        user_id: user_id.clone(),
+                        expires_at,
+                    })
+                    .await?;
+            }
+            anyhow::Ok(())
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn scan_baseline(store: &DynamoStore, job: &JobId) -> anyhow::Result<Reads> {
+    let mut reads = Reads {
+        requests: 0,
+        items_read: 0,
+        items_returned: 0,
+        capacity: 0.0,
+    };
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let output = store
+            .client()
+            .scan()
+            .table_name(&store.tables().connections)
+            .filter_expression("job_id = :job")
+            .expression_attribute_values(":job", AttributeValue::S(job.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        reads.requests += 1;
+        reads.items_read += u64::try_from(output.scanned_count()).unwrap_or(0);
+        reads.items_returned += u64::try_from(output.count()).unwrap_or(0);
+        reads.capacity += output
+            .consumed_capacity()
+            .and_then(|c| c.capacity_units())
+            .unwrap_or(0.0);
+        start = output.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(reads);
+        }
+    }
+}
+
+/// Item sizes by DynamoDB's rules: attribute name bytes plus value bytes (strings: UTF-8
+/// length; numbers: about one byte per two significant digits, plus one); an index copy also
+/// carries 100 bytes of overhead.
+fn item_sizes() {
+    fn number(digits: usize) -> usize {
+        digits.div_ceil(2) + 1
+    }
+    let connection_id = "L0SM9cOFvHcCIhw=".len();
+    let user_id = "2f6c1c52-5a2e-4a8e-9d7b-0b9c1f3c9e21".len(); // a UUID `sub`
+    let connection = "connection_id".len()
+        + connection_id
+        + "sk".len()
+        + "connection".len()
+        + "user_id".len()
+        + user_id
+        + "connected_at".len()
+        + number(13)
+        + "expires_at".len()
+        + number(10);
+    let by_user_copy = "user_id".len()
+        + user_id
+        + "connection_id".len()
+        + connection_id
+        + "sk".len()
+        + "connection".len()
+        + "expires_at".len()
+        + number(10)
+        + 100;
+    let job_id = "crawl-2026-11-22-001".len();
+    let subscription = "connection_id".len()
+        + connection_id
+        + "sk".len()
+        + "job#".len()
+        + job_id
+        + "job_id".len()
+        + job_id
+        + "subscriber".len()
+        + user_id
+        + "expires_at".len()
+        + number(10);
+    let by_job_copy = "job_id".len()
+        + job_id
+        + "connection_id".len()
+        + connection_id
+        + "sk".len()
+        + "job#".len()
+        + job_id
+        + "expires_at".len()
+        + number(10)
+        + 100;
+    println!("| item | bytes |");
+    println!("|---|---:|");
+    println!("| connection (16-char connection id, UUID user id) | {connection} |");
+    println!("| its copy in by_user (with 100 B index overhead) | {by_user_copy} |");
+    println!("| subscription (20-char job id) | {subscription} |");
+    println!("| its copy in by_job (with 100 B index overhead) | {by_job_copy} |");
+}
