@@ -470,3 +470,27 @@ contract!(
     finished_jobs_take_no_more_events,
     an_expired_job_starts_afresh_but_keeps_counting,
 );
+
+/// A missing table is a configuration error, typed as such.
+#[tokio::test]
+async fn a_missing_table_is_not_found() {
+    use jobcast::store::{
+        ConnectionStore, DynamoStore, JobStore, StoreError, dynamodb::schema::TableNames,
+    };
+    let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT")
+        .expect("JOBCAST_DYNAMODB_ENDPOINT (scripts/test.sh sets it)");
+    let store = DynamoStore::new(
+        &jobcast_tests::sdk_config(&endpoint).await,
+        TableNames {
+            connections: "no-such-connections".into(),
+            jobs: "no-such-jobs".into(),
+        },
+    );
+    let err = store.get_connection(&connection_id(1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store
+        .append_event(new_event("j", progress(1.0)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}

@@ -25,10 +25,14 @@ impl ActionError {
             Self::JobNotFound(_) => ErrorCode::NotFound,
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::UnknownConnection => ErrorCode::Forbidden,
-            Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_)) => {
-                ErrorCode::Unavailable
+            Self::Store(
+                StoreError::Throttled(_)
+                | StoreError::Unavailable(_)
+                | StoreError::ConditionFailed(_),
+            ) => ErrorCode::Unavailable,
+            Self::Store(StoreError::Corrupt(_) | StoreError::NotFound(_)) => {
+                ErrorCode::InternalError
             }
-            Self::Store(StoreError::Corrupt(_)) => ErrorCode::InternalError,
         }
     }
 }

@@ -101,7 +101,11 @@ impl SendError {
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::Store(StoreError::Throttled(_)) => "StoreThrottled",
-            Self::Store(_) => "StoreUnavailable",
+            Self::Store(StoreError::NotFound(_)) => "StoreMisconfigured",
+            Self::Store(StoreError::Corrupt(_)) => "StoreCorrupt",
+            Self::Store(StoreError::Unavailable(_) | StoreError::ConditionFailed(_)) => {
+                "StoreUnavailable"
+            }
         }
     }
 
@@ -109,7 +113,11 @@ impl SendError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Store(StoreError::Throttled(_) | StoreError::Unavailable(_))
+            Self::Store(
+                StoreError::Throttled(_)
+                    | StoreError::Unavailable(_)
+                    | StoreError::ConditionFailed(_)
+            )
         )
     }
 }

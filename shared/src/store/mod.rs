@@ -108,6 +108,12 @@ pub enum StoreError {
     Throttled(String),
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// A table or index is missing: a configuration error, not a passing one.
+    #[error("not found in the store: {0}")]
+    NotFound(String),
+    /// A conditional write kept failing against concurrent writers.
+    #[error("a conditional write failed: {0}")]
+    ConditionFailed(String),
     #[error("a stored item could not be read: {0}")]
     Corrupt(String),
 }

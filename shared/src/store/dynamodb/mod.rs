@@ -125,6 +125,12 @@ fn store_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             "{operation}: {}",
             err.message().unwrap_or("throttled")
         )),
+        Some("ResourceNotFoundException") => {
+            StoreError::NotFound(format!("{operation}: {}", describe(&err)))
+        }
+        Some("ConditionalCheckFailedException" | "TransactionConflictException") => {
+            StoreError::ConditionFailed(format!("{operation}: {}", describe(&err)))
+        }
         _ => StoreError::Unavailable(format!("{operation}: {}", describe(&err))),
     }
 }
