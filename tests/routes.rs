@@ -210,3 +210,33 @@ async fn idle_connections_are_closed_like_api_gateway_does() {
     .await;
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_frames_keep_a_connection_past_its_ttl() {
+    // A 2 s TTL: without the refresh the subscription would expire before the event.
+    let settings = jobcast::settings::Settings {
+        connection_ttl: std::time::Duration::from_secs(2),
+        ..test_settings()
+    };
+    let emulator = start_with(settings, jobcast_local::EmulatorConfig::default()).await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("job-long").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        client.request(json!({"action": "ping"})).await["type"],
+        "pong"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (_, _, report) = invoke_sender(&emulator, &progress("job-long", 99.0, "")).await;
+    assert_eq!(
+        report["delivered"], 1,
+        "the ping kept the subscription alive: {report}"
+    );
+    client.expect("progress_update").await;
+
+    // And without frames, the TTL does end it.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, _, report) = invoke_sender(&emulator, &progress("job-long", 100.0, "")).await;
+    assert_eq!(report["delivered"], 0, "{report}");
+    emulator.shutdown().await;
+}

@@ -436,6 +436,70 @@ async fn an_expired_job_starts_afresh_but_keeps_counting<S: Store>(store: S) {
     assert!(snapshot.progress.is_none());
 }
 
+async fn touching_a_connection_extends_it_and_its_subscriptions<S: Store>(store: S) {
+    store
+        .put_connection(&connection(1, "u", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(1, "job-t", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(1, "job-u", HOUR))
+        .await
+        .unwrap();
+    let later = Utc::now() + Duration::hours(2);
+    assert!(
+        store
+            .touch_connection(&connection_id(1), later)
+            .await
+            .unwrap()
+    );
+    let got = store
+        .get_connection(&connection_id(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.expires_at.timestamp(), later.timestamp());
+    // The subscriptions moved with it: an expiry in the past now hides both.
+    assert!(
+        store
+            .touch_connection(&connection_id(1), Utc::now() - Duration::seconds(5))
+            .await
+            .unwrap()
+    );
+    assert!(all_subscribers(&store, "job-t", 10).await.0.is_empty());
+    assert!(all_subscribers(&store, "job-u", 10).await.0.is_empty());
+    assert!(
+        store
+            .get_connection(&connection_id(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A gone or expired connection is not brought back.
+    assert!(
+        !store
+            .touch_connection(&connection_id(1), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .touch_connection(&connection_id(2), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_connection(&connection_id(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -469,6 +533,7 @@ contract!(
     the_snapshot_follows_the_events,
     finished_jobs_take_no_more_events,
     an_expired_job_starts_afresh_but_keeps_counting,
+    touching_a_connection_extends_it_and_its_subscriptions,
 );
 
 /// A missing table is a configuration error, typed as such.

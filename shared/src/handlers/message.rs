@@ -43,6 +43,7 @@ impl<S: Store> Jobcast<S> {
                     None,
                 )
                 .await;
+                self.keep_alive(&connection_id).await;
                 return response(200, "refused");
             }
         };
@@ -58,7 +59,7 @@ impl<S: Store> Jobcast<S> {
             job_id = message.job_id().map(JobId::as_str),
             correlation_id = correlation_id.as_ref().map(CorrelationId::as_str),
         );
-        async {
+        let answer = async {
             let caller = Caller {
                 connection_id: connection_id.clone(),
                 user: authorized_user(request),
@@ -93,7 +94,26 @@ impl<S: Store> Jobcast<S> {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.keep_alive(&connection_id).await;
+        answer
+    }
+
+    /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so
+    /// a connection kept open past CONNECTION_TTL_SECONDS (API Gateway allows 2 h) keeps
+    /// hearing its jobs. API Gateway closes connections idle for 10 minutes, so a live one
+    /// always sends frames.
+    async fn keep_alive(&self, connection_id: &ConnectionId) {
+        let expires_at = self.expiry(Utc::now(), self.settings.connection_ttl);
+        match self.store.touch_connection(connection_id, expires_at).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%connection_id, "frame from a connection the store no longer has")
+            }
+            Err(err) => {
+                tracing::warn!(%connection_id, error = %err, "could not extend the connection's expiry")
+            }
+        }
     }
 
     async fn act<G: ConnectionGateway>(

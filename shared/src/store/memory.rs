@@ -127,6 +127,35 @@ impl ConnectionStore for MemoryStore {
         Ok(jobs.len())
     }
 
+    async fn touch_connection(
+        &self,
+        connection_id: &ConnectionId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let state = &mut *state;
+        match state.connections.get_mut(connection_id) {
+            Some(connection) if connection.expires_at > now => connection.expires_at = expires_at,
+            _ => return Ok(false),
+        }
+        for job_id in state
+            .jobs_of_connection
+            .get(connection_id)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(subscription) = state
+                .subscriptions
+                .get_mut(job_id)
+                .and_then(|subscribers| subscribers.get_mut(connection_id))
+            {
+                subscription.expires_at = expires_at;
+            }
+        }
+        Ok(true)
+    }
+
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut state = self.lock();
         state

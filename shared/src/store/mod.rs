@@ -137,6 +137,15 @@ pub trait ConnectionStore: Send + Sync + 'static {
         connection_id: &ConnectionId,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
+    /// Extends the expiry of a live connection and of all its subscriptions; returns false
+    /// when the connection is gone (or already expired). Called on client activity, so a
+    /// connection outlives its TTL for as long as API Gateway keeps it open (up to 2 h).
+    fn touch_connection(
+        &self,
+        connection_id: &ConnectionId,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     fn put_subscription(
         &self,
         subscription: &Subscription,

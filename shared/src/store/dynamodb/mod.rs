@@ -328,6 +328,35 @@ impl DynamoStore {
         Ok(Page { items, next })
     }
 
+    /// The keys of a connection's item and of all its subscriptions: one partition.
+    async fn keys_of_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .key_condition_expression("#id = :id")
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":id", s(connection_id.as_str()))
+                .projection_expression("#id, #sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            keys.extend(output.items().iter().cloned());
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
     /// Writes one item, as `what` for error messages.
     async fn put<T: Serialize>(&self, table: &str, item: T, what: &str) -> Result<(), StoreError> {
         let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt(what, e))?;
@@ -434,28 +463,7 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.tables.connections)
-                .key_condition_expression("#id = :id")
-                .expression_attribute_names("#id", CONNECTION_ID)
-                .expression_attribute_names("#sk", SORT_KEY)
-                .expression_attribute_values(":id", s(connection_id.as_str()))
-                .projection_expression("#id, #sk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            keys.extend(output.items().iter().cloned());
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+        let keys = self.keys_of_connection(connection_id).await?;
         let subscriptions = keys
             .iter()
             .filter(|key| {
@@ -466,6 +474,41 @@ impl ConnectionStore for DynamoStore {
             .count();
         self.delete_all(&self.tables.connections, keys).await?;
         Ok(subscriptions)
+    }
+
+    async fn touch_connection(
+        &self,
+        connection_id: &ConnectionId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if self.get_connection(connection_id).await?.is_none() {
+            return Ok(false);
+        }
+        let keys = self.keys_of_connection(connection_id).await?;
+        for key in keys {
+            // attribute_exists: never resurrect an item that $disconnect deleted meanwhile.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.tables.connections)
+                .set_key(Some(key))
+                .update_expression("SET #expires = :expires")
+                .condition_expression("attribute_exists(#id)")
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_values(":expires", n(epoch_seconds(expires_at)))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(store_error("UpdateItem", err)),
+            }
+        }
+        Ok(true)
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
