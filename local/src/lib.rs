@@ -18,12 +18,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 mod events;
+mod faults;
 mod invoke;
 mod management;
 mod page;
 mod registry;
 mod websocket;
 
+pub use faults::Faults;
 pub use registry::Registry;
 
 /// API Gateway's WebSocket limits, each configurable.
@@ -52,6 +54,7 @@ pub struct EmulatorConfig {
     pub stage: String,
     pub api_id: String,
     pub limits: Limits,
+    pub faults: Faults,
 }
 
 impl Default for EmulatorConfig {
@@ -60,6 +63,7 @@ impl Default for EmulatorConfig {
             stage: "local".to_owned(),
             api_id: "jobcast-local".to_owned(),
             limits: Limits::default(),
+            faults: Faults::default(),
         }
     }
 }
@@ -90,7 +94,7 @@ impl<S: Store> Emulator<S> {
         let (shutdown, _) = watch::channel(false);
         let app = Arc::new(App {
             service,
-            registry: Registry::new(config.limits.max_message_bytes),
+            registry: Registry::new(config.limits.max_message_bytes, config.faults.clone()),
             config,
             shutdown,
         });

@@ -9,7 +9,7 @@ use jobcast::handlers::Jobcast;
 use jobcast::settings::{AuthMode, Settings};
 use jobcast::store::dynamodb::schema::TableNames;
 use jobcast::store::{DynamoStore, MemoryStore, Store};
-use jobcast_local::{Emulator, EmulatorConfig, Limits};
+use jobcast_local::{Emulator, EmulatorConfig, Faults, Limits};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum StoreKind {
@@ -53,6 +53,19 @@ struct Args {
     /// Close connections older than this (API Gateway: 7200).
     #[arg(long, default_value_t = 7200)]
     max_connection_secs: u64,
+    /// Fault injection: the share of posts (0.0–1.0) that fail with --fail-status.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    fail_rate: f64,
+    /// Fault injection: the status injected failures answer with (429 or 5xx); repeat for a mix.
+    #[arg(long, value_parser = parse_fail_status, default_values_t = [500u16])]
+    fail_status: Vec<u16>,
+    /// Fault injection: delay added to every post to a connection, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    post_latency_ms: u64,
+    /// Fault injection: posts per second allowed on @connections (and the sender's posts); more
+    /// get 429. 10000 emulates API Gateway's default account quota.
+    #[arg(long)]
+    throttle_rps: Option<std::num::NonZeroU32>,
     /// The message size limit in bytes (API Gateway: 131072).
     #[arg(long, default_value_t = jobcast::protocol::MAX_FRAME_BYTES)]
     max_message_bytes: usize,
@@ -71,7 +84,17 @@ async fn main() -> anyhow::Result<()> {
             "authentication is OFF (--auth none): anyone who can reach this port can connect as any user"
         );
     }
+    let faults = Faults {
+        fail_rate: args.fail_rate,
+        fail_statuses: args.fail_status.clone(),
+        post_latency: Duration::from_millis(args.post_latency_ms),
+        throttle_rps: args.throttle_rps,
+    };
+    if faults.is_active() {
+        tracing::warn!(?faults, "fault injection is ON");
+    }
     let config = EmulatorConfig {
+        faults,
         stage: args.stage,
         limits: Limits {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
@@ -163,4 +186,22 @@ async fn serve<S: Store>(
     });
     emulator.wait().await.context("serving")?;
     Ok(())
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("must be within 0.0 and 1.0".to_owned())
+    }
+}
+
+fn parse_fail_status(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(status) if status == 429 || (500..=599).contains(&status) => Ok(status),
+        _ => Err("must be 429 or a 5xx status".to_owned()),
+    }
 }

@@ -86,6 +86,16 @@ pub(crate) async fn post<S: Store>(
             "PayloadTooLargeException",
             &format!("payload of {size} bytes exceeds the {limit} byte message limit"),
         ),
+        Err(PostError::Throttled) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "Rate exceeded",
+        ),
+        Err(PostError::ServerError { status }) => aws_error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "InternalServerErrorException",
+            "injected failure",
+        ),
         Err(err) => aws_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerErrorException",

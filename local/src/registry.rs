@@ -10,6 +10,8 @@ use jobcast::gateway::{ConnectionGateway, PostError};
 use jobcast::protocol::ConnectionId;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::faults::{FaultInjector, Faults};
+
 /// What a connection's writer sends to its client.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -77,13 +79,15 @@ impl LiveConnection {
 pub struct Registry {
     connections: Arc<RwLock<HashMap<ConnectionId, Arc<LiveConnection>>>>,
     max_message_bytes: usize,
+    faults: Arc<FaultInjector>,
 }
 
 impl Registry {
-    pub(crate) fn new(max_message_bytes: usize) -> Self {
+    pub(crate) fn new(max_message_bytes: usize, faults: Faults) -> Self {
         Self {
             connections: Arc::default(),
             max_message_bytes,
+            faults: Arc::new(FaultInjector::new(faults)),
         }
     }
 
@@ -128,6 +132,7 @@ impl ConnectionGateway for Registry {
         connection_id: &ConnectionId,
         payload: Bytes,
     ) -> Result<(), PostError> {
+        self.faults.before_post().await?;
         if payload.len() > self.max_message_bytes {
             return Err(PostError::PayloadTooLarge {
                 size: payload.len(),

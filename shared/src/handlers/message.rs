@@ -4,9 +4,7 @@ use tracing::Instrument;
 
 use super::SendError;
 use super::send::Recorded;
-use super::{
-    ActionError, Jobcast, authorized_user, connection_of, error_reply, post_frame, response,
-};
+use super::{ActionError, Jobcast, authorized_user, connection_of, error_reply, response};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
     CancelJob, ClientMessage, ClientRequest, ConnectionId, CorrelationId, FrameError, JobCancelled,
@@ -35,14 +33,8 @@ impl<S: Store> Jobcast<S> {
             Err(err) => {
                 tracing::info!(%connection_id, code = ?err.code(), error = %err, "frame refused");
                 let reply = error_reply(&ActionError::Frame(err), None);
-                post_frame(
-                    &self.store,
-                    gateway,
-                    &connection_id,
-                    ServerMessage::Error(reply),
-                    None,
-                )
-                .await;
+                self.reply(gateway, &connection_id, ServerMessage::Error(reply), None)
+                    .await;
                 self.keep_alive(&connection_id).await;
                 return response(200, "refused");
             }
@@ -68,14 +60,8 @@ impl<S: Store> Jobcast<S> {
             match self.act(gateway, &caller, message).await {
                 Ok(replies) => {
                     for reply in replies {
-                        post_frame(
-                            &self.store,
-                            gateway,
-                            &connection_id,
-                            reply,
-                            correlation_id.clone(),
-                        )
-                        .await;
+                        self.reply(gateway, &connection_id, reply, correlation_id.clone())
+                            .await;
                     }
                     tracing::info!("action served");
                     response(200, "ok")
@@ -88,7 +74,8 @@ impl<S: Store> Jobcast<S> {
                         other => tracing::info!(error = %other, "action refused"),
                     }
                     let reply = ServerMessage::Error(error_reply(&err, Some(action)));
-                    post_frame(&self.store, gateway, &connection_id, reply, correlation_id).await;
+                    self.reply(gateway, &connection_id, reply, correlation_id)
+                        .await;
                     response(200, "refused")
                 }
             }

@@ -8,10 +8,11 @@ use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::delivery::post_with_retry;
 use crate::gateway::{ConnectionGateway, PostError};
 use crate::protocol::{ConnectionId, CorrelationId, ServerFrame, ServerMessage, UserId};
 use crate::settings::Settings;
-use crate::store::{ConnectionStore, Store};
+use crate::store::Store;
 
 mod connect;
 mod disconnect;
@@ -72,25 +73,32 @@ fn response(status: u16, body: &str) -> ApiGatewayProxyResponse {
     response
 }
 
-/// Posts one frame to one connection. A closed connection is removed from the store; other
-/// failures are logged. Replies are best-effort: the client may already be gone.
-async fn post_frame<S: ConnectionStore, G: ConnectionGateway>(
-    store: &S,
-    gateway: &G,
-    connection_id: &ConnectionId,
-    message: ServerMessage,
-    correlation_id: Option<CorrelationId>,
-) {
-    let kind = message.type_name();
-    let payload = Bytes::from(ServerFrame::new(message, correlation_id).to_json());
-    match gateway.post_to_connection(connection_id, payload).await {
-        Ok(()) => tracing::debug!(%connection_id, kind, "reply posted"),
-        Err(PostError::Gone) => {
-            tracing::info!(%connection_id, kind, "reply to a gone connection; removing it");
-            if let Err(err) = store.delete_connection(connection_id).await {
-                tracing::warn!(%connection_id, error = %err, "could not remove a gone connection");
+impl<S: Store> Jobcast<S> {
+    /// Posts one frame to the connection that asked, with the delivery engine's retries. A
+    /// closed connection is removed from the store; other failures are logged. Replies are
+    /// best-effort: the client may already be gone.
+    async fn reply<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        connection_id: &ConnectionId,
+        message: ServerMessage,
+        correlation_id: Option<CorrelationId>,
+    ) {
+        let kind = message.type_name();
+        let payload = Bytes::from(ServerFrame::new(message, correlation_id).to_json());
+        let (result, retries) =
+            post_with_retry(gateway, &self.settings.delivery, connection_id, payload).await;
+        match result {
+            Ok(()) => tracing::debug!(%connection_id, kind, retries, "reply posted"),
+            Err(PostError::Gone) => {
+                tracing::info!(%connection_id, kind, "reply to a gone connection; removing it");
+                if let Err(err) = self.store.delete_connection(connection_id).await {
+                    tracing::warn!(%connection_id, error = %err, "could not remove a gone connection");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%connection_id, kind, error = %err, attempts = retries + 1, "reply not delivered")
             }
         }
-        Err(err) => tracing::warn!(%connection_id, kind, error = %err, "reply not delivered"),
     }
 }

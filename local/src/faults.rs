@@ -1,0 +1,67 @@
+//! Fault injection on posts to connections (off by default): failures, latency and an account
+//! quota, so the delivery engine's retry and back-off can be exercised without AWS.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use jobcast::gateway::PostError;
+use rand::Rng;
+
+/// Which faults to inject.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The share of posts (0.0–1.0) that fail with one of `fail_statuses`.
+    pub fail_rate: f64,
+    /// The statuses injected failures answer with (429 or 5xx), chosen at random.
+    pub fail_statuses: Vec<u16>,
+    /// Added to every post before it is handled.
+    pub post_latency: Duration,
+    /// Posts per second allowed (a token bucket with a burst of one second's worth); more get
+    /// 429, as API Gateway's account quota does. `--throttle-rps 10000` emulates the default.
+    pub throttle_rps: Option<NonZeroU32>,
+}
+
+impl Faults {
+    pub fn is_active(&self) -> bool {
+        self.fail_rate > 0.0 || !self.post_latency.is_zero() || self.throttle_rps.is_some()
+    }
+}
+
+pub(crate) struct FaultInjector {
+    faults: Faults,
+    quota: Option<DefaultDirectRateLimiter>,
+}
+
+impl FaultInjector {
+    pub fn new(faults: Faults) -> Self {
+        let quota = faults
+            .throttle_rps
+            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
+        Self { faults, quota }
+    }
+
+    /// Runs before a post is handled: waits, then maybe refuses it as AWS would.
+    pub async fn before_post(&self) -> Result<(), PostError> {
+        if !self.faults.post_latency.is_zero() {
+            tokio::time::sleep(self.faults.post_latency).await;
+        }
+        if let Some(quota) = &self.quota
+            && quota.check().is_err()
+        {
+            return Err(PostError::Throttled);
+        }
+        if self.faults.fail_rate > 0.0 && !self.faults.fail_statuses.is_empty() {
+            let mut rng = rand::rng();
+            if rng.random_bool(self.faults.fail_rate.clamp(0.0, 1.0)) {
+                let status =
+                    self.faults.fail_statuses[rng.random_range(0..self.faults.fail_statuses.len())];
+                return Err(match status {
+                    429 => PostError::Throttled,
+                    status => PostError::ServerError { status },
+                });
+            }
+        }
+        Ok(())
+    }
+}
