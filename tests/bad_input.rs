@@ -88,12 +88,7 @@ async fn a_frame_over_128_kb_closes_the_connection_with_1009() {
     client.send_text(frame).await;
     let close = client.expect_close().await;
     assert_eq!(close_code(&close), Some(1009));
-    let store = emulator.service().store().clone();
-    eventually("the closed connection is cleaned up", || {
-        let store = store.clone();
-        async move { store.connection_count() == 0 && store.subscription_count() == 0 }
-    })
-    .await;
+    wait_until_store_empty(&emulator, true).await;
     emulator.shutdown().await;
 }
 

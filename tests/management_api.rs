@@ -80,12 +80,7 @@ async fn delete_connection_closes_the_socket_and_cleans_the_store() {
         .expect("the SDK deletes");
     let close = client.expect_close().await;
     assert_eq!(close_code(&close), Some(1000));
-    let store = emulator.service().store().clone();
-    eventually("$disconnect ran", || {
-        let store = store.clone();
-        async move { store.connection_count() == 0 && store.subscription_count() == 0 }
-    })
-    .await;
+    wait_until_store_empty(&emulator, true).await;
     emulator.shutdown().await;
 }
 
@@ -96,12 +91,7 @@ async fn posting_to_a_closed_connection_is_gone() {
     let id = client.connection_id(&emulator).await;
     client.close().await;
     let sdk = management_client(&emulator.http_url()).await;
-    let store = emulator.service().store().clone();
-    eventually("the connection is closed", || {
-        let store = store.clone();
-        async move { store.connection_count() == 0 }
-    })
-    .await;
+    wait_until_store_empty(&emulator, false).await;
     let err = sdk
         .post_to_connection()
         .connection_id(id.as_str())
@@ -173,12 +163,7 @@ async fn the_management_api_adapter_reports_gone_distinctly() {
     );
     gateway.delete_connection(&id).await.unwrap();
     client.expect_close().await;
-    let store = emulator.service().store().clone();
-    eventually("the connection is closed", || {
-        let store = store.clone();
-        async move { store.connection_count() == 0 }
-    })
-    .await;
+    wait_until_store_empty(&emulator, false).await;
     let gone = gateway
         .post_to_connection(&id, bytes_of("{}"))
         .await

@@ -93,11 +93,7 @@ async fn disconnect_removes_the_connection_and_its_subscriptions() {
     assert_eq!(store.connection_count(), 1);
     assert_eq!(store.subscription_count(), 2);
     client.close().await;
-    eventually("the store is empty", || {
-        let store = store.clone();
-        async move { store.connection_count() == 0 && store.subscription_count() == 0 }
-    })
-    .await;
+    wait_until_store_empty(&emulator, true).await;
     emulator.shutdown().await;
 }
 
@@ -202,12 +198,7 @@ async fn idle_connections_are_closed_like_api_gateway_does() {
     let mut client = Client::connect(&emulator).await;
     let close = client.expect_close().await;
     assert_eq!(close_code(&close), Some(1001));
-    let store = emulator.service().store().clone();
-    eventually("the idle connection is removed", || {
-        let store = store.clone();
-        async move { store.connection_count() == 0 }
-    })
-    .await;
+    wait_until_store_empty(&emulator, false).await;
     emulator.shutdown().await;
 }
 

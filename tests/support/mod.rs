@@ -202,6 +202,19 @@ where
     panic!("timed out waiting until {what}");
 }
 
+/// Waits until the emulator's store holds no connection, and, with `and_subscriptions`, no
+/// subscription either ($disconnect has run).
+pub async fn wait_until_store_empty(emulator: &TestEmulator, and_subscriptions: bool) {
+    let store = emulator.service().store().clone();
+    eventually("the store has no connections left", || {
+        let store = store.clone();
+        async move {
+            store.connection_count() == 0 && (!and_subscriptions || store.subscription_count() == 0)
+        }
+    })
+    .await;
+}
+
 /// Invokes the sender through the Lambda Invoke API path, as `curl` would.
 pub async fn invoke_sender(
     emulator: &TestEmulator,
