@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod gateway;
 pub mod handlers;
+pub mod metrics;
 pub mod protocol;
 pub mod settings;
 pub mod store;

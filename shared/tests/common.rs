@@ -1,6 +1,9 @@
 //! A gateway that records posts instead of sending them: the handlers' tests read what each
 //! connection would have received.
 
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -13,8 +16,6 @@ pub struct RecordingGateway {
     posts: Mutex<Vec<(ConnectionId, Value)>>,
 }
 
-// Each test binary that includes this module uses a different part of it.
-#[allow(dead_code)]
 impl RecordingGateway {
     /// Everything posted since the last call, in order.
     pub fn take(&self) -> Vec<(ConnectionId, Value)> {

@@ -17,7 +17,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     // Without WEBSOCKET_ENDPOINT, replies go to the endpoint each request came through.
     let management_api = ManagementApi::new(sdk.clone(), settings.websocket_endpoint.as_deref());
-    let service = Jobcast::new(DynamoStore::new(&sdk, TableNames::from_env()), settings);
+    // One Embedded Metric Format line per fan-out, on stdout for CloudWatch.
+    let service = Jobcast::new(DynamoStore::new(&sdk, TableNames::from_env()), settings)
+        .with_metrics(std::sync::Arc::new(jobcast::metrics::StdoutSink));
 
     let (service, management_api) = (&service, &management_api);
     lambda_runtime::run(service_fn(

@@ -18,7 +18,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let gateway = ManagementApi::new(sdk.clone(), settings.websocket_endpoint.as_deref())
         .configured()
         .context("the sender needs WEBSOCKET_ENDPOINT")?;
-    let service = Jobcast::new(DynamoStore::new(&sdk, TableNames::from_env()), settings);
+    // One Embedded Metric Format line per fan-out, on stdout for CloudWatch.
+    let service = Jobcast::new(DynamoStore::new(&sdk, TableNames::from_env()), settings)
+        .with_metrics(std::sync::Arc::new(jobcast::metrics::StdoutSink));
 
     let (service, gateway) = (&service, &gateway);
     lambda_runtime::run(service_fn(

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::delivery::post_with_retry;
 use crate::gateway::{ConnectionGateway, PostError};
+use crate::metrics::{NoMetrics, SharedSink};
 use crate::protocol::{ConnectionId, CorrelationId, ServerFrame, ServerMessage, UserId};
 use crate::settings::Settings;
 use crate::store::Store;
@@ -28,14 +29,23 @@ pub use send::{SendError, SendOutcome, SendRequest};
 pub struct Jobcast<S> {
     store: S,
     settings: Arc<Settings>,
+    metrics: SharedSink,
 }
 
 impl<S: Store> Jobcast<S> {
+    /// A service that emits no metric lines; see [`Jobcast::with_metrics`].
     pub fn new(store: S, settings: Settings) -> Self {
         Self {
             store,
             settings: Arc::new(settings),
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// Sends one Embedded Metric Format line per fan-out to `sink` (stdout in Lambda).
+    pub fn with_metrics(mut self, sink: SharedSink) -> Self {
+        self.metrics = sink;
+        self
     }
 
     pub fn store(&self) -> &S {

@@ -226,6 +226,10 @@ impl<S: Store> Jobcast<S> {
             payload,
         )
         .await?;
+        self.metrics.emit(&crate::metrics::fan_out_line(
+            frame.message.type_name(),
+            &delivery,
+        ));
         tracing::info!(
             seq,
             event_type = frame.message.type_name(),

@@ -1,0 +1,97 @@
+//! CloudWatch Embedded Metric Format: one JSON line per fan-out, which CloudWatch Logs turns
+//! into metrics (counts by message type, fan-out latency) without any API call.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::delivery::DeliveryReport;
+
+/// The CloudWatch namespace of jobcast's metrics.
+pub const NAMESPACE: &str = "jobcast";
+
+/// Where metric lines go.
+pub trait MetricsSink: Send + Sync {
+    fn emit(&self, line: &str);
+}
+
+/// Writes each line to stdout, where Lambda's log capture hands it to CloudWatch.
+pub struct StdoutSink;
+
+impl MetricsSink for StdoutSink {
+    fn emit(&self, line: &str) {
+        let mut stdout = std::io::stdout().lock();
+        // A lost metric line must never fail a delivery.
+        let _ = writeln!(stdout, "{line}");
+    }
+}
+
+/// Drops every line (jobcast-local, tests that do not look).
+pub struct NoMetrics;
+
+impl MetricsSink for NoMetrics {
+    fn emit(&self, _line: &str) {}
+}
+
+pub type SharedSink = Arc<dyn MetricsSink>;
+
+/// The EMF line for one fan-out of a `message_type` frame (`progress_update`, …).
+pub fn fan_out_line(message_type: &str, report: &DeliveryReport) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": Utc::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["MessageType"]],
+                "Metrics": [
+                    {"Name": "Delivered", "Unit": "Count"},
+                    {"Name": "Gone", "Unit": "Count"},
+                    {"Name": "Failed", "Unit": "Count"},
+                    {"Name": "Retried", "Unit": "Count"},
+                    {"Name": "FanOutLatency", "Unit": "Milliseconds"},
+                ],
+            }],
+        },
+        "MessageType": message_type,
+        "Delivered": report.delivered,
+        "Gone": report.gone,
+        "Failed": report.failed,
+        "Retried": report.retried,
+        "FanOutLatency": report.duration_ms,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_is_valid_emf_with_every_declared_metric_present() {
+        let report = DeliveryReport {
+            delivered: 7,
+            gone: 1,
+            failed: 2,
+            retried: 3,
+            duration_ms: 41,
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&fan_out_line("job_complete", &report)).unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert!(line["_aws"]["Timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+        // Every dimension and every declared metric must be a top-level member, or CloudWatch
+        // rejects the line.
+        for dimension in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(line[dimension.as_str().unwrap()].is_string());
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(line[metric["Name"].as_str().unwrap()].is_u64(), "{metric}");
+        }
+        assert_eq!(line["MessageType"], "job_complete");
+        assert_eq!(line["Delivered"], 7);
+        assert_eq!(line["FanOutLatency"], 41);
+    }
+}
