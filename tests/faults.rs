@@ -198,3 +198,34 @@ async fn when_every_post_fails_the_pipeline_still_gets_its_report() {
     assert_eq!(report["delivered"], 0);
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn under_a_quota_the_fan_out_backs_off_and_loses_nothing() {
+    let mut settings = test_settings();
+    settings.delivery.max_attempts = 15;
+    settings.delivery.backoff_base = Duration::from_millis(20);
+    settings.delivery.backoff_max = Duration::from_millis(500);
+    let emulator = start_with(settings, EmulatorConfig::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let mut client = Client::connect(&emulator).await;
+        client.subscribe("quota").await;
+        clients.push(client);
+    }
+    // Turn the quota on only now, so the subscribe replies above were not throttled.
+    emulator
+        .registry()
+        .set_throttle_rps(std::num::NonZeroU32::new(100));
+    let (_, _, report) = invoke_sender(&emulator, &progress("quota", 50.0, "")).await;
+    assert_eq!(report["delivered"], 200, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(
+        report["retried"].as_u64().unwrap() > 0,
+        "the quota pushed back: {report}"
+    );
+    futures::future::join_all(clients.iter_mut().map(|client| async move {
+        client.expect("progress_update").await;
+    }))
+    .await;
+    emulator.shutdown().await;
+}

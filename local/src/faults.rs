@@ -2,6 +2,7 @@
 //! quota, so the delivery engine's retry and back-off can be exercised without AWS.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -28,17 +29,24 @@ impl Faults {
     }
 }
 
+fn limiter(rps: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
+    Arc::new(RateLimiter::direct(Quota::per_second(rps)))
+}
+
 pub(crate) struct FaultInjector {
     faults: Faults,
-    quota: Option<DefaultDirectRateLimiter>,
+    quota: std::sync::RwLock<Option<Arc<DefaultDirectRateLimiter>>>,
 }
 
 impl FaultInjector {
     pub fn new(faults: Faults) -> Self {
-        let quota = faults
-            .throttle_rps
-            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
+        let quota = std::sync::RwLock::new(faults.throttle_rps.map(limiter));
         Self { faults, quota }
+    }
+
+    /// Changes the quota while running (None lifts it).
+    pub fn set_throttle_rps(&self, rps: Option<NonZeroU32>) {
+        *self.quota.write().unwrap_or_else(|e| e.into_inner()) = rps.map(limiter);
     }
 
     /// Runs before a post is handled: waits, then maybe refuses it as AWS would.
@@ -46,7 +54,8 @@ impl FaultInjector {
         if !self.faults.post_latency.is_zero() {
             tokio::time::sleep(self.faults.post_latency).await;
         }
-        if let Some(quota) = &self.quota
+        let quota = self.quota.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(quota) = quota
             && quota.check().is_err()
         {
             return Err(PostError::Throttled);

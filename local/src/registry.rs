@@ -107,6 +107,11 @@ impl Registry {
             .cloned()
     }
 
+    /// Puts an account quota on posts, or lifts it (`None`), while running.
+    pub fn set_throttle_rps(&self, rps: Option<std::num::NonZeroU32>) {
+        self.faults.set_throttle_rps(rps);
+    }
+
     /// How many sockets are open.
     pub fn len(&self) -> usize {
         self.connections

@@ -61,9 +61,17 @@ pub struct DeliveryReport {
 }
 
 enum Outcome {
-    Delivered { retries: u32 },
-    Gone { retries: u32 },
-    Failed { retries: u32 },
+    Delivered(Attempts),
+    Gone(Attempts),
+    Failed(Attempts),
+}
+
+/// What it took to post to one connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attempts {
+    pub retries: u32,
+    /// Attempts answered with 429.
+    pub throttled: u32,
 }
 
 /// Posts `payload` to every connection of `audience`.
@@ -84,15 +92,15 @@ where
     G: ConnectionGateway,
 {
     let started = Instant::now();
-    let concurrency = settings.concurrency.max(1);
+    let mut limit = AdaptiveLimit::new(settings.concurrency);
     let page_size = settings.page_size.max(1);
     let mut next_page = Some(PageRequest::first(page_size));
     let mut queued: VecDeque<ConnectionId> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
     let mut report = DeliveryReport::default();
     loop {
-        // Keep `concurrency` posts in flight, reading the next page only when the queue is dry.
-        while in_flight.len() < concurrency {
+        // Keep `limit` posts in flight, reading the next page only when the queue is dry.
+        while in_flight.len() < limit.current() {
             if let Some(connection_id) = queued.pop_front() {
                 in_flight.push(deliver_one(
                     store,
@@ -118,21 +126,26 @@ where
         let Some(outcome) = in_flight.next().await else {
             break;
         };
-        let retries = match outcome {
-            Outcome::Delivered { retries } => {
+        let attempts = match outcome {
+            Outcome::Delivered(attempts) => {
                 report.delivered += 1;
-                retries
+                attempts
             }
-            Outcome::Gone { retries } => {
+            Outcome::Gone(attempts) => {
                 report.gone += 1;
-                retries
+                attempts
             }
-            Outcome::Failed { retries } => {
+            Outcome::Failed(attempts) => {
                 report.failed += 1;
-                retries
+                attempts
             }
         };
-        report.retried += u64::from(retries);
+        if attempts.throttled > 0 {
+            limit.on_throttled();
+        } else {
+            limit.on_success();
+        }
+        report.retried += u64::from(attempts.retries);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
@@ -145,51 +158,103 @@ async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
     connection_id: ConnectionId,
     payload: Bytes,
 ) -> Outcome {
-    let (result, retries) = post_with_retry(gateway, settings, &connection_id, payload).await;
+    let (result, attempts) = post_with_retry(gateway, settings, &connection_id, payload).await;
     match result {
-        Ok(()) => Outcome::Delivered { retries },
+        Ok(()) => Outcome::Delivered(attempts),
         Err(PostError::Gone) => {
             tracing::debug!(%connection_id, "connection gone; removing it");
             if let Err(err) = store.delete_connection(&connection_id).await {
                 tracing::warn!(%connection_id, error = %err, "could not remove a gone connection");
             }
-            Outcome::Gone { retries }
+            Outcome::Gone(attempts)
         }
         Err(err) => {
-            let attempts = retries + 1;
+            let tries = attempts.retries + 1;
             match &err {
                 PostError::Forbidden(_) => tracing::error!(
-                    %connection_id, error = %err, attempts,
+                    %connection_id, error = %err, attempts = tries,
                     "post forbidden: check the execute-api:ManageConnections permission and the endpoint"
                 ),
                 _ => {
-                    tracing::warn!(%connection_id, error = %err, kind = err.kind(), attempts, "post failed")
+                    tracing::warn!(%connection_id, error = %err, kind = err.kind(), attempts = tries, "post failed")
                 }
             }
-            Outcome::Failed { retries }
+            Outcome::Failed(attempts)
         }
     }
 }
 
 /// Posts once, then retries retryable failures with full-jitter exponential backoff.
-/// Returns the last result and how many retries were made.
+/// Returns the last result and what it took.
 pub async fn post_with_retry<G: ConnectionGateway>(
     gateway: &G,
     settings: &DeliverySettings,
     connection_id: &ConnectionId,
     payload: Bytes,
-) -> (Result<(), PostError>, u32) {
-    let mut retries = 0;
+) -> (Result<(), PostError>, Attempts) {
+    let mut attempts = Attempts::default();
     loop {
-        match gateway
+        let result = gateway
             .post_to_connection(connection_id, payload.clone())
-            .await
-        {
-            Err(err) if err.is_retryable() && retries + 1 < settings.max_attempts => {
-                retries += 1;
-                tokio::time::sleep(backoff(settings, retries)).await;
+            .await;
+        if matches!(result, Err(PostError::Throttled)) {
+            attempts.throttled += 1;
+        }
+        match result {
+            Err(err) if err.is_retryable() && attempts.retries + 1 < settings.max_attempts => {
+                attempts.retries += 1;
+                tokio::time::sleep(backoff(settings, attempts.retries)).await;
             }
-            result => return (result, retries),
+            result => return (result, attempts),
+        }
+    }
+}
+
+/// How many posts to keep in flight: additive increase, multiplicative decrease. A throttled
+/// post halves the limit; a window of unthrottled posts (as many as the limit) raises it by
+/// one, up to the configured concurrency. Posts already in flight when the limit fell were sent
+/// under the old limit, so their throttling does not halve it again.
+#[derive(Debug, Clone)]
+pub struct AdaptiveLimit {
+    current: usize,
+    max: usize,
+    successes: usize,
+    /// Completions to ignore for decreases: those in flight when the limit last fell.
+    grace: usize,
+}
+
+impl AdaptiveLimit {
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            current: max,
+            max,
+            successes: 0,
+            grace: 0,
+        }
+    }
+
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    pub fn on_throttled(&mut self) {
+        self.successes = 0;
+        if self.grace > 0 {
+            self.grace -= 1;
+            return;
+        }
+        // The other posts in flight were sent under the old limit.
+        self.grace = self.current.saturating_sub(1);
+        self.current = (self.current / 2).max(1);
+    }
+
+    pub fn on_success(&mut self) {
+        self.grace = self.grace.saturating_sub(1);
+        self.successes += 1;
+        if self.successes >= self.current {
+            self.successes = 0;
+            self.current = (self.current + 1).min(self.max);
         }
     }
 }
@@ -202,4 +267,51 @@ pub fn backoff(settings: &DeliverySettings, retry: u32) -> Duration {
         .min(settings.backoff_max);
     let ceiling_ms = ceiling.as_millis() as u64;
     Duration::from_millis(rand::rng().random_range(0..=ceiling_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdaptiveLimit;
+
+    #[test]
+    fn throttling_halves_the_limit_once_per_window() {
+        let mut limit = AdaptiveLimit::new(64);
+        limit.on_throttled();
+        assert_eq!(limit.current(), 32);
+        // The other 63 posts were in flight under the old limit: no further halving.
+        for _ in 0..63 {
+            limit.on_throttled();
+        }
+        assert_eq!(limit.current(), 32);
+        limit.on_throttled();
+        assert_eq!(limit.current(), 16);
+    }
+
+    #[test]
+    fn the_limit_never_drops_below_one() {
+        let mut limit = AdaptiveLimit::new(4);
+        for _ in 0..100 {
+            limit.on_throttled();
+        }
+        assert_eq!(limit.current(), 1);
+    }
+
+    #[test]
+    fn a_clean_window_adds_one_up_to_the_maximum() {
+        let mut limit = AdaptiveLimit::new(8);
+        limit.on_throttled();
+        assert_eq!(limit.current(), 4);
+        for _ in 0..4 {
+            limit.on_success();
+        }
+        assert_eq!(limit.current(), 5, "a clean window of 4");
+        for _ in 0..5 {
+            limit.on_success();
+        }
+        assert_eq!(limit.current(), 6, "then a clean window of 5");
+        for _ in 0..1000 {
+            limit.on_success();
+        }
+        assert_eq!(limit.current(), 8, "capped at the configured concurrency");
+    }
 }

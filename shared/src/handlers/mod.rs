@@ -96,8 +96,9 @@ impl<S: Store> Jobcast<S> {
     ) {
         let kind = message.type_name();
         let payload = Bytes::from(ServerFrame::new(message, correlation_id).to_json());
-        let (result, retries) =
+        let (result, attempts) =
             post_with_retry(gateway, &self.settings.delivery, connection_id, payload).await;
+        let retries = attempts.retries;
         match result {
             Ok(()) => tracing::debug!(%connection_id, kind, retries, "reply posted"),
             Err(PostError::Gone) => {
