@@ -205,10 +205,13 @@ async fn idle_connections_are_closed_like_api_gateway_does() {
 #[tokio::test]
 async fn client_frames_keep_a_connection_past_its_ttl() {
     // A 2 s TTL: without the refresh the subscription would expire before the event.
-    let settings = jobcast::settings::Settings {
+    let mut settings = jobcast::settings::Settings {
         connection_ttl: std::time::Duration::from_secs(2),
         ..test_settings()
     };
+    // The store's expiry is under test, not the sender's warm cache (whose own TTL would
+    // keep serving the expired subscription for up to its length).
+    settings.delivery.subscriber_cache_ttl = std::time::Duration::ZERO;
     let emulator = start_with(settings, jobcast_local::EmulatorConfig::default()).await;
     let mut client = Client::connect(&emulator).await;
     client.subscribe("job-long").await;

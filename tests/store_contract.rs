@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use futures::StreamExt;
-use jobcast::protocol::{ConnectionId, JobEvent, JobId, JobState, UserId};
-use jobcast::store::{AppendOutcome, Connection, NewEvent, PageRequest, Store, Subscription};
+use jobcast::protocol::{ConnectionId, EventId, JobEvent, JobId, JobState, UserId};
+use jobcast::store::{
+    AppendOutcome, Appended, Connection, NewEvent, PageRequest, Store, Subscription,
+};
 use serde_json::json;
 
 fn connection_id(n: usize) -> ConnectionId {
@@ -52,6 +54,7 @@ fn progress(percent: f64) -> JobEvent {
 fn new_event(job_id: &str, event: JobEvent) -> NewEvent {
     NewEvent {
         job_id: job(job_id),
+        event_id: None,
         event,
         correlation_id: None,
         recorded_at: Utc::now(),
@@ -61,10 +64,19 @@ fn new_event(job_id: &str, event: JobEvent) -> NewEvent {
 }
 
 async fn append<S: Store>(store: &S, new: NewEvent) -> u64 {
+    appended(store, new).await.event.seq
+}
+
+async fn appended<S: Store>(store: &S, new: NewEvent) -> Appended {
     match store.append_event(new).await.unwrap() {
-        AppendOutcome::Appended(stored) => stored.seq,
+        AppendOutcome::Appended(appended) => appended,
         other => panic!("expected the event to be appended: {other:?}"),
     }
+}
+
+fn with_id(mut new: NewEvent, id: &str) -> NewEvent {
+    new.event_id = Some(EventId::parse(id).unwrap());
+    new
 }
 
 /// Every subscriber of a job, reading all pages of `page_size`.
@@ -500,6 +512,69 @@ async fn touching_a_connection_extends_it_and_its_subscriptions<S: Store>(store:
     );
 }
 
+async fn a_retry_of_the_latest_event_is_recorded_once<S: Store>(store: S) {
+    let first = appended(&store, with_id(new_event("idem", progress(10.0)), "m-1")).await;
+    assert_eq!((first.event.seq, first.duplicate), (1, false));
+    let retry = appended(&store, with_id(new_event("idem", progress(10.0)), "m-1")).await;
+    assert_eq!((retry.event.seq, retry.duplicate), (1, true), "no new seq");
+    assert_eq!(retry.event.event, progress(10.0));
+    let next = appended(&store, with_id(new_event("idem", progress(20.0)), "m-2")).await;
+    assert_eq!((next.event.seq, next.duplicate), (2, false));
+    // An event without an id clears the memory, so no older id passes for a retry of it.
+    let plain = appended(&store, new_event("idem", progress(30.0))).await;
+    assert_eq!((plain.event.seq, plain.duplicate), (3, false));
+    let late = appended(&store, with_id(new_event("idem", progress(20.0)), "m-2")).await;
+    assert_eq!(
+        (late.event.seq, late.duplicate),
+        (4, false),
+        "only the latest event is remembered"
+    );
+    // A retry of a finishing event is answered as a retry, not refused as "finished".
+    let done = event(json!({"type": "job_complete", "results": {}}));
+    let finish = appended(&store, with_id(new_event("idem", done.clone()), "m-9")).await;
+    let again = appended(&store, with_id(new_event("idem", done), "m-9")).await;
+    assert_eq!((again.event.seq, again.duplicate), (finish.event.seq, true));
+    assert_eq!(
+        store
+            .events_after(&job("idem"), 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        5,
+        "the log holds each event once"
+    );
+}
+
+async fn subscribing_raises_the_jobs_subscription_version<S: Store>(store: S) {
+    // A subscription before the job's first event must not make the job exist.
+    store
+        .put_subscription(&subscription(1, "versioned", HOUR))
+        .await
+        .unwrap();
+    assert!(store.get_job(&job("versioned")).await.unwrap().is_none());
+    let v1 = appended(&store, new_event("versioned", progress(1.0))).await;
+    assert_eq!(v1.event.seq, 1);
+    let same = appended(&store, new_event("versioned", progress(2.0))).await;
+    assert_eq!(same.subscribers_version, v1.subscribers_version);
+    store
+        .put_subscription(&subscription(2, "versioned", HOUR))
+        .await
+        .unwrap();
+    let v2 = appended(&store, new_event("versioned", progress(3.0))).await;
+    assert!(v2.subscribers_version > v1.subscribers_version);
+    assert!(
+        store
+            .delete_subscription(&connection_id(2), &job("versioned"))
+            .await
+            .unwrap()
+    );
+    let v3 = appended(&store, new_event("versioned", progress(4.0))).await;
+    assert!(v3.subscribers_version > v2.subscribers_version);
+    assert_eq!(v3.event.seq, 4);
+    let snapshot = store.get_job(&job("versioned")).await.unwrap().unwrap();
+    assert_eq!(snapshot.last_seq, 4);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -534,6 +609,8 @@ contract!(
     finished_jobs_take_no_more_events,
     an_expired_job_starts_afresh_but_keeps_counting,
     touching_a_connection_extends_it_and_its_subscriptions,
+    a_retry_of_the_latest_event_is_recorded_once,
+    subscribing_raises_the_jobs_subscription_version,
 );
 
 /// A missing table is a configuration error, typed as such.

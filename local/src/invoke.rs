@@ -60,7 +60,11 @@ pub(crate) async fn invoke<S: Store>(
         "DryRun" => return StatusCode::NO_CONTENT.into_response(),
         "Event" => {
             tokio::spawn(async move {
-                if let Err(err) = app.service.handle_send(&app.registry, payload).await {
+                if let Err(err) = app
+                    .service
+                    .handle_sender_invocation(&app.registry, payload)
+                    .await
+                {
                     tracing::warn!(error = %err, "asynchronous sender invocation failed");
                 }
             });
@@ -68,7 +72,11 @@ pub(crate) async fn invoke<S: Store>(
         }
         _ => {}
     }
-    let (body, function_error) = match app.service.handle_send(&app.registry, payload).await {
+    let (body, function_error) = match app
+        .service
+        .handle_sender_invocation(&app.registry, payload)
+        .await
+    {
         Ok(outcome) => (serde_json::to_string(&outcome).unwrap_or_default(), None),
         Err(err) => {
             tracing::info!(error = %err, "sender invocation failed");

@@ -1,6 +1,7 @@
 //! Fan-out: deliver one payload to every connection of an audience, concurrently, with retry.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +25,10 @@ pub struct DeliverySettings {
     pub backoff_max: Duration,
     /// Connections read from the store per lookup page.
     pub page_size: usize,
+    /// How long a warm sender reuses a job's subscriber list (zero: never). The list is only
+    /// reused while the job's subscription version is unchanged, so the TTL bounds staleness
+    /// from expired subscriptions, not from new subscribers.
+    pub subscriber_cache_ttl: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -34,6 +39,7 @@ impl Default for DeliverySettings {
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_millis(1000),
             page_size: 500,
+            subscriber_cache_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -55,6 +61,10 @@ pub struct DeliveryReport {
     pub gone: u64,
     /// Connections that could not be reached after every attempt, or refused the payload.
     pub failed: u64,
+    /// Of `failed`, those whose last error may pass (throttling, 5xx, timeouts): trying the
+    /// event again later may reach them.
+    #[serde(default)]
+    pub failed_transient: u64,
     /// Retries made, over all connections.
     pub retried: u64,
     pub duration_ms: u64,
@@ -63,7 +73,25 @@ pub struct DeliveryReport {
 enum Outcome {
     Delivered(Attempts),
     Gone(Attempts),
-    Failed(Attempts),
+    Failed { attempts: Attempts, transient: bool },
+}
+
+/// Where the connections of a fan-out come from.
+#[derive(Debug, Clone)]
+pub enum Recipients {
+    /// Read from the store, page by page.
+    Lookup(Audience),
+    /// Already known (a warm sender's cached subscriber list).
+    Listed(Arc<[ConnectionId]>),
+}
+
+/// A fan-out's report, and the connections it looked up when asked to remember them.
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    pub report: DeliveryReport,
+    /// Every connection the lookup returned, when remembering was asked for and the audience
+    /// fit within the limit.
+    pub recipients: Option<Vec<ConnectionId>>,
 }
 
 /// What it took to post to one connection.
@@ -91,11 +119,34 @@ where
     S: ConnectionStore,
     G: ConnectionGateway,
 {
+    let recipients = Recipients::Lookup(audience.clone());
+    let fan_out = deliver_to(store, gateway, settings, recipients, payload, 0).await?;
+    Ok(fan_out.report)
+}
+
+/// [`deliver`] to a known list or a lookup; a lookup of at most `remember` connections is
+/// returned with the report, for a cache.
+pub async fn deliver_to<S, G>(
+    store: &S,
+    gateway: &G,
+    settings: &DeliverySettings,
+    recipients: Recipients,
+    payload: Bytes,
+    remember: usize,
+) -> Result<FanOut, StoreError>
+where
+    S: ConnectionStore,
+    G: ConnectionGateway,
+{
     let started = Instant::now();
     let mut limit = AdaptiveLimit::new(settings.concurrency);
     let page_size = settings.page_size.max(1);
-    let mut next_page = Some(PageRequest::first(page_size));
-    let mut queued: VecDeque<ConnectionId> = VecDeque::new();
+    let (audience, mut queued) = match recipients {
+        Recipients::Lookup(audience) => (Some(audience), VecDeque::new()),
+        Recipients::Listed(list) => (None, list.iter().cloned().collect()),
+    };
+    let mut next_page = audience.as_ref().map(|_| PageRequest::first(page_size));
+    let mut remembered = (audience.is_some() && remember > 0).then(Vec::new);
     let mut in_flight = FuturesUnordered::new();
     let mut report = DeliveryReport::default();
     loop {
@@ -109,7 +160,7 @@ where
                     connection_id,
                     payload.clone(),
                 ));
-            } else if let Some(request) = next_page.take() {
+            } else if let (Some(request), Some(audience)) = (next_page.take(), &audience) {
                 let page = match audience {
                     Audience::Job(job_id) => store.job_subscribers(job_id, request).await?,
                     Audience::User(user_id) => store.user_connections(user_id, request).await?,
@@ -118,6 +169,13 @@ where
                     after: Some(after),
                     limit: page_size,
                 });
+                if let Some(list) = &mut remembered {
+                    if list.len() + page.items.len() <= remember {
+                        list.extend(page.items.iter().cloned());
+                    } else {
+                        remembered = None;
+                    }
+                }
                 queued.extend(page.items);
             } else {
                 break;
@@ -135,8 +193,12 @@ where
                 report.gone += 1;
                 attempts
             }
-            Outcome::Failed(attempts) => {
+            Outcome::Failed {
+                attempts,
+                transient,
+            } => {
                 report.failed += 1;
+                report.failed_transient += u64::from(transient);
                 attempts
             }
         };
@@ -148,7 +210,10 @@ where
         report.retried += u64::from(attempts.retries);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+    Ok(FanOut {
+        report,
+        recipients: remembered,
+    })
 }
 
 async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
@@ -175,11 +240,18 @@ async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
                     %connection_id, error = %err, attempts = tries,
                     "post forbidden: check the execute-api:ManageConnections permission and the endpoint"
                 ),
+                PostError::PayloadTooLarge { size } => tracing::error!(
+                    %connection_id, size, attempts = tries,
+                    "post refused as too large (API Gateway's limit is 128 KB); not retried"
+                ),
                 _ => {
                     tracing::warn!(%connection_id, error = %err, kind = err.kind(), attempts = tries, "post failed")
                 }
             }
-            Outcome::Failed(attempts)
+            Outcome::Failed {
+                attempts,
+                transient: err.is_retryable(),
+            }
         }
     }
 }

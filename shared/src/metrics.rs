@@ -74,6 +74,7 @@ mod tests {
             delivered: 7,
             gone: 1,
             failed: 2,
+            failed_transient: 1,
             retried: 3,
             duration_ms: 41,
         };

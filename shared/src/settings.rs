@@ -89,6 +89,11 @@ impl Settings {
         )? as u32;
         delivery.backoff_base = millis("SEND_BACKOFF_BASE_MS", delivery.backoff_base)?;
         delivery.backoff_max = millis("SEND_BACKOFF_MAX_MS", delivery.backoff_max)?;
+        // Zero is allowed here: it turns the cache off.
+        delivery.subscriber_cache_ttl = match lookup("SUBSCRIBER_CACHE_TTL_MS").as_deref() {
+            Some("0") => Duration::ZERO,
+            _ => millis("SUBSCRIBER_CACHE_TTL_MS", delivery.subscriber_cache_ttl)?,
+        };
         Ok(settings)
     }
 }
@@ -149,11 +154,13 @@ mod tests {
             ("CONNECTION_TTL_SECONDS", "60"),
             ("AUTH_MODE", "none"),
             ("SEND_CONCURRENCY", "8"),
+            ("SUBSCRIBER_CACHE_TTL_MS", "0"),
         ])
         .unwrap();
         assert_eq!(settings.connection_ttl, Duration::from_secs(60));
         assert_eq!(settings.auth_mode, AuthMode::None);
         assert_eq!(settings.delivery.concurrency, 8);
+        assert!(settings.delivery.subscriber_cache_ttl.is_zero());
         for (name, value) in [
             ("CONNECTION_TTL_SECONDS", "soon"),
             ("SEND_CONCURRENCY", "0"),

@@ -96,3 +96,42 @@ async fn without_an_authorizer_principal_connect_is_refused_in_production_mode()
     assert_eq!(service.handle_connect(&connect).await.status_code, 401);
     assert_eq!(service.store().connection_count(), 0);
 }
+
+#[tokio::test]
+async fn the_sender_takes_aws_sample_sqs_event_and_drops_its_poison_body() {
+    let service = Jobcast::new(MemoryStore::new(), Settings::default());
+    let gateway = RecordingGateway::default();
+    // AWS's sample body is plain text, not a send request: logged and not retried, since a
+    // poison message must not loop until the DLQ.
+    let answer = service
+        .handle_sender_invocation(&gateway, fixture("example-sqs-event.json"))
+        .await
+        .unwrap();
+    let response: SqsBatchResponse = serde_json::from_value(answer.clone()).unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{answer}");
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
+
+    // The same record carrying a real send request is published.
+    let mut event = fixture("example-sqs-event.json");
+    event["Records"][0]["body"] = serde_json::json!(
+        r#"{"job_id":"sqs-job","event":{"type":"stage_complete","stage":"fetch","results":{}}}"#
+    )
+    .clone();
+    let answer = service
+        .handle_sender_invocation(&gateway, event)
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": []}));
+    use jobcast::store::JobStore;
+    let job = jobcast::protocol::JobId::parse("sqs-job").unwrap();
+    assert_eq!(
+        service
+            .store()
+            .get_job(&job)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        1
+    );
+}

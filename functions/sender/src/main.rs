@@ -1,5 +1,6 @@
-//! The sender: pipelines invoke it with `{job_id, event}`; it records the event and fans it
-//! out to every subscriber. Delivery failures are counted in the answer, never raised.
+//! The sender: pipelines invoke it with `{job_id, event}` or send that through SQS; it records
+//! the event and fans it out to every subscriber. Delivery failures are counted in the answer,
+//! never raised; an SQS batch is answered with the records to redeliver.
 
 use anyhow::Context;
 use jobcast::gateway::ManagementApi;
@@ -26,7 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             service
-                .handle_send(gateway, event.payload)
+                .handle_sender_invocation(gateway, event.payload)
                 .await
                 .map_err(|err| Diagnostic {
                     error_type: err.error_type().to_owned(),

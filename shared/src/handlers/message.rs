@@ -161,10 +161,10 @@ impl<S: Store> Jobcast<S> {
         }
         let event = JobEvent::JobCancelled(JobCancelled { reason });
         match self
-            .record_and_deliver(gateway, &job_id, event, caller.correlation_id.clone())
+            .record_and_deliver(gateway, &job_id, None, event, caller.correlation_id.clone())
             .await
         {
-            Ok(Recorded::Published { seq, delivery }) => {
+            Ok(Recorded::Published { seq, delivery, .. }) => {
                 tracing::info!(seq, delivered = delivery.delivered, "job cancelled");
             }
             Ok(Recorded::Finished(state)) => {

@@ -8,6 +8,7 @@ use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::cache::SubscriberCache;
 use crate::delivery::post_with_retry;
 use crate::gateway::{ConnectionGateway, PostError};
 use crate::metrics::{NoMetrics, SharedSink};
@@ -20,9 +21,11 @@ mod disconnect;
 mod errors;
 mod message;
 mod send;
+mod sqs;
 
 pub use errors::{ActionError, error_reply};
 pub use send::{SendError, SendOutcome, SendRequest};
+pub use sqs::BatchSummary;
 
 /// The jobcast service: a store, the settings, and every handler.
 #[derive(Clone)]
@@ -30,6 +33,8 @@ pub struct Jobcast<S> {
     store: S,
     settings: Arc<Settings>,
     metrics: SharedSink,
+    /// Who listens to which job, kept between invocations of a warm sender.
+    subscribers: Arc<SubscriberCache>,
 }
 
 impl<S: Store> Jobcast<S> {
@@ -37,6 +42,7 @@ impl<S: Store> Jobcast<S> {
     pub fn new(store: S, settings: Settings) -> Self {
         Self {
             store,
+            subscribers: Arc::new(SubscriberCache::new(settings.delivery.subscriber_cache_ttl)),
             settings: Arc::new(settings),
             metrics: Arc::new(NoMetrics),
         }

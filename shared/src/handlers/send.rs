@@ -5,19 +5,25 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::Jobcast;
-use crate::delivery::{Audience, DeliveryReport, deliver};
+use crate::cache::MAX_CACHED_SUBSCRIBERS;
+use crate::delivery::{Audience, DeliveryReport, FanOut, Recipients, deliver_to};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
-    CorrelationId, ErrorCode, FrameError, JobEvent, JobId, JobState, MAX_FRAME_BYTES, Seq,
+    CorrelationId, ErrorCode, EventId, FrameError, JobEvent, JobId, JobState, MAX_FRAME_BYTES, Seq,
     ServerFrame, ServerMessage,
 };
-use crate::store::{AppendOutcome, NewEvent, Store, StoreError};
+use crate::store::{AppendOutcome, Appended, NewEvent, Store, StoreError};
 
 /// What a pipeline sends: one event about one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     pub job_id: JobId,
+    /// The pipeline's id for this event: a retry with the same id (after a timeout, say) is
+    /// recorded once, as long as no later event of the job came between. SQS's message id when
+    /// the event comes through SQS without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
     pub event: JobEvent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
@@ -32,6 +38,7 @@ impl SendRequest {
         let job_id = crate::protocol::optional_field::<JobId>(&mut fields, "job_id")?
             .ok_or_else(|| invalid("job_id", "is missing".into()))?;
         let correlation_id = crate::protocol::optional_field(&mut fields, "correlation_id")?;
+        let event_id = crate::protocol::optional_field(&mut fields, "event_id")?;
         let event = fields
             .remove("event")
             .ok_or_else(|| invalid("event", "is missing".into()))?;
@@ -45,11 +52,12 @@ impl SendRequest {
         if let Some(field) = fields.keys().next() {
             return Err(invalid(
                 field,
-                "is not a known field (expected job_id, event, correlation_id)".into(),
+                "is not a known field (expected job_id, event_id, event, correlation_id)".into(),
             ));
         }
         Ok(Self {
             job_id,
+            event_id,
             event,
             correlation_id,
         })
@@ -71,6 +79,9 @@ pub enum SendOutcome {
     Published {
         job_id: JobId,
         seq: Seq,
+        /// A retry of the event already recorded with `seq`: it was fanned out again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
         #[serde(flatten)]
         delivery: DeliveryReport,
     },
@@ -109,6 +120,11 @@ impl SendError {
         }
     }
 
+    /// Whether the request itself is at fault, so that no retry can help.
+    pub fn is_poison(&self) -> bool {
+        matches!(self, Self::InvalidRequest(_) | Self::PayloadTooLarge { .. })
+    }
+
     /// Whether the same request may succeed later (SQS should redeliver it).
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -140,23 +156,29 @@ impl<S: Store> Jobcast<S> {
         self.publish(gateway, request).instrument(span).await
     }
 
-    async fn publish<G: ConnectionGateway>(
+    pub(super) async fn publish<G: ConnectionGateway>(
         &self,
         gateway: &G,
         request: SendRequest,
     ) -> Result<SendOutcome, SendError> {
         let SendRequest {
             job_id,
+            event_id,
             event,
             correlation_id,
         } = request;
         match self
-            .record_and_deliver(gateway, &job_id, event, correlation_id)
+            .record_and_deliver(gateway, &job_id, event_id, event, correlation_id)
             .await?
         {
-            Recorded::Published { seq, delivery } => Ok(SendOutcome::Published {
+            Recorded::Published {
+                seq,
+                duplicate,
+                delivery,
+            } => Ok(SendOutcome::Published {
                 job_id,
                 seq,
+                duplicate,
                 delivery,
             }),
             Recorded::Finished(state) => {
@@ -180,6 +202,7 @@ impl<S: Store> Jobcast<S> {
         &self,
         gateway: &G,
         job_id: &JobId,
+        event_id: Option<EventId>,
         event: JobEvent,
         correlation_id: Option<CorrelationId>,
     ) -> Result<Recorded, SendError> {
@@ -201,6 +224,7 @@ impl<S: Store> Jobcast<S> {
             .store
             .append_event(NewEvent {
                 job_id: job_id.clone(),
+                event_id,
                 event,
                 correlation_id: correlation_id.clone(),
                 recorded_at: now,
@@ -208,24 +232,29 @@ impl<S: Store> Jobcast<S> {
                 event_expires_at: self.expiry(now, self.settings.event_ttl),
             })
             .await?;
-        let stored = match outcome {
-            AppendOutcome::Appended(stored) => stored,
+        let Appended {
+            event: stored,
+            duplicate,
+            subscribers_version,
+        } = match outcome {
+            AppendOutcome::Appended(appended) => appended,
             AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
         };
+        if duplicate {
+            tracing::info!(
+                seq = stored.seq,
+                "a retry of the job's latest event; fanning it out again"
+            );
+        }
         let seq = stored.seq;
         let frame = ServerFrame::new(
             ServerMessage::job_event(job_id.clone(), seq, stored.event),
-            correlation_id,
+            stored.correlation_id,
         );
         let payload = Bytes::from(frame.to_json());
-        let delivery = deliver(
-            &self.store,
-            gateway,
-            &self.settings.delivery,
-            &Audience::Job(job_id.clone()),
-            payload,
-        )
-        .await?;
+        let delivery = self
+            .fan_out_to_subscribers(gateway, job_id, subscribers_version, payload)
+            .await?;
         self.metrics.emit(&crate::metrics::fan_out_line(
             frame.message.type_name(),
             &delivery,
@@ -240,7 +269,50 @@ impl<S: Store> Jobcast<S> {
             duration_ms = delivery.duration_ms,
             "event published"
         );
-        Ok(Recorded::Published { seq, delivery })
+        Ok(Recorded::Published {
+            seq,
+            duplicate,
+            delivery,
+        })
+    }
+
+    /// Fans a payload out to a job's subscribers, from the warm cache when it still holds
+    /// them at `version`, else from the store (remembering them for next time).
+    async fn fan_out_to_subscribers<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        job_id: &JobId,
+        version: u64,
+        payload: Bytes,
+    ) -> Result<DeliveryReport, StoreError> {
+        let settings = &self.settings.delivery;
+        let cached = self.subscribers.get(job_id, version);
+        let from_cache = cached.is_some();
+        let recipients = match cached {
+            Some(list) => Recipients::Listed(list),
+            None => Recipients::Lookup(Audience::Job(job_id.clone())),
+        };
+        let remember = if self.subscribers.is_enabled() && !from_cache {
+            MAX_CACHED_SUBSCRIBERS
+        } else {
+            0
+        };
+        let FanOut { report, recipients } = deliver_to(
+            &self.store,
+            gateway,
+            settings,
+            recipients,
+            payload,
+            remember,
+        )
+        .await?;
+        if report.gone > 0 {
+            self.subscribers.invalidate(job_id);
+        } else if let Some(list) = recipients {
+            self.subscribers.put(job_id.clone(), version, list);
+        }
+        tracing::debug!(from_cache, "subscribers resolved");
+        Ok(report)
     }
 }
 
@@ -248,6 +320,7 @@ impl<S: Store> Jobcast<S> {
 pub(super) enum Recorded {
     Published {
         seq: Seq,
+        duplicate: bool,
         delivery: DeliveryReport,
     },
     /// The job had finished in this state; nothing was recorded.

@@ -93,6 +93,12 @@ identifier!(
     CorrelationId, "correlation_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
 );
 
+identifier!(
+    /// The pipeline's own id for one event (an idempotency key; SQS's message id by default).
+    /// A retry carrying the id of a job's latest event is recorded once.
+    EventId, "event_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
+);
+
 impl UserId {
     /// The user of connections accepted without authentication (`AUTH_MODE=none`).
     pub fn anonymous() -> Self {

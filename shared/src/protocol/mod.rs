@@ -7,7 +7,7 @@ mod messages;
 mod values;
 
 pub use errors::ErrorCode;
-pub use ids::{ConnectionId, CorrelationId, InvalidId, JobId, UserId};
+pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, UserId};
 pub use messages::*;
 pub use values::{InvalidStageName, Percent, PercentOutOfRange, StageName};
 

@@ -22,6 +22,10 @@ struct State {
     jobs_of_connection: HashMap<ConnectionId, BTreeSet<JobId>>,
     connections_of_user: BTreeMap<UserId, BTreeSet<ConnectionId>>,
     jobs: HashMap<JobId, JobRecord>,
+    /// The pipeline's id of each job's latest event, to recognise a retry.
+    latest_event_ids: HashMap<JobId, EventId>,
+    /// Raised by every subscribe and unsubscribe: see `ConnectionStore::put_subscription`.
+    subscribers_versions: HashMap<JobId, u64>,
     events: HashMap<JobId, Vec<(StoredEvent, DateTime<Utc>)>>,
 }
 
@@ -168,6 +172,10 @@ impl ConnectionStore for MemoryStore {
             .entry(subscription.job_id.clone())
             .or_default()
             .insert(subscription.connection_id.clone(), subscription.clone());
+        *state
+            .subscribers_versions
+            .entry(subscription.job_id.clone())
+            .or_default() += 1;
         Ok(())
     }
 
@@ -186,6 +194,12 @@ impl ConnectionStore for MemoryStore {
         let existed = subscribers.remove(connection_id).is_some();
         if subscribers.is_empty() {
             state.subscriptions.remove(job_id);
+        }
+        if existed {
+            *state
+                .subscribers_versions
+                .entry(job_id.clone())
+                .or_default() += 1;
         }
         Ok(existed)
     }
@@ -243,6 +257,25 @@ impl JobStore for MemoryStore {
         // An expired job starts afresh, but its seq keeps counting: a number is never reused.
         let last_seq = stored_job.map_or(0, |job| job.last_seq);
         let previous = stored_job.filter(|job| job.expires_at > now);
+        let subscribers_version = state
+            .subscribers_versions
+            .get(&new.job_id)
+            .copied()
+            .unwrap_or(0);
+        if let Some(job) = previous
+            && new.event_id.is_some()
+            && state.latest_event_ids.get(&new.job_id) == new.event_id.as_ref()
+            && let Some((event, _)) = state
+                .events
+                .get(&new.job_id)
+                .and_then(|log| log.get(usize::try_from(job.last_seq).ok()?.checked_sub(1)?))
+        {
+            return Ok(AppendOutcome::Appended(Appended {
+                event: event.clone(),
+                duplicate: true,
+                subscribers_version,
+            }));
+        }
         if let Some(job) = previous
             && job.state.is_terminal()
         {
@@ -258,12 +291,20 @@ impl JobStore for MemoryStore {
             recorded_at: new.recorded_at,
         };
         state.jobs.insert(new.job_id.clone(), record);
+        match new.event_id {
+            Some(event_id) => state.latest_event_ids.insert(new.job_id.clone(), event_id),
+            None => state.latest_event_ids.remove(&new.job_id),
+        };
         state
             .events
             .entry(new.job_id)
             .or_default()
             .push((stored.clone(), new.event_expires_at));
-        Ok(AppendOutcome::Appended(stored))
+        Ok(AppendOutcome::Appended(Appended {
+            event: stored,
+            duplicate: false,
+            subscribers_version,
+        }))
     }
 
     async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {

@@ -9,7 +9,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::protocol::{
-    ConnectionId, CorrelationId, JobEvent, JobId, JobState, Percent, Seq, StageName, UserId,
+    ConnectionId, CorrelationId, EventId, JobEvent, JobId, JobState, Percent, Seq, StageName,
+    UserId,
 };
 
 pub mod dynamodb;
@@ -83,10 +84,25 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// An event as recorded, and what the sender needs to fan it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub event: StoredEvent,
+    /// True when this was a retry of the job's latest event: no new seq was taken.
+    pub duplicate: bool,
+    /// The job's subscription version at the time of the append (see
+    /// [`ConnectionStore::put_subscription`]): a cached subscriber list taken at this version
+    /// is still exact.
+    pub subscribers_version: u64,
+}
+
 /// An event to record, with how long the job and the event are kept.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub job_id: JobId,
+    /// The pipeline's id for this event. When it equals the id of the job's latest event, the
+    /// append is a retry: nothing new is recorded and the event already stored is returned.
+    pub event_id: Option<EventId>,
     pub event: JobEvent,
     pub correlation_id: Option<CorrelationId>,
     pub recorded_at: DateTime<Utc>,
@@ -97,7 +113,7 @@ pub struct NewEvent {
 /// The result of recording an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
-    Appended(StoredEvent),
+    Appended(Appended),
     /// The job had already finished; nothing was recorded.
     JobFinished(JobRecord),
 }
@@ -146,12 +162,15 @@ pub trait ConnectionStore: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Records a subscription, then raises the job's subscription version, so a sender that
+    /// appends after this returns sees the new version and reads the subscribers afresh.
     fn put_subscription(
         &self,
         subscription: &Subscription,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Returns whether the subscription existed.
+    /// Returns whether the subscription existed; if it did, raises the job's subscription
+    /// version.
     fn delete_subscription(
         &self,
         connection_id: &ConnectionId,

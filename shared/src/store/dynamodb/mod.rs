@@ -197,18 +197,26 @@ struct SubscriptionItem {
     expires_at: i64,
 }
 
+/// The job's item at seq 0: its snapshot, the counter that hands out seqs, and the
+/// subscription version. A subscribe before the job's first event leaves a head with only
+/// the version (and an expiry), which reads as "no job yet".
 #[derive(Deserialize)]
 struct JobHeadItem {
     job_id: String,
-    state: String,
+    state: Option<String>,
     stage: Option<String>,
     progress: Option<f64>,
     message: Option<String>,
+    #[serde(default)]
     last_seq: u64,
     #[serde(default)]
     cancel_requested: bool,
+    #[serde(default)]
     updated_at: i64,
     expires_at: i64,
+    latest_event_id: Option<String>,
+    #[serde(default)]
+    subscribers_version: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -228,7 +236,11 @@ impl TryFrom<JobHeadItem> for JobRecord {
     fn try_from(item: JobHeadItem) -> Result<Self, StoreError> {
         Ok(JobRecord {
             job_id: JobId::parse(item.job_id).map_err(|e| corrupt("job_id", e))?,
-            state: JobState::parse(&item.state).ok_or_else(|| corrupt("state", &item.state))?,
+            state: item
+                .state
+                .as_deref()
+                .and_then(JobState::parse)
+                .ok_or_else(|| corrupt("state", format!("{:?}", item.state)))?,
             stage: item
                 .stage
                 .map(StageName::parse)
@@ -521,7 +533,8 @@ impl ConnectionStore for DynamoStore {
         };
         self.put(&self.tables.connections, item, "subscription")
             .await?;
-        Ok(())
+        self.raise_subscribers_version(&subscription.job_id, subscription.expires_at)
+            .await
     }
 
     async fn delete_subscription(
@@ -539,7 +552,11 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("DeleteItem", e))?;
-        Ok(output.attributes().is_some_and(|old| !old.is_empty()))
+        let existed = output.attributes().is_some_and(|old| !old.is_empty());
+        if existed {
+            self.raise_subscribers_version(job_id, Utc::now()).await?;
+        }
+        Ok(existed)
     }
 
     async fn job_subscribers(
@@ -562,6 +579,51 @@ impl ConnectionStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Tells senders that the job's subscribers changed (their cached lists are stale). The
+    /// head is created if the job has not started, expiring with the subscription.
+    async fn raise_subscribers_version(
+        &self,
+        job_id: &JobId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_expression("ADD #version :one SET #expires = if_not_exists(#expires, :expires)")
+            .expression_attribute_names("#version", "subscribers_version")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(epoch_seconds(expires_at)))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// The logged event at `seq`, if it is there.
+    async fn get_event(&self, job_id: &JobId, seq: Seq) -> Result<Option<StoredEvent>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id.as_str()))
+            .key(SEQ, n(seq))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        output
+            .item
+            .map(|item| {
+                serde_dynamo::from_item::<_, EventItem>(item)
+                    .map_err(|e| corrupt("event", e))?
+                    .try_into()
+            })
+            .transpose()
+    }
+
     /// The UpdateItem that takes the next seq (ADD, never read-modify-write) and moves the
     /// job's snapshot. `fresh` resets an expired snapshot; otherwise the job must be live and
     /// running (or new).
@@ -592,17 +654,26 @@ impl DynamoStore {
             .expression_attribute_values(":expires", n(epoch_seconds(new.job_expires_at)))
             .expression_attribute_values(":now", n(now_seconds()))
             .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         update = if fresh {
             update.condition_expression("#expires <= :now")
         } else {
+            let live = "(attribute_not_exists(#state) OR (#state = :running AND #expires > :now))";
+            // A retry of the latest event fails the condition, and is answered from the log.
+            let condition = if new.event_id.is_some() {
+                format!("{live} AND (attribute_not_exists(#latest) OR #latest <> :event_id)")
+            } else {
+                live.to_owned()
+            };
             update
-                .condition_expression(
-                    "attribute_not_exists(#state) OR (#state = :running AND #expires > :now)",
-                )
+                .condition_expression(condition)
                 .expression_attribute_values(":running", s(JobState::Running.as_str()))
         };
+        update = update.expression_attribute_names("#latest", "latest_event_id");
+        if let Some(event_id) = &new.event_id {
+            update = update.expression_attribute_values(":event_id", s(event_id.as_str()));
+        }
         // The snapshot fields this event sets, and their values.
         let fields: Vec<(&str, AttributeValue)> = match &new.event {
             JobEvent::ProgressUpdate(progress) => vec![
@@ -633,6 +704,9 @@ impl DynamoStore {
                 .expression_attribute_values(format!(":{field}"), value.clone());
         }
         let set_fields: Vec<&str> = fields.iter().map(|(field, _)| *field).collect();
+        if new.event_id.is_some() {
+            set_clauses.push("#latest = :event_id".to_owned());
+        }
         let cancelled = matches!(new.event, JobEvent::JobCancelled(_));
         update = update.expression_attribute_values(":cancelled", AttributeValue::Bool(cancelled));
         set_clauses.push(
@@ -643,7 +717,7 @@ impl DynamoStore {
             }
             .to_owned(),
         );
-        let removes: Vec<String> = if fresh {
+        let mut removes: Vec<String> = if fresh {
             let stale: Vec<&str> = ["stage", "progress", "message"]
                 .into_iter()
                 .filter(|f| !set_fields.contains(f))
@@ -655,11 +729,62 @@ impl DynamoStore {
         } else {
             Vec::new()
         };
+        if new.event_id.is_none() {
+            // Otherwise a late retry of an earlier event would pass for a retry of this one.
+            removes.push("#latest".to_owned());
+        }
         let mut expression = format!("SET {} ADD #last_seq :one", set_clauses.join(", "));
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         update.update_expression(expression)
+    }
+}
+
+impl DynamoStore {
+    /// A retry of the job's latest event: the event from the log, written now if the first
+    /// try took its seq but failed to log it.
+    async fn answer_retry(
+        &self,
+        new: NewEvent,
+        head: JobHeadItem,
+    ) -> Result<AppendOutcome, StoreError> {
+        let seq = head.last_seq;
+        let event = match self.get_event(&new.job_id, seq).await? {
+            Some(event) => event,
+            None => {
+                let event = StoredEvent {
+                    job_id: new.job_id.clone(),
+                    seq,
+                    event: new.event,
+                    correlation_id: new.correlation_id,
+                    recorded_at: new.recorded_at,
+                };
+                self.put_event(&event, new.event_expires_at).await?;
+                event
+            }
+        };
+        Ok(AppendOutcome::Appended(Appended {
+            event,
+            duplicate: true,
+            subscribers_version: head.subscribers_version,
+        }))
+    }
+
+    async fn put_event(
+        &self,
+        event: &StoredEvent,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let item = EventItem {
+            job_id: event.job_id.to_string(),
+            seq: event.seq,
+            event: serde_json::to_string(&event.event).map_err(|e| corrupt("event", e))?,
+            correlation_id: event.correlation_id.as_ref().map(ToString::to_string),
+            recorded_at: event.recorded_at.timestamp_millis(),
+            expires_at: epoch_seconds(expires_at),
+        };
+        self.put(&self.tables.jobs, item, "event").await
     }
 }
 
@@ -669,7 +794,7 @@ impl JobStore for DynamoStore {
         // is reset instead; if two writers race to reset it, the loser takes the normal path.
         let mut fresh = false;
         let mut attempts = 0;
-        let seq = loop {
+        let (seq, subscribers_version) = loop {
             attempts += 1;
             if attempts > 4 {
                 return Err(StoreError::Unavailable(format!(
@@ -679,12 +804,10 @@ impl JobStore for DynamoStore {
             }
             match self.update_head(&new, fresh).send().await {
                 Ok(output) => {
-                    break output
-                        .attributes()
-                        .and_then(|a| a.get("last_seq"))
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .ok_or_else(|| corrupt("job", "no last_seq after update"))?;
+                    let head: JobHeadItem =
+                        serde_dynamo::from_item(output.attributes.unwrap_or_default())
+                            .map_err(|e| corrupt("job", e))?;
+                    break (head.last_seq, head.subscribers_version);
                 }
                 Err(err) => {
                     use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
@@ -699,6 +822,14 @@ impl JobStore for DynamoStore {
                     };
                     let head: JobHeadItem =
                         serde_dynamo::from_item(old.clone()).map_err(|e| corrupt("job", e))?;
+                    if !fresh
+                        && head.expires_at > now_seconds()
+                        && new.event_id.is_some()
+                        && head.latest_event_id.as_deref()
+                            == new.event_id.as_ref().map(EventId::as_str)
+                    {
+                        return self.answer_retry(new, head).await;
+                    }
                     if head.expires_at <= now_seconds() && !fresh {
                         fresh = true;
                         continue;
@@ -718,16 +849,12 @@ impl JobStore for DynamoStore {
             correlation_id: new.correlation_id,
             recorded_at: new.recorded_at,
         };
-        let item = EventItem {
-            job_id: stored.job_id.to_string(),
-            seq,
-            event: serde_json::to_string(&stored.event).map_err(|e| corrupt("event", e))?,
-            correlation_id: stored.correlation_id.as_ref().map(ToString::to_string),
-            recorded_at: stored.recorded_at.timestamp_millis(),
-            expires_at: epoch_seconds(new.event_expires_at),
-        };
-        self.put(&self.tables.jobs, item, "event").await?;
-        Ok(AppendOutcome::Appended(stored))
+        self.put_event(&stored, new.event_expires_at).await?;
+        Ok(AppendOutcome::Appended(Appended {
+            event: stored,
+            duplicate: false,
+            subscribers_version,
+        }))
     }
 
     async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -745,7 +872,7 @@ impl JobStore for DynamoStore {
             return Ok(None);
         };
         let head: JobHeadItem = serde_dynamo::from_item(item).map_err(|e| corrupt("job", e))?;
-        if head.expires_at <= now_seconds() {
+        if head.expires_at <= now_seconds() || head.state.is_none() {
             return Ok(None);
         }
         head.try_into().map(Some)

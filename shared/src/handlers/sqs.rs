@@ -1,0 +1,182 @@
+//! The sender's SQS ingress: a batch of send requests, answered with the records SQS should
+//! deliver again (`batchItemFailures`, with `ReportBatchItemFailures` on the event source).
+
+use std::collections::HashSet;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::Jobcast;
+use super::send::{SendError, SendOutcome, SendRequest};
+use crate::gateway::ConnectionGateway;
+use crate::protocol::{CorrelationId, EventId, FrameError};
+use crate::store::Store;
+
+/// What became of a batch's records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub published: usize,
+    /// Refused for good (the job had finished); logged, not retried.
+    pub rejected: usize,
+    /// Unreadable or invalid; logged, not retried: a poison message must not loop.
+    pub malformed: usize,
+    /// Handed back to SQS to try again: transient failures, and the records queued behind
+    /// them in the same message group.
+    pub retried: usize,
+}
+
+/// Why one record is handed back to SQS, or not.
+enum RecordResult {
+    Published,
+    Rejected,
+    Malformed,
+    Retry,
+}
+
+impl<S: Store> Jobcast<S> {
+    /// The sender's entry point for any invocation: an SQS batch (recognised by its
+    /// `Records`) or a direct send request. Answers what Lambda should return.
+    pub async fn handle_sender_invocation<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        payload: Value,
+    ) -> Result<Value, SendError> {
+        if is_sqs_event(&payload) {
+            let event: SqsEvent =
+                serde_json::from_value(payload).map_err(|err| FrameError::InvalidField {
+                    field: "Records".into(),
+                    reason: format!("is not an SQS event: {err}"),
+                })?;
+            let (response, _) = self.handle_sqs(gateway, event).await;
+            return Ok(serde_json::to_value(response).expect("a batch response serializes"));
+        }
+        let outcome = self.handle_send(gateway, payload).await?;
+        Ok(serde_json::to_value(outcome).expect("a send outcome serializes"))
+    }
+
+    /// Publishes each record of an SQS batch in order. A record that failed for a reason that
+    /// may pass is reported for redelivery, and so is every later record of its message group
+    /// (its job, on a standard queue), which keeps a FIFO group's order.
+    pub async fn handle_sqs<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        event: SqsEvent,
+    ) -> (SqsBatchResponse, BatchSummary) {
+        let mut response = SqsBatchResponse::default();
+        let mut summary = BatchSummary::default();
+        let mut held_groups: HashSet<String> = HashSet::new();
+        for message in event.records {
+            let Some(message_id) = message.message_id.clone() else {
+                tracing::error!("SQS record without a messageId; it cannot be reported, skipped");
+                summary.malformed += 1;
+                continue;
+            };
+            let span = tracing::info_span!("sqs_record", message_id = %message_id);
+            let result = self
+                .handle_record(gateway, &message, &message_id, &mut held_groups)
+                .instrument(span)
+                .await;
+            match result {
+                RecordResult::Published => summary.published += 1,
+                RecordResult::Rejected => summary.rejected += 1,
+                RecordResult::Malformed => summary.malformed += 1,
+                RecordResult::Retry => {
+                    summary.retried += 1;
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message_id;
+                    response.batch_item_failures.push(failure);
+                }
+            }
+        }
+        tracing::info!(
+            published = summary.published,
+            rejected = summary.rejected,
+            malformed = summary.malformed,
+            retried = summary.retried,
+            "SQS batch handled"
+        );
+        (response, summary)
+    }
+
+    async fn handle_record<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        message: &SqsMessage,
+        message_id: &str,
+        held_groups: &mut HashSet<String>,
+    ) -> RecordResult {
+        let request = match parse_record(message, message_id) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::error!(error = %err, "malformed SQS record dropped (not retried)");
+                return RecordResult::Malformed;
+            }
+        };
+        let group = message
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_else(|| request.job_id.to_string());
+        if held_groups.contains(&group) {
+            tracing::info!(job_id = %request.job_id, group, "held back behind an earlier failure of its group");
+            return RecordResult::Retry;
+        }
+        let span = tracing::info_span!(
+            "send",
+            job_id = %request.job_id,
+            event_type = request.event.type_name(),
+            correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+        );
+        let result = match self.publish(gateway, request).instrument(span).await {
+            Ok(SendOutcome::Published { delivery, .. }) if delivery.failed_transient > 0 => {
+                // Recorded, but some subscribers could not be reached yet. The retry is
+                // recognised by its event id, takes no new seq, and fans out again.
+                tracing::warn!(
+                    failed_transient = delivery.failed_transient,
+                    "some subscribers were throttled out; SQS will redeliver"
+                );
+                RecordResult::Retry
+            }
+            Ok(SendOutcome::Published { .. }) => RecordResult::Published,
+            Ok(SendOutcome::Rejected { .. }) => RecordResult::Rejected,
+            Err(err) if err.is_poison() => {
+                tracing::error!(error = %err, "SQS record refused (not retried)");
+                RecordResult::Malformed
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, error_type = err.error_type(), "send failed; SQS will redeliver");
+                RecordResult::Retry
+            }
+        };
+        if matches!(result, RecordResult::Retry) {
+            held_groups.insert(group);
+        }
+        result
+    }
+}
+
+/// The send request in a record's body; its event id defaults to the SQS message id, which
+/// stays the same across redeliveries.
+fn parse_record(message: &SqsMessage, message_id: &str) -> Result<SendRequest, SendError> {
+    let body = message.body.as_deref().unwrap_or_default();
+    let value: Value = serde_json::from_str(body).map_err(|err| FrameError::InvalidField {
+        field: "body".into(),
+        reason: format!("is not JSON: {err}"),
+    })?;
+    let mut request = SendRequest::from_value(value)?;
+    if request.event_id.is_none() {
+        request.event_id = EventId::parse(message_id).ok();
+    }
+    Ok(request)
+}
+
+fn is_sqs_event(payload: &Value) -> bool {
+    payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|records| records.first())
+        .and_then(|record| record.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}

@@ -1,0 +1,223 @@
+//! The sender's SQS ingress, through jobcast-local's Lambda Invoke API: which records come
+//! back in `batchItemFailures`, and that a redelivered record is recorded once.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use jobcast::handlers::Jobcast;
+use jobcast::protocol::JobId;
+use jobcast::settings::Settings;
+use jobcast::store::JobStore;
+use jobcast_local::EmulatorConfig;
+use jobcast_tests::*;
+use serde_json::{Value, json};
+
+/// An SQS record in AWS's shape (as in AWS's sample event), carrying `body`.
+fn record(message_id: &str, group: Option<&str>, body: &str) -> Value {
+    let mut attributes = json!({
+        "ApproximateReceiveCount": "1",
+        "SentTimestamp": "1520621625029",
+        "SenderId": "AROAIWPX5BD2BHG722MW4:sender",
+        "ApproximateFirstReceiveTimestamp": "1520621634884"
+    });
+    if let Some(group) = group {
+        attributes["MessageGroupId"] = json!(group);
+        attributes["MessageDeduplicationId"] = json!(message_id);
+    }
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("handle-{message_id}"),
+        "body": body,
+        "md5OfBody": "fce0ea8dd236ccb3ed9b37dae260836f",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobcast-events.fifo",
+        "eventSource": "aws:sqs",
+        "awsRegion": "us-east-1",
+        "attributes": attributes,
+        "messageAttributes": {}
+    })
+}
+
+fn batch(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+fn failures(answer: &Value) -> Vec<String> {
+    answer["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a batch response: {answer}"))
+        .iter()
+        .map(|failure| failure["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn last_seq(emulator: &TestEmulator, job: &str) -> u64 {
+    let job = JobId::parse(job).unwrap();
+    emulator
+        .service()
+        .store()
+        .get_job(&job)
+        .await
+        .unwrap()
+        .map_or(0, |job| job.last_seq)
+}
+
+#[tokio::test]
+async fn bad_records_are_dropped_not_retried_and_good_ones_are_published() {
+    let emulator = start().await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("sqs-good").await;
+    let finished = json!({"job_id": "sqs-done", "event": {"type": "job_complete", "results": {}}});
+    invoke_sender(&emulator, &finished).await;
+
+    let answer = invoke_sender(
+        &emulator,
+        &batch(vec![
+            record("m-good", None, &progress("sqs-good", 40.0, "half").to_string()),
+            record("m-not-json", None, "{not json"),
+            record(
+                "m-bad-field",
+                None,
+                &json!({"job_id": "sqs-good", "event": {"type": "progress_update", "stage": "s", "progress": 140, "message": ""}}).to_string(),
+            ),
+            record("m-unknown", None, &json!({"job_id": "sqs-good", "event": {"type": "teleport"}}).to_string()),
+            record("m-finished", None, &progress("sqs-done", 1.0, "").to_string()),
+        ]),
+    )
+    .await
+    .2;
+    assert_eq!(
+        failures(&answer),
+        Vec::<String>::new(),
+        "nothing is worth retrying: {answer}"
+    );
+    let frame = client.expect("progress_update").await;
+    assert_eq!(frame["seq"], 1);
+    assert_eq!(frame["message"], "half");
+    client.expect_silence().await;
+    assert_eq!(
+        last_seq(&emulator, "sqs-good").await,
+        1,
+        "bad records stored nothing"
+    );
+    assert_eq!(last_seq(&emulator, "sqs-done").await, 1);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttled_out_records_come_back_with_their_group_and_a_redelivery_takes_no_new_seq() {
+    let mut settings = test_settings();
+    settings.delivery.max_attempts = 2;
+    let emulator = start_with(settings, EmulatorConfig::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let mut client = Client::connect(&emulator).await;
+        client.subscribe("sqs-busy").await;
+        clients.push(client);
+    }
+    let mut quiet = Client::connect(&emulator).await;
+    quiet.subscribe("sqs-other").await;
+
+    // One post a second: most of the six subscribers are throttled out.
+    emulator.registry().set_throttle_rps(NonZeroU32::new(1));
+    let first_body = progress("sqs-busy", 10.0, "first").to_string();
+    let second_body = progress("sqs-busy", 20.0, "second").to_string();
+    let other_body = json!({"job_id": "sqs-other", "event": {"type": "stage_complete", "stage": "s", "results": {}}}).to_string();
+    let records = vec![
+        record("m-1", Some("sqs-busy"), &first_body),
+        record("m-2", Some("sqs-busy"), &second_body),
+        record("m-3", Some("sqs-other"), &other_body),
+    ];
+    let answer = invoke_sender(&emulator, &batch(records.clone())).await.2;
+    let failed = failures(&answer);
+    assert!(failed.contains(&"m-1".to_owned()), "{answer}");
+    assert!(
+        failed.contains(&"m-2".to_owned()),
+        "held back behind m-1, or the group's order breaks: {answer}"
+    );
+    assert_eq!(
+        last_seq(&emulator, "sqs-busy").await,
+        1,
+        "m-2 was not recorded"
+    );
+    // m-3 belongs to another group: its one post may or may not have found a token.
+    let other_retried = failed.contains(&"m-3".to_owned());
+
+    // The quota lifts; SQS redelivers the failed records (same message ids).
+    emulator.registry().set_throttle_rps(None);
+    let redelivered: Vec<Value> = records
+        .into_iter()
+        .filter(|r| failed.contains(&r["messageId"].as_str().unwrap().to_owned()))
+        .collect();
+    let answer = invoke_sender(&emulator, &batch(redelivered)).await.2;
+    assert_eq!(failures(&answer), Vec::<String>::new(), "{answer}");
+    assert_eq!(
+        last_seq(&emulator, "sqs-busy").await,
+        2,
+        "m-1 was recognised as a retry: no third seq"
+    );
+    assert_eq!(
+        last_seq(&emulator, "sqs-other").await,
+        1,
+        "m-3 recorded once whether or not it was retried ({other_retried})"
+    );
+
+    // Every subscriber saw seq 1 (once or twice: a retry fans out again), then seq 2 once.
+    for client in &mut clients {
+        let mut seen = Vec::new();
+        while seen.last() != Some(&2) {
+            let frame = client.expect("progress_update").await;
+            seen.push(frame["seq"].as_u64().unwrap());
+        }
+        assert!(seen == [1, 2] || seen == [1, 1, 2], "{seen:?}");
+        client.expect_silence().await;
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_hands_every_record_back() {
+    // A DynamoDB store whose endpoint refuses connections: the store is "unavailable".
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let store = jobcast::store::DynamoStore::new(
+        &sdk_config(&dead).await,
+        jobcast::store::dynamodb::schema::TableNames {
+            connections: "connections".into(),
+            jobs: "jobs".into(),
+        },
+    );
+    let service = Jobcast::new(store, Settings::default());
+    let records = batch(vec![
+        record("m-a", None, &progress("job-a", 1.0, "").to_string()),
+        record("m-b", None, &progress("job-b", 1.0, "").to_string()),
+        record("m-poison", None, "not json at all"),
+    ]);
+    let started = std::time::Instant::now();
+    let answer = service
+        .handle_sender_invocation(&NoConnections, records)
+        .await
+        .unwrap();
+    assert_eq!(failures(&answer), ["m-a", "m-b"], "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A gateway for a test whose store never gets as far as posting.
+struct NoConnections;
+
+impl jobcast::gateway::ConnectionGateway for NoConnections {
+    async fn post_to_connection(
+        &self,
+        _: &jobcast::protocol::ConnectionId,
+        _: Bytes,
+    ) -> Result<(), jobcast::gateway::PostError> {
+        Err(jobcast::gateway::PostError::Gone)
+    }
+
+    async fn delete_connection(
+        &self,
+        _: &jobcast::protocol::ConnectionId,
+    ) -> Result<(), jobcast::gateway::PostError> {
+        Err(jobcast::gateway::PostError::Gone)
+    }
+}

@@ -1,0 +1,81 @@
+//! The sender's warm cache of job subscribers never hides a new subscriber, and forgets a
+//! connection that turned out to be gone.
+
+use jobcast_tests::*;
+
+#[tokio::test]
+async fn a_subscriber_who_joins_after_a_cached_fan_out_hears_the_next_event() {
+    let emulator = start().await;
+    assert!(
+        !emulator
+            .service()
+            .settings()
+            .delivery
+            .subscriber_cache_ttl
+            .is_zero(),
+        "the cache is on by default"
+    );
+    let mut early = Client::connect(&emulator).await;
+    early.subscribe("cached").await;
+    // Two events: the first fills the cache, the second is served from it.
+    for n in 1..=2 {
+        let (_, _, report) = invoke_sender(&emulator, &progress("cached", f64::from(n), "")).await;
+        assert_eq!(report["delivered"], 1, "{report}");
+        early.expect("progress_update").await;
+    }
+    let mut late = Client::connect(&emulator).await;
+    late.subscribe("cached").await;
+    assert_eq!(late.expect("job_status").await["last_seq"], 2);
+    let (_, _, report) = invoke_sender(&emulator, &progress("cached", 3.0, "")).await;
+    assert_eq!(
+        report["delivered"], 2,
+        "the new subscriber was not missed: {report}"
+    );
+    assert_eq!(late.expect("progress_update").await["seq"], 3);
+    assert_eq!(early.expect("progress_update").await["seq"], 3);
+
+    // An unsubscribe is seen at once too.
+    let reply = late
+        .request(serde_json::json!({"action": "unsubscribe", "job_id": "cached"}))
+        .await;
+    assert_eq!(reply["type"], "unsubscribed", "{reply}");
+    let (_, _, report) = invoke_sender(&emulator, &progress("cached", 4.0, "")).await;
+    assert_eq!(report["delivered"], 1, "{report}");
+    late.expect_silence().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gone_connection_drops_the_cached_list() {
+    use jobcast::store::ConnectionStore;
+    let emulator = start().await;
+    let mut stays = Client::connect(&emulator).await;
+    stays.subscribe("cached-gone").await;
+    let mut leaves = Client::connect(&emulator).await;
+    leaves.subscribe("cached-gone").await;
+    let leaving_id = leaves.connection_id(&emulator).await;
+    let (_, _, report) = invoke_sender(&emulator, &progress("cached-gone", 1.0, "")).await;
+    assert_eq!(report["delivered"], 2, "{report}");
+    // A disconnect removes the subscription but does not touch the job's subscription
+    // version (it cannot know the jobs cheaply): the warm list still names the connection.
+    leaves.close().await;
+    let store = emulator.service().store().clone();
+    eventually("the disconnect is recorded", || {
+        let store = store.clone();
+        let id = leaving_id.clone();
+        async move { store.get_connection(&id).await.unwrap().is_none() }
+    })
+    .await;
+    let counts =
+        |report: &serde_json::Value| (report["delivered"].as_u64(), report["gone"].as_u64());
+    let (_, _, report) = invoke_sender(&emulator, &progress("cached-gone", 2.0, "")).await;
+    assert_eq!(
+        counts(&report),
+        (Some(1), Some(1)),
+        "posted from the cache: {report}"
+    );
+    // The gone connection dropped the cached list: the next event reads the store afresh.
+    let (_, _, report) = invoke_sender(&emulator, &progress("cached-gone", 3.0, "")).await;
+    assert_eq!(counts(&report), (Some(1), Some(0)), "{report}");
+    emulator.shutdown().await;
+}
