@@ -48,10 +48,12 @@ impl<S: Store> Jobcast<S> {
                     field: "Records".into(),
                     reason: format!("is not an SQS event: {err}"),
                 })?;
-            let (response, _) = self.handle_sqs(gateway, event).await;
+            // Boxed: the whole fan-out future nested in a binary's `main` overflows rustc's
+            // layout query depth, and one allocation per invocation costs nothing.
+            let (response, _) = Box::pin(self.handle_sqs(gateway, event)).await;
             return Ok(serde_json::to_value(response).expect("a batch response serializes"));
         }
-        let outcome = self.handle_send(gateway, payload).await?;
+        let outcome = Box::pin(self.handle_send(gateway, payload)).await?;
         Ok(serde_json::to_value(outcome).expect("a send outcome serializes"))
     }
 
