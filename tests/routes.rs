@@ -98,6 +98,46 @@ async fn disconnect_removes_the_connection_and_its_subscriptions() {
 }
 
 #[tokio::test]
+async fn the_connections_listing_shows_exactly_the_open_sockets() {
+    let emulator = start().await;
+    let listing = || async {
+        let body: serde_json::Value = reqwest::get(format!("{}/connections", emulator.http_url()))
+            .await
+            .expect("GET /connections")
+            .json()
+            .await
+            .expect("a JSON listing");
+        let mut ids: Vec<String> = body["connections"]
+            .as_array()
+            .expect("a connections array")
+            .iter()
+            .map(|connection| {
+                assert!(connection["connected_at"].is_string(), "{connection}");
+                connection["connection_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(listing().await.is_empty());
+
+    let first = Client::connect(&emulator).await;
+    let second = Client::connect(&emulator).await;
+    let first_id = first.connection_id(&emulator).await.to_string();
+    let second_id = second.connection_id(&emulator).await.to_string();
+    let mut both = vec![first_id, second_id.clone()];
+    both.sort();
+    assert_eq!(listing().await, both);
+
+    first.close().await;
+    eventually("the closed socket leaves the listing", || async {
+        listing().await == vec![second_id.clone()]
+    })
+    .await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_gone_subscriber_is_removed_and_the_rest_still_hear() {
     let emulator = start().await;
     let mut live = Client::connect(&emulator).await;

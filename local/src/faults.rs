@@ -29,8 +29,13 @@ impl Faults {
     }
 }
 
+/// A token bucket of `rps` with a burst of half that, the ratio of AWS's account quota
+/// (10,000 requests/s, 5,000 burst).
 fn limiter(rps: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
-    Arc::new(RateLimiter::direct(Quota::per_second(rps)))
+    let burst = NonZeroU32::new(rps.get() / 2).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(
+        Quota::per_second(rps).allow_burst(burst),
+    ))
 }
 
 pub(crate) struct FaultInjector {

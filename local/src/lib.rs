@@ -173,6 +173,7 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
         .route("/", get(websocket::websocket_or_page::<S>))
         .route("/health", get(health::<S>))
+        .route("/connections", get(list_connections::<S>))
         .route("/@connections/{connection_id}", connections.clone())
         // The same routes under a stage prefix (an endpoint URL ending in `/local`).
         .route("/{stage}/@connections/{connection_id}", connections)
@@ -181,6 +182,20 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
             post(invoke::invoke::<S>).layer(DefaultBodyLimit::max(6 * 1024 * 1024)),
         )
         .with_state(app)
+}
+
+/// `GET /connections`: the open sockets, for a developer (or a benchmark) to see who is
+/// connected. Not part of API Gateway: AWS has no such listing.
+async fn list_connections<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
+    let connections: Vec<serde_json::Value> = app
+        .registry
+        .snapshot()
+        .into_iter()
+        .map(|(connection_id, connected_at)| {
+            json!({"connection_id": connection_id, "connected_at": connected_at.to_rfc3339()})
+        })
+        .collect();
+    axum::Json(json!({ "connections": connections }))
 }
 
 async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {

@@ -112,6 +112,17 @@ impl Registry {
         self.faults.set_throttle_rps(rps);
     }
 
+    /// Every open socket's id and connection time.
+    pub fn snapshot(&self) -> Vec<(ConnectionId, DateTime<Utc>)> {
+        let connections = self.connections.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = connections
+            .iter()
+            .map(|(id, connection)| (id.clone(), connection.connected_at))
+            .collect();
+        list.sort();
+        list
+    }
+
     /// How many sockets are open.
     pub fn len(&self) -> usize {
         self.connections

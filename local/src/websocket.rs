@@ -22,6 +22,8 @@ use crate::{App, page};
 
 /// Frames queued for one client before posts wait for it to read.
 const OUTBOUND_QUEUE: usize = 256;
+/// Per-socket read and write buffer.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 
 /// `GET /`: a WebSocket upgrade becomes a connection; a plain request gets the page.
 pub(crate) async fn websocket_or_page<S: Store>(
@@ -95,6 +97,11 @@ pub(crate) async fn websocket_or_page<S: Store>(
     let failed_app = app.clone();
     let failed_info = info.clone();
     upgrade
+        // tungstenite's default 128 KiB read buffer per socket would dominate the emulator's
+        // memory at thousands of connections; frames larger than the buffer still arrive
+        // whole, read in several chunks.
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         // Read oversize frames whole so they can be refused with 1009, as API Gateway does.
         .max_message_size(limit.saturating_mul(4).max(1 << 20))
         .max_frame_size(limit.saturating_mul(4).max(1 << 20))

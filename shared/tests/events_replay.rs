@@ -47,6 +47,8 @@ enum Expect {
     },
     /// The sender records the event with this seq and delivers it to this many connections.
     Published { seq: u64, delivered: u64 },
+    /// The sender takes an SQS batch: no record handed back, this many posts made.
+    Batch { delivered: u64 },
 }
 
 const SCENARIO: &[(&str, Expect)] = &[
@@ -85,6 +87,7 @@ const SCENARIO: &[(&str, Expect)] = &[
             delivered: 1,
         },
     ),
+    ("sender/sqs_batch.json", Expect::Batch { delivered: 2 }),
     (
         "messages/request_status.json",
         Expect::Route {
@@ -177,6 +180,14 @@ async fn every_event_file_replays_through_its_handler() {
                     }
                     other => panic!("{file}: {other:?}"),
                 }
+                assert_eq!(gateway.take().len() as u64, *delivered, "{file}");
+            }
+            Expect::Batch { delivered } => {
+                let answer = service
+                    .handle_sender_invocation(&gateway, json)
+                    .await
+                    .unwrap_or_else(|err| panic!("{file}: {err}"));
+                assert_eq!(answer["batchItemFailures"], serde_json::json!([]), "{file}");
                 assert_eq!(gateway.take().len() as u64, *delivered, "{file}");
             }
         }
