@@ -7,6 +7,7 @@ read -r pid JOBCAST_DYNAMODB_ENDPOINT < <(scripts/dynamodb-local.sh)
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 export JOBCAST_DYNAMODB_ENDPOINT
 out="$(cargo run --quiet -p jobcast-bench --bin store-reads)"
+mkdir -p bench/results
 echo "$out"
 {
   echo "## DynamoDB reads per fan-out (bench/store-reads.sh)"
@@ -18,5 +19,6 @@ echo "$out"
   echo "by DynamoDB's sizing rules (bench/src/store_reads.rs), not measured."
   echo
   echo "$out"
-} > bench/RESULTS.md
+} > bench/results/store-reads.md
+for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
 echo "recorded in bench/RESULTS.md"

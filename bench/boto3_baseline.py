@@ -1,0 +1,63 @@
+"""The baseline fan-out of AWS's WebSocket chat sample: boto3's apigatewaymanagementapi
+post_to_connection over a list of connection ids, in a plain loop or a thread pool.
+
+Prints {"started_micros", "finished_micros", "posted", "errors"} as JSON on stdout; the
+clients of the benchmark count what arrives."""
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.config import Config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--ids-file", required=True)
+    parser.add_argument("--mode", choices=["loop", "pool"], required=True)
+    parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--payload", required=True)
+    args = parser.parse_args()
+
+    with open(args.ids_file) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    payload = args.payload.encode()
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=args.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        # As many pooled HTTP connections as threads, or the pool serialises on them.
+        config=Config(max_pool_connections=max(args.threads, 10), retries={"max_attempts": 3}),
+    )
+    errors = 0
+
+    def post(connection_id: str) -> bool:
+        try:
+            client.post_to_connection(ConnectionId=connection_id, Data=payload)
+            return True
+        except Exception as err:  # noqa: BLE001 - counted, like the sample's try/except
+            print(f"post failed: {err}", file=sys.stderr)
+            return False
+
+    started = time.time_ns() // 1000
+    if args.mode == "loop":
+        for connection_id in ids:
+            errors += not post(connection_id)
+    else:
+        with ThreadPoolExecutor(max_workers=args.threads) as pool:
+            errors += sum(not ok for ok in pool.map(post, ids))
+    finished = time.time_ns() // 1000
+    json.dump(
+        {"started_micros": started, "finished_micros": finished, "posted": len(ids), "errors": errors},
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main()
