@@ -21,6 +21,9 @@ pub(crate) struct ConnectionInfo {
     pub domain_name: String,
     pub stage: String,
     pub api_id: String,
+    /// What the REQUEST authorizer put in its context (with `principalId`); API Gateway
+    /// hands it to `$connect` and to every later route of the connection.
+    pub authorizer: HashMap<String, serde_json::Value>,
 }
 
 /// A fresh id in API Gateway's style: 11 random bytes, base64 (e.g. `L0SM9cOFvHcCIhw=`).
@@ -56,7 +59,77 @@ fn context(
     context.apiid = Some(info.api_id.clone());
     context.identity.source_ip = Some(info.source_ip.clone());
     context.identity.user_agent = info.user_agent.clone();
+    context.authorizer.fields = info.authorizer.clone();
     context
+}
+
+/// The `$connect` method ARN the authorizer's policy must cover.
+pub(crate) fn connect_method_arn(info: &ConnectionInfo) -> String {
+    format!(
+        "arn:aws:execute-api:local:000000000000:{}/{}/$connect",
+        info.api_id, info.stage
+    )
+}
+
+/// The REQUEST authorizer's input on `$connect`, in API Gateway's JSON shape (see the AWS
+/// fixture `example-apigw-v2-custom-authorizer-websocket-request.json`).
+pub(crate) fn authorizer_request(
+    info: &ConnectionInfo,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> serde_json::Value {
+    let mut single = serde_json::Map::new();
+    let mut multi: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    for name in headers.keys() {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok().map(str::to_owned))
+            .collect();
+        if let Some(last) = values.last() {
+            single.insert(name.as_str().to_owned(), last.clone().into());
+        }
+        multi.insert(name.as_str().to_owned(), values.into());
+    }
+    let mut query_last = serde_json::Map::new();
+    let mut query_all: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        query_last.insert(key.to_string(), value.to_string().into());
+        let entry = query_all
+            .entry(key.into_owned())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(values) = entry {
+            values.push(value.into_owned().into());
+        }
+    }
+    let now = Utc::now();
+    serde_json::json!({
+        "type": "REQUEST",
+        "methodArn": connect_method_arn(info),
+        "headers": single,
+        "multiValueHeaders": multi,
+        "queryStringParameters": query_last,
+        "multiValueQueryStringParameters": query_all,
+        "stageVariables": {},
+        "requestContext": {
+            "apiId": info.api_id,
+            "connectedAt": info.connected_at.timestamp_millis(),
+            "connectionId": info.connection_id,
+            "domainName": info.domain_name,
+            "eventType": "CONNECT",
+            "extendedRequestId": random_id(6),
+            "identity": {
+                "sourceIp": info.source_ip,
+                "userAgent": info.user_agent,
+            },
+            "messageDirection": "IN",
+            "requestId": random_id(6),
+            "requestTime": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "requestTimeEpoch": now.timestamp_millis(),
+            "routeKey": "$connect",
+            "stage": info.stage,
+        },
+    })
 }
 
 fn multi_value(headers: &HeaderMap) -> HeaderMap {
@@ -164,6 +237,7 @@ mod tests {
             user_agent: Some("test".into()),
             domain_name: "127.0.0.1:3001".into(),
             stage: "local".into(),
+            authorizer: HashMap::new(),
             api_id: "local".into(),
         }
     }
@@ -230,5 +304,62 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1005);
+    }
+
+    #[test]
+    fn the_authorizer_context_rides_on_every_event_of_the_connection() {
+        let mut authorized = info();
+        authorized
+            .authorizer
+            .insert("userId".into(), serde_json::json!("ana"));
+        let frame =
+            serde_json::to_value(message(&authorized, "$default", "{}".into(), false)).unwrap();
+        assert_eq!(frame["requestContext"]["authorizer"]["userId"], "ana");
+        let gone = serde_json::to_value(disconnect(&authorized, 1000, "")).unwrap();
+        assert_eq!(gone["requestContext"]["authorizer"]["userId"], "ana");
+    }
+
+    #[test]
+    fn the_authorizer_request_has_aws_shape() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Cookie", HeaderValue::from_static("access_token=t"));
+        let event = authorizer_request(&info(), &headers, Some("token=q"));
+        for key in [
+            "type",
+            "methodArn",
+            "headers",
+            "multiValueHeaders",
+            "queryStringParameters",
+        ] {
+            assert!(!event[key].is_null(), "{key}");
+        }
+        // The requestContext keys of AWS's sample authorizer event.
+        for key in [
+            "apiId",
+            "connectedAt",
+            "connectionId",
+            "domainName",
+            "eventType",
+            "extendedRequestId",
+            "identity",
+            "messageDirection",
+            "requestId",
+            "requestTime",
+            "requestTimeEpoch",
+            "routeKey",
+            "stage",
+        ] {
+            assert!(
+                !event["requestContext"][key].is_null(),
+                "requestContext.{key}"
+            );
+        }
+        assert_eq!(event["queryStringParameters"]["token"], "q");
+        assert!(
+            event["methodArn"]
+                .as_str()
+                .unwrap()
+                .ends_with("/local/$connect")
+        );
     }
 }

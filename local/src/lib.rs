@@ -55,6 +55,9 @@ pub struct EmulatorConfig {
     pub api_id: String,
     pub limits: Limits,
     pub faults: Faults,
+    /// Runs on every upgrade before `$connect`, as API Gateway runs the REQUEST authorizer
+    /// (`--auth jwt`); none means no authorizer (`--auth none`).
+    pub authorizer: Option<Arc<jobcast::auth::Authorizer>>,
 }
 
 impl Default for EmulatorConfig {
@@ -64,6 +67,7 @@ impl Default for EmulatorConfig {
             api_id: "jobcast-local".to_owned(),
             limits: Limits::default(),
             faults: Faults::default(),
+            authorizer: None,
         }
     }
 }

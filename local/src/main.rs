@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use jobcast::auth::{Authorizer, JwtSettings, TokenVerifier};
 use jobcast::handlers::Jobcast;
 use jobcast::settings::{AuthMode, Settings};
 use jobcast::store::dynamodb::schema::TableNames;
@@ -24,6 +25,9 @@ enum StoreKind {
 enum Auth {
     /// No authentication; `?user_id=` names the user. Development only.
     None,
+    /// The REQUEST authorizer's JWT check on every upgrade, configured as the Lambda is:
+    /// JWT_HS256_SECRET and/or JWT_JWKS, JWT_ISSUER, JWT_AUDIENCE, JWT_LEEWAY_SECONDS.
+    Jwt,
 }
 
 #[derive(Debug, Parser)]
@@ -76,14 +80,24 @@ async fn main() -> anyhow::Result<()> {
     jobcast::telemetry::init();
     let args = Args::parse();
     let mut settings = Settings::from_env().context("reading settings from the environment")?;
-    settings.auth_mode = match args.auth {
-        Auth::None => AuthMode::None,
+    let authorizer = match args.auth {
+        Auth::None => {
+            settings.auth_mode = AuthMode::None;
+            tracing::warn!(
+                "authentication is OFF (--auth none): anyone who can reach this port can connect as any user"
+            );
+            None
+        }
+        Auth::Jwt => {
+            settings.auth_mode = AuthMode::Authorizer;
+            let jwt = JwtSettings::from_env().context("reading the JWT_* settings")?;
+            let verifier = TokenVerifier::new(&jwt)
+                .await
+                .context("--auth jwt needs JWT_HS256_SECRET or JWT_JWKS")?;
+            tracing::info!(?jwt, "authentication: JWT on every upgrade");
+            Some(std::sync::Arc::new(Authorizer::new(verifier)))
+        }
     };
-    if settings.auth_mode == AuthMode::None {
-        tracing::warn!(
-            "authentication is OFF (--auth none): anyone who can reach this port can connect as any user"
-        );
-    }
     let faults = Faults {
         fail_rate: args.fail_rate,
         fail_statuses: args.fail_status.clone(),
@@ -95,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = EmulatorConfig {
         faults,
+        authorizer,
         stage: args.stage,
         limits: Limits {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),

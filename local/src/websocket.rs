@@ -1,5 +1,6 @@
 //! The WebSocket side: upgrade (`$connect`), frames (routes), close (`$disconnect`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +40,7 @@ pub(crate) async fn websocket_or_page<S: Store>(
     if !is_upgrade {
         return page::landing(&app).into_response();
     }
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+    let mut upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
@@ -61,11 +62,20 @@ pub(crate) async fn websocket_or_page<S: Store>(
             .to_owned(),
         stage: app.config.stage.clone(),
         api_id: app.config.api_id.clone(),
+        authorizer: Default::default(),
     };
     let connection_id = match ConnectionId::parse(info.connection_id.clone()) {
         Ok(id) => id,
         Err(err) => return (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     };
+
+    let mut info = info;
+    if let Some(authorizer) = &app.config.authorizer {
+        match authorize(authorizer, &info, &parts).await {
+            Ok(context) => info.authorizer = context,
+            Err(refusal) => return refusal,
+        }
+    }
 
     let event = events::connect(&info, &parts.headers, parts.uri.query());
     let answer = app.service.handle_connect(&event).await;
@@ -78,6 +88,15 @@ pub(crate) async fn websocket_or_page<S: Store>(
             _ => status.canonical_reason().unwrap_or("refused").to_owned(),
         };
         return (status, body).into_response();
+    }
+
+    // API Gateway answers the upgrade with the subprotocol `$connect` chose.
+    if let Some(protocol) = answer
+        .headers
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+    {
+        upgrade = upgrade.protocols([protocol.to_owned()]);
     }
 
     // Registered before the 101 goes out, so a post racing the upgrade waits in the queue
@@ -112,6 +131,42 @@ pub(crate) async fn websocket_or_page<S: Store>(
             );
         })
         .on_upgrade(move |socket| serve_connection(app, info, live, socket, outbound_rx, close_rx))
+}
+
+/// Plays API Gateway's part around the REQUEST authorizer: 401 when it fails with
+/// "Unauthorized", 403 on a Deny policy, else the context for the connection's events.
+async fn authorize(
+    authorizer: &jobcast::auth::Authorizer,
+    info: &ConnectionInfo,
+    parts: &http::request::Parts,
+) -> Result<HashMap<String, serde_json::Value>, Response> {
+    let event = events::authorizer_request(info, &parts.headers, parts.uri.query());
+    let request = serde_json::from_value(event).map_err(|err| {
+        tracing::error!(error = %err, "could not build the authorizer request");
+        (StatusCode::INTERNAL_SERVER_ERROR, "authorizer request").into_response()
+    })?;
+    let refuse = |status: StatusCode, message: &str| {
+        (
+            status,
+            axum::Json(serde_json::json!({ "message": message })),
+        )
+            .into_response()
+    };
+    let policy = match authorizer.authorize(&request).await {
+        Ok(policy) => policy,
+        Err(_) => return Err(refuse(StatusCode::UNAUTHORIZED, "Unauthorized")),
+    };
+    if !jobcast::auth::allows(&policy) {
+        return Err(refuse(StatusCode::FORBIDDEN, "Forbidden"));
+    }
+    let mut context: HashMap<String, serde_json::Value> = match policy.context {
+        serde_json::Value::Object(fields) => fields.into_iter().collect(),
+        _ => HashMap::new(),
+    };
+    if let Some(principal) = policy.principal_id {
+        context.insert("principalId".to_owned(), principal.into());
+    }
+    Ok(context)
 }
 
 /// How a connection ended, as `$disconnect` reports it.

@@ -1,6 +1,7 @@
 //! jobcast's core: the message protocol, the ports (store, gateway), their adapters, and the
 //! handlers that the Lambda functions and jobcast-local both run.
 
+pub mod auth;
 pub mod cache;
 pub mod delivery;
 pub mod gateway;

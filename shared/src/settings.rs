@@ -48,6 +48,16 @@ pub struct ConfigError {
     reason: &'static str,
 }
 
+impl ConfigError {
+    pub(crate) fn new(name: &'static str, value: String, reason: &'static str) -> Self {
+        Self {
+            name,
+            value,
+            reason,
+        }
+    }
+}
+
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -2,6 +2,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use chrono::Utc;
 
 use super::{Jobcast, authorized_user, connection_of, response};
+use crate::auth::chosen_subprotocol;
 use crate::protocol::UserId;
 use crate::settings::AuthMode;
 use crate::store::{Connection, Store};
@@ -43,7 +44,15 @@ impl<S: Store> Jobcast<S> {
         match self.store.put_connection(&connection).await {
             Ok(()) => {
                 tracing::info!(%connection_id, %user_id, "connected");
-                response(200, "connected")
+                let mut answer = response(200, "connected");
+                // A client that offered subprotocols fails the handshake unless one is echoed.
+                if let Some(protocol) = chosen_subprotocol(&request.headers) {
+                    answer.headers.insert(
+                        http::header::SEC_WEBSOCKET_PROTOCOL,
+                        http::HeaderValue::from_static(protocol),
+                    );
+                }
+                answer
             }
             Err(err) => {
                 tracing::error!(%connection_id, error = %err, "could not record the connection");

@@ -76,7 +76,7 @@ fn connection_of(request: &ApiGatewayWebsocketProxyRequest) -> Option<Connection
 /// The user an upstream REQUEST authorizer vouched for, if one ran.
 fn authorized_user(request: &ApiGatewayWebsocketProxyRequest) -> Option<UserId> {
     let fields = &request.request_context.authorizer.fields;
-    ["userId", "principalId"]
+    [crate::auth::USER_ID_CONTEXT_KEY, "principalId"]
         .iter()
         .filter_map(|key| fields.get(*key)?.as_str())
         .find_map(|id| UserId::parse(id).ok())
