@@ -49,9 +49,16 @@ enum Expect {
     Published { seq: u64, delivered: u64 },
     /// The sender takes an SQS batch: no record handed back, this many posts made.
     Batch { delivered: u64 },
+    /// The REQUEST authorizer allows this user (with the example secret below).
+    Authorized { user_id: &'static str },
 }
 
+/// The secret `events/authorizer.json`'s token is signed with: an example for replays, never a
+/// real deployment's.
+const EXAMPLE_SECRET: &str = "jobcast-example-secret-for-event-replays-only";
+
 const SCENARIO: &[(&str, Expect)] = &[
+    ("authorizer.json", Expect::Authorized { user_id: "alice" }),
     (
         "connect.json",
         Expect::Route {
@@ -181,6 +188,26 @@ async fn every_event_file_replays_through_its_handler() {
                     other => panic!("{file}: {other:?}"),
                 }
                 assert_eq!(gateway.take().len() as u64, *delivered, "{file}");
+            }
+            Expect::Authorized { user_id } => {
+                let settings = jobcast::auth::JwtSettings::from_lookup(|name| match name {
+                    "JWT_HS256_SECRET" => Some(EXAMPLE_SECRET.to_owned()),
+                    "JWT_ISSUER" => Some("https://id.example.com/".to_owned()),
+                    "JWT_AUDIENCE" => Some("jobcast".to_owned()),
+                    _ => None,
+                })
+                .unwrap();
+                let authorizer = jobcast::auth::Authorizer::new(
+                    jobcast::auth::TokenVerifier::new(&settings).await.unwrap(),
+                );
+                let request =
+                    serde_json::from_value(json).unwrap_or_else(|err| panic!("{file}: {err}"));
+                let policy = authorizer
+                    .authorize(&request)
+                    .await
+                    .unwrap_or_else(|err| panic!("{file}: {err:?}"));
+                assert!(jobcast::auth::allows(&policy), "{file}");
+                assert_eq!(policy.context["userId"], *user_id, "{file}");
             }
             Expect::Batch { delivered } => {
                 let answer = service
