@@ -64,6 +64,24 @@ pub fn fan_out_line(message_type: &str, report: &DeliveryReport) -> String {
     .to_string()
 }
 
+/// One line per user message of a type this server does not know (skipped, not forwarded).
+pub fn unknown_message_line(message_type: &str) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": Utc::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "UnknownMessageType", "Unit": "Count"}],
+            }],
+        },
+        // A property, not a dimension: anyone can invent types, dimensions cost money.
+        "MessageType": message_type,
+        "UnknownMessageType": 1,
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

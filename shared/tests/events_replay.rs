@@ -49,6 +49,11 @@ enum Expect {
     Published { seq: u64, delivered: u64 },
     /// The sender takes an SQS batch: no record handed back, this many posts made.
     Batch { delivered: u64 },
+    /// The sender posts a user message to this many of the user's connections.
+    Delivered {
+        message_type: &'static str,
+        delivered: u64,
+    },
     /// The REQUEST authorizer allows this user (with the example secret below).
     Authorized { user_id: &'static str },
 }
@@ -95,6 +100,20 @@ const SCENARIO: &[(&str, Expect)] = &[
         },
     ),
     ("sender/sqs_batch.json", Expect::Batch { delivered: 2 }),
+    (
+        "sender/notification.json",
+        Expect::Delivered {
+            message_type: "notification",
+            delivered: 1,
+        },
+    ),
+    (
+        "sender/project_progress.json",
+        Expect::Delivered {
+            message_type: "project_progress",
+            delivered: 1,
+        },
+    ),
     (
         "messages/request_status.json",
         Expect::Route {
@@ -188,6 +207,27 @@ async fn every_event_file_replays_through_its_handler() {
                     other => panic!("{file}: {other:?}"),
                 }
                 assert_eq!(gateway.take().len() as u64, *delivered, "{file}");
+            }
+            Expect::Delivered {
+                message_type,
+                delivered,
+            } => {
+                let outcome = service
+                    .handle_send(&gateway, json)
+                    .await
+                    .unwrap_or_else(|err| panic!("{file}: {err}"));
+                match outcome {
+                    SendOutcome::Delivered {
+                        message_type: got,
+                        delivery,
+                        ..
+                    } => {
+                        assert_eq!(got, *message_type, "{file}");
+                        assert_eq!(delivery.delivered, *delivered, "{file}");
+                    }
+                    other => panic!("{file}: {other:?}"),
+                }
+                assert_eq!(gateway.take_types(), vec![*message_type], "{file}");
             }
             Expect::Authorized { user_id } => {
                 let settings = jobcast::auth::JwtSettings::from_lookup(|name| match name {

@@ -7,7 +7,7 @@ use futures::{SinkExt, StreamExt};
 use jobcast::handlers::Jobcast;
 use jobcast::protocol::{ConnectionId, UserId};
 use jobcast::settings::{AuthMode, Settings};
-use jobcast::store::{ConnectionStore, MemoryStore, PageRequest};
+use jobcast::store::{MemoryStore, PageRequest, Store};
 use jobcast_local::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -53,7 +53,7 @@ pub struct Client {
 
 impl Client {
     /// Connects as a fresh user of its own, so its connection can be found in the store.
-    pub async fn connect(emulator: &TestEmulator) -> Client {
+    pub async fn connect<S: Store>(emulator: &Emulator<S>) -> Client {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let user = format!(
             "user-{}",
@@ -62,7 +62,7 @@ impl Client {
         Self::connect_as(emulator, &user).await
     }
 
-    pub async fn connect_as(emulator: &TestEmulator, user: &str) -> Client {
+    pub async fn connect_as<S: Store>(emulator: &Emulator<S>, user: &str) -> Client {
         let url = format!("{}/?user_id={user}", emulator.websocket_url());
         let (socket, response) = tokio_tungstenite::connect_async(url)
             .await
@@ -75,7 +75,7 @@ impl Client {
     }
 
     /// This client's connection id, as the store knows it.
-    pub async fn connection_id(&self, emulator: &TestEmulator) -> ConnectionId {
+    pub async fn connection_id<S: Store>(&self, emulator: &Emulator<S>) -> ConnectionId {
         let user = UserId::parse(self.user.clone()).unwrap();
         let page = emulator
             .service()
@@ -216,15 +216,15 @@ pub async fn wait_until_store_empty(emulator: &TestEmulator, and_subscriptions: 
 }
 
 /// Invokes the sender through the Lambda Invoke API path, as `curl` would.
-pub async fn invoke_sender(
-    emulator: &TestEmulator,
+pub async fn invoke_sender<S: Store>(
+    emulator: &Emulator<S>,
     payload: &Value,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
     invoke_raw(emulator, "sender", payload.to_string()).await
 }
 
-pub async fn invoke_raw(
-    emulator: &TestEmulator,
+pub async fn invoke_raw<S: Store>(
+    emulator: &Emulator<S>,
     function: &str,
     body: String,
 ) -> (u16, reqwest::header::HeaderMap, Value) {

@@ -24,7 +24,10 @@ mod send;
 mod sqs;
 
 pub use errors::{ActionError, error_reply};
-pub use send::{SendError, SendOutcome, SendRequest};
+pub use send::{
+    SendError, SendOutcome, SendRequest, SenderRequest, USER_CHANNEL_PREFIX, UserPayload,
+    UserSendRequest,
+};
 pub use sqs::BatchSummary;
 
 /// The jobcast service: a store, the settings, and every handler.

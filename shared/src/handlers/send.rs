@@ -10,7 +10,7 @@ use crate::delivery::{Audience, DeliveryReport, FanOut, Recipients, deliver_to};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
     CorrelationId, ErrorCode, EventId, FrameError, JobEvent, JobId, JobState, MAX_FRAME_BYTES, Seq,
-    ServerFrame, ServerMessage,
+    ServerFrame, ServerMessage, UserId, UserMessage, UserMessageError,
 };
 use crate::store::{AppendOutcome, Appended, NewEvent, Store, StoreError};
 
@@ -64,6 +64,122 @@ impl SendRequest {
     }
 }
 
+/// A message for every connection of one user: `{user_id, message}`, or a hub's
+/// `{channel: "user_noti:{user_id}", message}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSendRequest {
+    pub user_id: UserId,
+    pub message: UserPayload,
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// A user message this server forwards, or one of a type it does not know (skipped).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserPayload {
+    Known(UserMessage),
+    Unknown(String),
+}
+
+/// The hub channel naming convention: `user_noti:{user_id}`.
+pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
+
+/// Anything the sender takes: a job event (`event`) or a user message (`message`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SenderRequest {
+    Job(SendRequest),
+    User(UserSendRequest),
+}
+
+impl SenderRequest {
+    pub fn from_value(value: Value) -> Result<Self, FrameError> {
+        let Value::Object(fields) = &value else {
+            return Err(FrameError::NotAnObject);
+        };
+        match (fields.contains_key("event"), fields.contains_key("message")) {
+            (true, false) => SendRequest::from_value(value).map(Self::Job),
+            (false, true) => UserSendRequest::from_value(value).map(Self::User),
+            (true, true) => Err(invalid(
+                "event",
+                "give a job event (`event`) or a user message (`message`), not both".into(),
+            )),
+            (false, false) => Err(invalid(
+                "event",
+                "is missing (a job event needs `job_id` and `event`; a user message `user_id` and `message`)".into(),
+            )),
+        }
+    }
+
+    /// What keeps order among SQS records: the job, or the user.
+    pub fn order_group(&self) -> String {
+        match self {
+            Self::Job(request) => request.job_id.to_string(),
+            Self::User(request) => format!("{USER_CHANNEL_PREFIX}{}", request.user_id),
+        }
+    }
+}
+
+impl UserSendRequest {
+    pub fn from_value(value: Value) -> Result<Self, FrameError> {
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotAnObject);
+        };
+        let user_id = crate::protocol::optional_field::<UserId>(&mut fields, "user_id")?;
+        let channel = crate::protocol::optional_field::<String>(&mut fields, "channel")?;
+        let user_id = match (user_id, channel) {
+            (Some(user_id), None) => user_id,
+            (None, Some(channel)) => {
+                let raw = channel.strip_prefix(USER_CHANNEL_PREFIX).ok_or_else(|| {
+                    invalid(
+                        "channel",
+                        format!("must be {USER_CHANNEL_PREFIX}{{user_id}}"),
+                    )
+                })?;
+                UserId::parse(raw.to_owned())
+                    .map_err(|err| invalid("channel", format!("names no valid user: {err}")))?
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "channel",
+                    "give user_id or channel, not both".into(),
+                ));
+            }
+            (None, None) => return Err(invalid("user_id", "is missing".into())),
+        };
+        let correlation_id = crate::protocol::optional_field(&mut fields, "correlation_id")?;
+        let message = fields
+            .remove("message")
+            .ok_or_else(|| invalid("message", "is missing".into()))?;
+        let message = match UserMessage::from_value(message) {
+            Ok(message) => UserPayload::Known(message),
+            Err(UserMessageError::UnknownType(kind)) => UserPayload::Unknown(kind),
+            Err(UserMessageError::Invalid(err)) => {
+                return Err(match err {
+                    FrameError::InvalidField { field, reason } => {
+                        invalid(&format!("message.{field}"), reason)
+                    }
+                    FrameError::NotAnObject => invalid("message", "must be an object".into()),
+                    FrameError::InvalidJson(reason) => {
+                        invalid("message", format!("is not valid JSON: {reason}"))
+                    }
+                    other => other,
+                });
+            }
+        };
+        if let Some(field) = fields.keys().next() {
+            return Err(invalid(
+                field,
+                "is not a known field (expected user_id or channel, message, correlation_id)"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            user_id,
+            message,
+            correlation_id,
+        })
+    }
+}
+
 fn invalid(field: &str, reason: String) -> FrameError {
     FrameError::InvalidField {
         field: field.to_owned(),
@@ -84,6 +200,19 @@ pub enum SendOutcome {
         duplicate: bool,
         #[serde(flatten)]
         delivery: DeliveryReport,
+    },
+    /// A user message, posted to every connection of the user.
+    Delivered {
+        user_id: UserId,
+        message_type: String,
+        #[serde(flatten)]
+        delivery: DeliveryReport,
+    },
+    /// A user message of a type this server does not know: logged, counted, not forwarded.
+    Ignored {
+        user_id: UserId,
+        message_type: String,
+        reason: String,
     },
     /// Not recorded: the job had already finished.
     Rejected {
@@ -146,14 +275,100 @@ impl<S: Store> Jobcast<S> {
         gateway: &G,
         input: Value,
     ) -> Result<SendOutcome, SendError> {
-        let request = SendRequest::from_value(input)?;
-        let span = tracing::info_span!(
-            "send",
-            job_id = %request.job_id,
-            event_type = request.event.type_name(),
-            correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+        let request = SenderRequest::from_value(input)?;
+        self.serve_request(gateway, request).await
+    }
+
+    /// Publishes a job event or delivers a user message, in a span naming it.
+    pub(super) async fn serve_request<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        request: SenderRequest,
+    ) -> Result<SendOutcome, SendError> {
+        match request {
+            SenderRequest::Job(request) => {
+                let span = tracing::info_span!(
+                    "send",
+                    job_id = %request.job_id,
+                    event_type = request.event.type_name(),
+                    correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+                );
+                self.publish(gateway, request).instrument(span).await
+            }
+            SenderRequest::User(request) => {
+                let span = tracing::info_span!(
+                    "send",
+                    user_id = %request.user_id,
+                    correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+                );
+                self.deliver_to_user(gateway, request)
+                    .instrument(span)
+                    .await
+            }
+        }
+    }
+
+    /// A user message goes to every connection of the user; nothing is recorded.
+    async fn deliver_to_user<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        request: UserSendRequest,
+    ) -> Result<SendOutcome, SendError> {
+        let UserSendRequest {
+            user_id,
+            message,
+            correlation_id,
+        } = request;
+        let message = match message {
+            UserPayload::Known(message) => message,
+            UserPayload::Unknown(kind) => {
+                tracing::warn!(message_type = %kind, "user message of an unknown type skipped");
+                self.metrics
+                    .emit(&crate::metrics::unknown_message_line(&kind));
+                return Ok(SendOutcome::Ignored {
+                    user_id,
+                    reason: format!(
+                        "unknown message type {kind:?} (known: {})",
+                        UserMessage::TYPES.join(", ")
+                    ),
+                    message_type: kind,
+                });
+            }
+        };
+        let message_type = message.type_name();
+        let frame = ServerFrame::new(ServerMessage::User(message), correlation_id);
+        let payload = frame.to_json();
+        if payload.len() > MAX_FRAME_BYTES {
+            return Err(SendError::PayloadTooLarge {
+                size: payload.len(),
+                limit: MAX_FRAME_BYTES,
+            });
+        }
+        let FanOut { report, .. } = deliver_to(
+            &self.store,
+            gateway,
+            &self.settings.delivery,
+            Recipients::Lookup(Audience::User(user_id.clone())),
+            Bytes::from(payload),
+            0,
+        )
+        .await?;
+        self.metrics
+            .emit(&crate::metrics::fan_out_line(message_type, &report));
+        tracing::info!(
+            message_type,
+            delivered = report.delivered,
+            gone = report.gone,
+            failed = report.failed,
+            retried = report.retried,
+            duration_ms = report.duration_ms,
+            "user message delivered"
         );
-        self.publish(gateway, request).instrument(span).await
+        Ok(SendOutcome::Delivered {
+            user_id,
+            message_type: message_type.to_owned(),
+            delivery: report,
+        })
     }
 
     pub(super) async fn publish<G: ConnectionGateway>(

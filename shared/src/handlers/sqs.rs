@@ -8,9 +8,9 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::Jobcast;
-use super::send::{SendError, SendOutcome, SendRequest};
+use super::send::{SendError, SendOutcome, SenderRequest};
 use crate::gateway::ConnectionGateway;
-use crate::protocol::{CorrelationId, EventId, FrameError};
+use crate::protocol::{EventId, FrameError};
 use crate::store::Store;
 
 /// What became of a batch's records.
@@ -119,18 +119,12 @@ impl<S: Store> Jobcast<S> {
             .attributes
             .get("MessageGroupId")
             .cloned()
-            .unwrap_or_else(|| request.job_id.to_string());
+            .unwrap_or_else(|| request.order_group());
         if held_groups.contains(&group) {
-            tracing::info!(job_id = %request.job_id, group, "held back behind an earlier failure of its group");
+            tracing::info!(group, "held back behind an earlier failure of its group");
             return RecordResult::Retry;
         }
-        let span = tracing::info_span!(
-            "send",
-            job_id = %request.job_id,
-            event_type = request.event.type_name(),
-            correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
-        );
-        let result = match self.publish(gateway, request).instrument(span).await {
+        let result = match self.serve_request(gateway, request).await {
             Ok(SendOutcome::Published { delivery, .. }) if delivery.failed_transient > 0 => {
                 // Recorded, but some subscribers could not be reached yet. The retry is
                 // recognised by its event id, takes no new seq, and fans out again.
@@ -140,7 +134,17 @@ impl<S: Store> Jobcast<S> {
                 );
                 RecordResult::Retry
             }
-            Ok(SendOutcome::Published { .. }) => RecordResult::Published,
+            Ok(SendOutcome::Delivered { delivery, .. }) if delivery.failed_transient > 0 => {
+                tracing::warn!(
+                    failed_transient = delivery.failed_transient,
+                    "some of the user's connections were throttled out; SQS will redeliver"
+                );
+                RecordResult::Retry
+            }
+            Ok(SendOutcome::Published { .. } | SendOutcome::Delivered { .. }) => {
+                RecordResult::Published
+            }
+            Ok(SendOutcome::Ignored { .. }) => RecordResult::Rejected,
             Ok(SendOutcome::Rejected { .. }) => RecordResult::Rejected,
             Err(err) if err.is_poison() => {
                 tracing::error!(error = %err, "SQS record refused (not retried)");
@@ -160,15 +164,17 @@ impl<S: Store> Jobcast<S> {
 
 /// The send request in a record's body; its event id defaults to the SQS message id, which
 /// stays the same across redeliveries.
-fn parse_record(message: &SqsMessage, message_id: &str) -> Result<SendRequest, SendError> {
+fn parse_record(message: &SqsMessage, message_id: &str) -> Result<SenderRequest, SendError> {
     let body = message.body.as_deref().unwrap_or_default();
     let value: Value = serde_json::from_str(body).map_err(|err| FrameError::InvalidField {
         field: "body".into(),
         reason: format!("is not JSON: {err}"),
     })?;
-    let mut request = SendRequest::from_value(value)?;
-    if request.event_id.is_none() {
-        request.event_id = EventId::parse(message_id).ok();
+    let mut request = SenderRequest::from_value(value)?;
+    if let SenderRequest::Job(job) = &mut request
+        && job.event_id.is_none()
+    {
+        job.event_id = EventId::parse(message_id).ok();
     }
     Ok(request)
 }

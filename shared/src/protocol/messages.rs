@@ -306,9 +306,15 @@ pub struct ServerFrame {
 
 impl ServerFrame {
     pub fn new(message: ServerMessage, correlation_id: Option<CorrelationId>) -> Self {
+        // A hub envelope keeps its publisher's time; every other frame is stamped now.
+        let timestamp = match &message {
+            ServerMessage::User(user) => user.published_at(),
+            _ => None,
+        }
+        .unwrap_or_else(Utc::now);
         Self {
             message,
-            timestamp: Utc::now(),
+            timestamp,
             correlation_id,
         }
     }
@@ -333,6 +339,9 @@ pub enum ServerMessage {
     Unsubscribed(JobRef),
     Pong,
     Error(ErrorReply),
+    /// A user-level message, forwarded to every connection of its user.
+    #[serde(untagged)]
+    User(super::UserMessage),
 }
 
 impl ServerMessage {
@@ -361,6 +370,7 @@ impl ServerMessage {
             Self::Unsubscribed(_) => "unsubscribed",
             Self::Pong => "pong",
             Self::Error(_) => "error",
+            Self::User(message) => message.type_name(),
         }
     }
 }
@@ -458,7 +468,7 @@ impl FrameError {
     }
 }
 
-fn invalid_field(field: &str, reason: &str) -> FrameError {
+pub(crate) fn invalid_field(field: &str, reason: &str) -> FrameError {
     FrameError::InvalidField {
         field: field.into(),
         reason: reason.into(),
@@ -517,7 +527,7 @@ pub(crate) fn from_fields<T: serde::de::DeserializeOwned>(
 }
 
 /// Echoed names are bounded so an error reply can never be larger than the frame that caused it.
-fn truncate(mut value: String) -> String {
+pub(crate) fn truncate(mut value: String) -> String {
     const MAX: usize = 64;
     if value.len() > MAX {
         let mut end = MAX;

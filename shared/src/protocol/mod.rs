@@ -4,11 +4,16 @@
 mod errors;
 mod ids;
 mod messages;
+mod user;
 mod values;
 
 pub use errors::ErrorCode;
 pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, UserId};
 pub use messages::*;
+pub use user::{
+    Alert, AlertSeverity, HubTimestamp, Notification, NotificationLevel, ProjectEnvelope,
+    ProjectPayload, ProjectStatus, UserMessage, UserMessageError,
+};
 pub use values::{InvalidStageName, Percent, PercentOutOfRange, StageName};
 
 #[cfg(test)]

@@ -1,0 +1,338 @@
+//! User-level messages: not about one job but for every connection of a user (all tabs and
+//! devices). They include the message types of per-user notification hubs, so a hub's
+//! publishers can send to jobcast unchanged.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::messages::{from_fields, invalid_field, truncate};
+use super::{FrameError, Percent};
+
+/// The longest title a notification or alert may carry.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// The longest text a notification or alert may carry.
+pub const MAX_TEXT_CHARS: usize = 4_000;
+
+/// A message for a user, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UserMessage {
+    Notification(Notification),
+    Alert(Alert),
+    /// The hub's envelope: `{type, payload, timestamp}`.
+    ProjectProgress(ProjectEnvelope),
+    ProjectCompleted(ProjectEnvelope),
+}
+
+/// How a user message failed to parse: unknown types are skipped, the rest are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserMessageError {
+    /// A `type` this server does not know: logged and counted, never forwarded.
+    UnknownType(String),
+    Invalid(FrameError),
+}
+
+impl UserMessage {
+    pub const TYPES: [&'static str; 4] = [
+        "notification",
+        "alert",
+        "project_progress",
+        "project_completed",
+    ];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Notification(_) => "notification",
+            Self::Alert(_) => "alert",
+            Self::ProjectProgress(_) => "project_progress",
+            Self::ProjectCompleted(_) => "project_completed",
+        }
+    }
+
+    /// Parses a message given as an object, or as a string holding one (what a hub's
+    /// publishers put on their channel), naming the field at fault on error.
+    pub fn from_value(value: Value) -> Result<Self, UserMessageError> {
+        let value = match value {
+            Value::String(text) => serde_json::from_str(&text).map_err(|err| {
+                UserMessageError::Invalid(FrameError::InvalidJson(err.to_string()))
+            })?,
+            other => other,
+        };
+        let Value::Object(mut fields) = value else {
+            return Err(UserMessageError::Invalid(FrameError::NotAnObject));
+        };
+        let kind = match fields.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(_) => {
+                return Err(UserMessageError::Invalid(invalid_field(
+                    "type",
+                    "must be a string",
+                )));
+            }
+            None => {
+                return Err(UserMessageError::Invalid(invalid_field(
+                    "type",
+                    "is missing",
+                )));
+            }
+        };
+        let parsed = match kind.as_str() {
+            "notification" => from_fields(fields).map(Self::Notification),
+            "alert" => from_fields(fields).map(Self::Alert),
+            "project_progress" => from_fields(fields).map(Self::ProjectProgress),
+            "project_completed" => from_fields(fields).map(Self::ProjectCompleted),
+            _ => return Err(UserMessageError::UnknownType(truncate(kind))),
+        };
+        let message = parsed.map_err(UserMessageError::Invalid)?;
+        message.check().map_err(UserMessageError::Invalid)?;
+        Ok(message)
+    }
+
+    /// Limits serde cannot express.
+    fn check(&self) -> Result<(), FrameError> {
+        let texts = match self {
+            Self::Notification(n) => [(&n.title, "title"), (&n.message, "message")],
+            Self::Alert(a) => [(&a.title, "title"), (&a.message, "message")],
+            Self::ProjectProgress(envelope) | Self::ProjectCompleted(envelope) => {
+                if envelope.payload.project_id.trim().is_empty() {
+                    return Err(invalid_field("payload.project_id", "must not be empty"));
+                }
+                if envelope.timestamp.to_datetime().is_none() {
+                    return Err(invalid_field("timestamp", "is out of range"));
+                }
+                return Ok(());
+            }
+        };
+        for (text, field) in texts {
+            let limit = if field == "title" {
+                MAX_TITLE_CHARS
+            } else {
+                MAX_TEXT_CHARS
+            };
+            if field == "title" && text.trim().is_empty() {
+                return Err(invalid_field(field, "must not be empty"));
+            }
+            if text.chars().count() > limit {
+                return Err(invalid_field(
+                    field,
+                    &format!("is longer than {limit} characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    pub title: String,
+    pub message: String,
+    pub level: NotificationLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationLevel {
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    pub title: String,
+    pub message: String,
+    pub severity: AlertSeverity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertSeverity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// A project's progress in the hub's envelope. Its `timestamp` becomes the frame's own
+/// (every frame has one), so the client sees `{type, payload, timestamp}` as the hub sent it,
+/// the time in RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectEnvelope {
+    pub payload: ProjectPayload,
+    #[serde(skip_serializing)]
+    pub timestamp: HubTimestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPayload {
+    pub project_id: String,
+    pub status: ProjectStatus,
+    /// Counts: non-negative integers (a float or a negative number is refused).
+    pub total: u64,
+    pub done: u64,
+    pub errors: u64,
+    pub progress_percent: Percent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProjectStatus {
+    Initializing,
+    Crawling,
+    Processing,
+    Done,
+    Failed,
+}
+
+/// A hub timestamp: RFC 3339 text or epoch milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HubTimestamp {
+    Rfc3339(DateTime<Utc>),
+    EpochMillis(u64),
+}
+
+impl HubTimestamp {
+    pub fn to_datetime(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Rfc3339(time) => Some(*time),
+            Self::EpochMillis(millis) => i64::try_from(*millis)
+                .ok()
+                .and_then(DateTime::from_timestamp_millis),
+        }
+    }
+}
+
+impl UserMessage {
+    /// The time the publisher gave the message, if it carries one.
+    pub fn published_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::ProjectProgress(envelope) | Self::ProjectCompleted(envelope) => {
+                envelope.timestamp.to_datetime()
+            }
+            Self::Notification(_) | Self::Alert(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn progress(payload: Value) -> Value {
+        json!({"type": "project_progress", "payload": payload, "timestamp": "2026-11-24T08:00:00Z"})
+    }
+
+    fn good_payload() -> Value {
+        json!({"project_id": "p-1", "status": "CRAWLING", "total": 10, "done": 4, "errors": 0, "progress_percent": 40.0})
+    }
+
+    fn refused_field(value: Value) -> String {
+        match UserMessage::from_value(value) {
+            Err(UserMessageError::Invalid(FrameError::InvalidField { field, .. })) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_project_envelope_round_trips_unchanged() {
+        use crate::protocol::{ServerFrame, ServerMessage};
+        let message = progress(good_payload());
+        let parsed = UserMessage::from_value(message.clone()).unwrap();
+        let frame = ServerFrame::new(ServerMessage::User(parsed), None);
+        let back: Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(
+            back,
+            json!({"type": "project_progress", "payload": good_payload(), "timestamp": "2026-11-24T08:00:00.000Z"})
+        );
+        let millis = json!({"type": "project_completed", "payload": good_payload(), "timestamp": 1_790_000_000_123u64});
+        let parsed = UserMessage::from_value(millis).unwrap();
+        let frame = ServerFrame::new(ServerMessage::User(parsed), None);
+        let back: Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(back["timestamp"], "2026-09-21T14:13:20.123Z");
+    }
+
+    #[test]
+    fn a_message_may_come_as_a_json_string() {
+        let text = progress(good_payload()).to_string();
+        assert!(UserMessage::from_value(Value::String(text)).is_ok());
+        assert!(matches!(
+            UserMessage::from_value(Value::String("{not json".into())),
+            Err(UserMessageError::Invalid(FrameError::InvalidJson(_)))
+        ));
+    }
+
+    #[test]
+    fn each_bad_project_field_is_named() {
+        let mut missing = good_payload();
+        missing.as_object_mut().unwrap().remove("done");
+        assert_eq!(refused_field(progress(missing)), "payload.done");
+        let mut status = good_payload();
+        status["status"] = json!("SLEEPING");
+        assert_eq!(refused_field(progress(status)), "payload.status");
+        let mut negative = good_payload();
+        negative["errors"] = json!(-1);
+        assert_eq!(refused_field(progress(negative)), "payload.errors");
+        let mut fraction = good_payload();
+        fraction["total"] = json!(2.5);
+        assert_eq!(refused_field(progress(fraction)), "payload.total");
+        let mut text = good_payload();
+        text["total"] = json!("10");
+        assert_eq!(refused_field(progress(text)), "payload.total");
+        let mut over = good_payload();
+        over["progress_percent"] = json!(100.5);
+        assert_eq!(refused_field(progress(over)), "payload.progress_percent");
+        let mut empty = good_payload();
+        empty["project_id"] = json!(" ");
+        assert_eq!(refused_field(progress(empty)), "payload.project_id");
+        assert_eq!(
+            refused_field(json!({"type": "project_progress", "payload": good_payload()})),
+            "timestamp"
+        );
+    }
+
+    #[test]
+    fn notifications_and_alerts_are_checked() {
+        assert!(
+            UserMessage::from_value(
+                json!({"type": "notification", "title": "Export ready", "message": "Download it", "level": "success"})
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            refused_field(
+                json!({"type": "notification", "title": "t", "message": "m", "level": "loud"})
+            ),
+            "level"
+        );
+        assert_eq!(
+            refused_field(
+                json!({"type": "alert", "title": "", "message": "m", "severity": "high"})
+            ),
+            "title"
+        );
+        assert_eq!(
+            refused_field(
+                json!({"type": "alert", "title": "t", "message": "m", "severity": "high", "color": "red"})
+            ),
+            "color"
+        );
+    }
+
+    #[test]
+    fn unknown_types_are_told_apart_from_invalid_ones() {
+        assert_eq!(
+            UserMessage::from_value(json!({"type": "confetti"})),
+            Err(UserMessageError::UnknownType("confetti".into()))
+        );
+    }
+}
