@@ -430,6 +430,7 @@ async fn the_auth_matrix_holds_on<S: Store + ConnectionStore>(
     count: impl Fn() -> Option<usize>,
 ) {
     let emulator = start_authenticated(store).await;
+    register_job(&emulator, "job-auth", None).await;
 
     for carrier in [Carrier::Subprotocol, Carrier::Query, Carrier::Cookie] {
         let expect_protocol = matches!(carrier, Carrier::Subprotocol).then_some("jobcast");

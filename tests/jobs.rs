@@ -11,7 +11,10 @@ async fn request_status_reports_the_latest_snapshot() {
         .request(json!({"action": "request_status", "job_id": "job-s", "correlation_id": "q1"}))
         .await;
     assert_eq!(reply["type"], "error");
-    assert_eq!(reply["code"], "not_found");
+    assert_eq!(
+        reply["code"], "forbidden",
+        "an unknown job reads as not yours"
+    );
     assert_eq!(reply["action"], "request_status");
     assert_eq!(reply["correlation_id"], "q1");
 
@@ -36,8 +39,7 @@ async fn subscribing_to_a_known_job_also_sends_its_status() {
     let emulator = start().await;
     invoke_sender(&emulator, &progress("job-k", 70.0, "")).await;
     let mut client = Client::connect(&emulator).await;
-    client.subscribe("job-k").await;
-    let status = client.expect("job_status").await;
+    let status = client.subscribe("job-k").await;
     assert_eq!(status["progress"], 70.0);
     assert_eq!(status["last_seq"], 1);
     emulator.shutdown().await;
@@ -74,7 +76,7 @@ async fn cancel_reaches_every_subscriber_and_finishes_the_job() {
     let unknown = canceller
         .request(json!({"action": "cancel_job", "job_id": "nope"}))
         .await;
-    assert_eq!(unknown["code"], "not_found");
+    assert_eq!(unknown["code"], "forbidden");
     emulator.shutdown().await;
 }
 

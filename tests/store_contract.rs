@@ -60,6 +60,7 @@ fn new_event(job_id: &str, event: JobEvent) -> NewEvent {
         recorded_at: Utc::now(),
         job_expires_at: Utc::now() + Duration::hours(1),
         event_expires_at: Utc::now() + Duration::hours(1),
+        owner: None,
     }
 }
 
@@ -575,6 +576,96 @@ async fn subscribing_raises_the_jobs_subscription_version<S: Store>(store: S) {
     assert_eq!(snapshot.last_seq, 4);
 }
 
+fn registration(job_id: &str, owner: Option<&str>) -> jobcast::store::NewJob {
+    jobcast::store::NewJob {
+        job_id: job(job_id),
+        owner: owner.map(user),
+        registered_at: Utc::now(),
+        expires_at: Utc::now() + Duration::hours(1),
+    }
+}
+
+async fn a_registered_job_is_pending_with_its_owner<S: Store>(store: S) {
+    use jobcast::store::RegisterOutcome;
+    let registered = match store
+        .register_job(registration("reg-1", Some("ana")))
+        .await
+        .unwrap()
+    {
+        RegisterOutcome::Registered(job) => job,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(registered.state, JobState::Pending);
+    assert_eq!(registered.owner, Some(user("ana")));
+    assert_eq!(registered.last_seq, 0);
+    let read = store
+        .get_job(&job("reg-1"))
+        .await
+        .unwrap()
+        .expect("a pending job reads back");
+    assert_eq!(read.state, JobState::Pending);
+    assert_eq!(read.owner, Some(user("ana")));
+
+    // Registering again, by anyone, changes nothing and shows the job as it is.
+    match store
+        .register_job(registration("reg-1", Some("bo")))
+        .await
+        .unwrap()
+    {
+        RegisterOutcome::Exists(job) => assert_eq!(job.owner, Some(user("ana"))),
+        other => panic!("{other:?}"),
+    }
+    // The first event runs it; the owner stays, and the seq starts at 1.
+    let seq = append(&store, new_event("reg-1", progress(5.0))).await;
+    assert_eq!(seq, 1);
+    let running = store.get_job(&job("reg-1")).await.unwrap().unwrap();
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.owner, Some(user("ana")));
+    // A job may be registered without an owner.
+    match store
+        .register_job(registration("reg-2", None))
+        .await
+        .unwrap()
+    {
+        RegisterOutcome::Registered(job) => assert_eq!(job.owner, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn the_first_event_naming_a_user_makes_it_the_owner<S: Store>(store: S) {
+    let mut first = new_event("own-1", progress(1.0));
+    first.owner = Some(user("ana"));
+    append(&store, first).await;
+    assert_eq!(
+        store.get_job(&job("own-1")).await.unwrap().unwrap().owner,
+        Some(user("ana"))
+    );
+    // Later events may leave the owner out, or name the same one.
+    append(&store, new_event("own-1", progress(2.0))).await;
+    let mut same = new_event("own-1", progress(3.0));
+    same.owner = Some(user("ana"));
+    assert_eq!(append(&store, same).await, 3);
+    // Another owner is refused and nothing is recorded.
+    let mut other = new_event("own-1", progress(4.0));
+    other.owner = Some(user("bo"));
+    match store.append_event(other).await.unwrap() {
+        AppendOutcome::OwnedByAnother(job) => assert_eq!(job.owner, Some(user("ana"))),
+        unexpected => panic!("{unexpected:?}"),
+    }
+    let job_now = store.get_job(&job("own-1")).await.unwrap().unwrap();
+    assert_eq!(job_now.last_seq, 3);
+    assert_eq!(job_now.owner, Some(user("ana")));
+    // A job without an owner takes the first one named.
+    append(&store, new_event("own-2", progress(1.0))).await;
+    let mut claim = new_event("own-2", progress(2.0));
+    claim.owner = Some(user("bo"));
+    append(&store, claim).await;
+    assert_eq!(
+        store.get_job(&job("own-2")).await.unwrap().unwrap().owner,
+        Some(user("bo"))
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -611,6 +702,8 @@ contract!(
     touching_a_connection_extends_it_and_its_subscriptions,
     a_retry_of_the_latest_event_is_recorded_once,
     subscribing_raises_the_jobs_subscription_version,
+    a_registered_job_is_pending_with_its_owner,
+    the_first_event_naming_a_user_makes_it_the_owner,
 );
 
 /// A missing table is a configuration error, typed as such.

@@ -24,8 +24,7 @@ async fn a_subscriber_who_joins_after_a_cached_fan_out_hears_the_next_event() {
         early.expect("progress_update").await;
     }
     let mut late = Client::connect(&emulator).await;
-    late.subscribe("cached").await;
-    assert_eq!(late.expect("job_status").await["last_seq"], 2);
+    assert_eq!(late.subscribe("cached").await["last_seq"], 2);
     let (_, _, report) = invoke_sender(&emulator, &progress("cached", 3.0, "")).await;
     assert_eq!(
         report["delivered"], 2,

@@ -80,6 +80,13 @@ async fn invoke_sender(running: &Running, event: &Value) -> Value {
 }
 
 async fn subscribe_publish_receive(running: &Running, job_id: &str) {
+    // A pipeline registers its job before handing out the id.
+    let registered = invoke_sender(
+        running,
+        &json!({"action": "register_job", "job_id": job_id}),
+    )
+    .await;
+    assert_eq!(registered["outcome"], "registered", "{registered}");
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/?user_id=cli-test", running.address))
             .await
@@ -93,6 +100,7 @@ async fn subscribe_publish_receive(running: &Running, job_id: &str) {
         .await
         .unwrap();
     assert_eq!(next_json(&mut socket).await["type"], "subscribed");
+    assert_eq!(next_json(&mut socket).await["status"], "pending");
 
     let event = json!({"job_id": job_id, "event": {"type": "progress_update", "stage": "s", "progress": 10, "message": "m"}});
     let report = invoke_sender(running, &event).await;

@@ -49,6 +49,8 @@ enum Expect {
     Published { seq: u64, delivered: u64 },
     /// The sender takes an SQS batch: no record handed back, this many posts made.
     Batch { delivered: u64 },
+    /// The sender registers a job.
+    Registered,
     /// The sender posts a user message to this many of the user's connections.
     Delivered {
         message_type: &'static str,
@@ -78,11 +80,12 @@ const SCENARIO: &[(&str, Expect)] = &[
             replies: &["pong"],
         },
     ),
+    ("sender/register_job.json", Expect::Registered),
     (
         "messages/subscribe.json",
         Expect::Route {
             status: 200,
-            replies: &["subscribed"],
+            replies: &["subscribed", "job_status"],
         },
     ),
     (
@@ -207,6 +210,16 @@ async fn every_event_file_replays_through_its_handler() {
                     other => panic!("{file}: {other:?}"),
                 }
                 assert_eq!(gateway.take().len() as u64, *delivered, "{file}");
+            }
+            Expect::Registered => {
+                let outcome = service
+                    .handle_send(&gateway, json)
+                    .await
+                    .unwrap_or_else(|err| panic!("{file}: {err}"));
+                assert!(
+                    matches!(outcome, SendOutcome::Registered { created: true, .. }),
+                    "{file}: {outcome:?}"
+                );
             }
             Expect::Delivered {
                 message_type,

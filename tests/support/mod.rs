@@ -49,6 +49,8 @@ pub async fn start_with(settings: Settings, config: EmulatorConfig) -> TestEmula
 pub struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub user: String,
+    /// The emulator's HTTP address, for the sender.
+    http_url: String,
 }
 
 impl Client {
@@ -71,6 +73,7 @@ impl Client {
         Client {
             socket,
             user: user.to_owned(),
+            http_url: emulator.http_url(),
         }
     }
 
@@ -144,12 +147,18 @@ impl Client {
         self.recv().await
     }
 
-    pub async fn subscribe(&mut self, job_id: &str) {
+    /// Registers the job (without an owner, if it is not known yet) as its pipeline would,
+    /// subscribes, and takes the `subscribed` and `job_status` replies; answers the status.
+    pub async fn subscribe(&mut self, job_id: &str) -> Value {
+        register_job_at(&self.http_url, job_id, None).await;
         let reply = self
             .request(json!({"action": "subscribe", "job_id": job_id}))
             .await;
         assert_eq!(reply["type"], "subscribed", "{reply}");
         assert_eq!(reply["job_id"], job_id);
+        let status = self.expect("job_status").await;
+        assert_eq!(status["job_id"], job_id);
+        status
     }
 
     /// Asserts that no text frame arrives for a little while.
@@ -216,6 +225,34 @@ pub async fn wait_until_store_empty(emulator: &TestEmulator, and_subscriptions: 
 }
 
 /// Invokes the sender through the Lambda Invoke API path, as `curl` would.
+/// Registers a job through the sender, as a pipeline does before handing out its id.
+pub async fn register_job<S: Store>(
+    emulator: &Emulator<S>,
+    job_id: &str,
+    owner: Option<&str>,
+) -> Value {
+    register_job_at(&emulator.http_url(), job_id, owner).await
+}
+
+async fn register_job_at(http_url: &str, job_id: &str, owner: Option<&str>) -> Value {
+    let mut request = json!({"action": "register_job", "job_id": job_id});
+    if let Some(owner) = owner {
+        request["user_id"] = json!(owner);
+    }
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "{http_url}/2015-03-31/functions/sender/invocations"
+        ))
+        .body(request.to_string())
+        .send()
+        .await
+        .expect("invoke")
+        .json()
+        .await
+        .expect("a JSON answer");
+    answer
+}
+
 pub async fn invoke_sender<S: Store>(
     emulator: &Emulator<S>,
     payload: &Value,

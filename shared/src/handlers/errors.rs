@@ -8,8 +8,9 @@ use crate::store::StoreError;
 pub enum ActionError {
     #[error(transparent)]
     Frame(#[from] FrameError),
-    #[error("no job {0} is known")]
-    JobNotFound(JobId),
+    /// One answer for "no such job" and "not yours", so a caller cannot probe for others' jobs.
+    #[error("job {0} does not exist or is not yours")]
+    JobNotAccessible(JobId),
     #[error("job {job_id} has already {}", state.as_str())]
     JobFinished { job_id: JobId, state: JobState },
     #[error("the connection is not known (it may have expired); reconnect")]
@@ -22,7 +23,7 @@ impl ActionError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Frame(err) => err.code(),
-            Self::JobNotFound(_) => ErrorCode::NotFound,
+            Self::JobNotAccessible(_) => ErrorCode::Forbidden,
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::UnknownConnection => ErrorCode::Forbidden,
             Self::Store(

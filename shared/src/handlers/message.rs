@@ -3,7 +3,7 @@ use chrono::Utc;
 use tracing::Instrument;
 
 use super::SendError;
-use super::send::Recorded;
+use super::send::{NewJobEvent, Recorded};
 use super::{ActionError, Jobcast, authorized_user, connection_of, error_reply, response};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
@@ -115,7 +115,7 @@ impl<S: Store> Jobcast<S> {
                 job_id,
                 last_seq: _,
             }) => {
-                let user_id = self.user_of(caller).await?;
+                let (user_id, job) = self.accessible_job(caller, &job_id).await?;
                 let subscription = Subscription {
                     connection_id: caller.connection_id.clone(),
                     job_id: job_id.clone(),
@@ -123,13 +123,10 @@ impl<S: Store> Jobcast<S> {
                     expires_at: self.expiry(Utc::now(), self.settings.connection_ttl),
                 };
                 self.store.put_subscription(&subscription).await?;
-                let mut replies = vec![ServerMessage::Subscribed(Subscribed {
-                    job_id: job_id.clone(),
-                })];
-                if let Some(job) = self.store.get_job(&job_id).await? {
-                    replies.push(ServerMessage::JobStatus(status_report(job)));
-                }
-                Ok(replies)
+                Ok(vec![
+                    ServerMessage::Subscribed(Subscribed { job_id }),
+                    ServerMessage::JobStatus(status_report(job)),
+                ])
             }
             ClientMessage::Unsubscribe(JobRef { job_id }) => {
                 self.store
@@ -138,10 +135,8 @@ impl<S: Store> Jobcast<S> {
                 Ok(vec![ServerMessage::Unsubscribed(JobRef { job_id })])
             }
             ClientMessage::RequestStatus(JobRef { job_id }) => {
-                match self.store.get_job(&job_id).await? {
-                    Some(job) => Ok(vec![ServerMessage::JobStatus(status_report(job))]),
-                    None => Err(ActionError::JobNotFound(job_id)),
-                }
+                let (_, job) = self.accessible_job(caller, &job_id).await?;
+                Ok(vec![ServerMessage::JobStatus(status_report(job))])
             }
             ClientMessage::CancelJob(CancelJob { job_id, reason }) => {
                 self.cancel(gateway, caller, job_id, reason).await
@@ -156,20 +151,21 @@ impl<S: Store> Jobcast<S> {
         job_id: JobId,
         reason: Option<String>,
     ) -> Result<Vec<ServerMessage>, ActionError> {
-        if self.store.get_job(&job_id).await?.is_none() {
-            return Err(ActionError::JobNotFound(job_id));
-        }
-        let event = JobEvent::JobCancelled(JobCancelled { reason });
-        match self
-            .record_and_deliver(gateway, &job_id, None, event, caller.correlation_id.clone())
-            .await
-        {
+        self.accessible_job(caller, &job_id).await?;
+        let new = NewJobEvent {
+            event_id: None,
+            event: JobEvent::JobCancelled(JobCancelled { reason }),
+            correlation_id: caller.correlation_id.clone(),
+            owner: None,
+        };
+        match self.record_and_deliver(gateway, &job_id, new).await {
             Ok(Recorded::Published { seq, delivery, .. }) => {
                 tracing::info!(seq, delivered = delivery.delivered, "job cancelled");
             }
             Ok(Recorded::Finished(state)) => {
                 return Err(ActionError::JobFinished { job_id, state });
             }
+            Ok(Recorded::OwnedByAnother) => return Err(ActionError::JobNotAccessible(job_id)),
             Err(SendError::Store(err)) => return Err(err.into()),
             Err(SendError::PayloadTooLarge { size, limit }) => {
                 return Err(FrameError::TooLarge { size, limit }.into());
@@ -180,8 +176,28 @@ impl<S: Store> Jobcast<S> {
             .store
             .get_job(&job_id)
             .await?
-            .ok_or(ActionError::JobNotFound(job_id))?;
+            .ok_or(ActionError::JobNotAccessible(job_id))?;
         Ok(vec![ServerMessage::JobStatus(status_report(job))])
+    }
+
+    /// The job, if it exists and the caller may see it: its owner, or anyone for a job without
+    /// one. "No such job" and "not yours" are one error, so nobody can probe for others' jobs.
+    async fn accessible_job(
+        &self,
+        caller: &Caller,
+        job_id: &JobId,
+    ) -> Result<(UserId, JobRecord), ActionError> {
+        let user_id = self.user_of(caller).await?;
+        match self.store.get_job(job_id).await? {
+            Some(job) if job.owner.as_ref().is_none_or(|owner| *owner == user_id) => {
+                Ok((user_id, job))
+            }
+            Some(_) => {
+                tracing::warn!(%user_id, "refused: the job belongs to another user");
+                Err(ActionError::JobNotAccessible(job_id.clone()))
+            }
+            None => Err(ActionError::JobNotAccessible(job_id.clone())),
+        }
     }
 
     /// The caller's user: from the authorizer context when one ran, else from the store.

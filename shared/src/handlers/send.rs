@@ -12,7 +12,7 @@ use crate::protocol::{
     CorrelationId, ErrorCode, EventId, FrameError, JobEvent, JobId, JobState, MAX_FRAME_BYTES, Seq,
     ServerFrame, ServerMessage, UserId, UserMessage, UserMessageError,
 };
-use crate::store::{AppendOutcome, Appended, NewEvent, Store, StoreError};
+use crate::store::{AppendOutcome, Appended, NewEvent, NewJob, RegisterOutcome, Store, StoreError};
 
 /// What a pipeline sends: one event about one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub struct SendRequest {
     pub event: JobEvent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
+    /// The job's owner: declared by the first event that names one (or by registration); an
+    /// event naming another user than the owner is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
 }
 
 impl SendRequest {
@@ -39,6 +43,7 @@ impl SendRequest {
             .ok_or_else(|| invalid("job_id", "is missing".into()))?;
         let correlation_id = crate::protocol::optional_field(&mut fields, "correlation_id")?;
         let event_id = crate::protocol::optional_field(&mut fields, "event_id")?;
+        let user_id = crate::protocol::optional_field(&mut fields, "user_id")?;
         let event = fields
             .remove("event")
             .ok_or_else(|| invalid("event", "is missing".into()))?;
@@ -52,7 +57,8 @@ impl SendRequest {
         if let Some(field) = fields.keys().next() {
             return Err(invalid(
                 field,
-                "is not a known field (expected job_id, event_id, event, correlation_id)".into(),
+                "is not a known field (expected job_id, event_id, event, user_id, correlation_id)"
+                    .into(),
             ));
         }
         Ok(Self {
@@ -60,6 +66,7 @@ impl SendRequest {
             event_id,
             event,
             correlation_id,
+            user_id,
         })
     }
 }
@@ -83,11 +90,25 @@ pub enum UserPayload {
 /// The hub channel naming convention: `user_noti:{user_id}`.
 pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
 
-/// Anything the sender takes: a job event (`event`) or a user message (`message`).
+/// A pipeline declaring a job (and its owner) before its first event:
+/// `{"action": "register_job", "job_id", "user_id"?}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterJob {
+    pub job_id: JobId,
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    #[serde(default)]
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// Anything the sender takes: a job event (`event`), a user message (`message`), or an
+/// `action` (`register_job`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SenderRequest {
     Job(SendRequest),
     User(UserSendRequest),
+    Register(RegisterJob),
 }
 
 impl SenderRequest {
@@ -95,6 +116,21 @@ impl SenderRequest {
         let Value::Object(fields) = &value else {
             return Err(FrameError::NotAnObject);
         };
+        if let Some(action) = fields.get("action") {
+            return match action.as_str() {
+                Some("register_job") => {
+                    let Value::Object(mut fields) = value else {
+                        unreachable!("checked above")
+                    };
+                    fields.remove("action");
+                    crate::protocol::from_fields(fields).map(Self::Register)
+                }
+                _ => Err(invalid(
+                    "action",
+                    "is not a sender action (expected register_job)".into(),
+                )),
+            };
+        }
         match (fields.contains_key("event"), fields.contains_key("message")) {
             (true, false) => SendRequest::from_value(value).map(Self::Job),
             (false, true) => UserSendRequest::from_value(value).map(Self::User),
@@ -113,6 +149,7 @@ impl SenderRequest {
     pub fn order_group(&self) -> String {
         match self {
             Self::Job(request) => request.job_id.to_string(),
+            Self::Register(request) => request.job_id.to_string(),
             Self::User(request) => format!("{USER_CHANNEL_PREFIX}{}", request.user_id),
         }
     }
@@ -200,6 +237,12 @@ pub enum SendOutcome {
         duplicate: bool,
         #[serde(flatten)]
         delivery: DeliveryReport,
+    },
+    /// The job is registered (`created: false`: it already was, with the same owner).
+    Registered {
+        job_id: JobId,
+        created: bool,
+        status: JobState,
     },
     /// A user message, posted to every connection of the user.
     Delivered {
@@ -295,6 +338,14 @@ impl<S: Store> Jobcast<S> {
                 );
                 self.publish(gateway, request).instrument(span).await
             }
+            SenderRequest::Register(request) => {
+                let span = tracing::info_span!(
+                    "register",
+                    job_id = %request.job_id,
+                    correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+                );
+                self.register(request).instrument(span).await
+            }
             SenderRequest::User(request) => {
                 let span = tracing::info_span!(
                     "send",
@@ -306,6 +357,37 @@ impl<S: Store> Jobcast<S> {
                     .await
             }
         }
+    }
+
+    async fn register(&self, request: RegisterJob) -> Result<SendOutcome, SendError> {
+        let now = Utc::now();
+        let outcome = self
+            .store
+            .register_job(NewJob {
+                job_id: request.job_id.clone(),
+                owner: request.user_id.clone(),
+                registered_at: now,
+                expires_at: self.expiry(now, self.settings.job_ttl),
+            })
+            .await?;
+        let (job, created) = match outcome {
+            RegisterOutcome::Registered(job) => (job, true),
+            RegisterOutcome::Exists(job) => (job, false),
+        };
+        if !created && job.owner != request.user_id {
+            tracing::warn!(owner = ?job.owner, claimed = ?request.user_id, "registration refused: the job exists with another owner");
+            return Ok(SendOutcome::Rejected {
+                job_id: request.job_id,
+                code: ErrorCode::Forbidden,
+                message: "the job already exists with another owner".into(),
+            });
+        }
+        tracing::info!(created, owner = ?job.owner, "job registered");
+        Ok(SendOutcome::Registered {
+            job_id: job.job_id,
+            created,
+            status: job.state,
+        })
     }
 
     /// A user message goes to every connection of the user; nothing is recorded.
@@ -381,11 +463,15 @@ impl<S: Store> Jobcast<S> {
             event_id,
             event,
             correlation_id,
+            user_id,
         } = request;
-        match self
-            .record_and_deliver(gateway, &job_id, event_id, event, correlation_id)
-            .await?
-        {
+        let new = NewJobEvent {
+            event_id,
+            event,
+            correlation_id,
+            owner: user_id,
+        };
+        match self.record_and_deliver(gateway, &job_id, new).await? {
             Recorded::Published {
                 seq,
                 duplicate,
@@ -408,6 +494,14 @@ impl<S: Store> Jobcast<S> {
                     message,
                 })
             }
+            Recorded::OwnedByAnother => {
+                tracing::warn!("event refused: the job belongs to another user");
+                Ok(SendOutcome::Rejected {
+                    job_id,
+                    code: ErrorCode::Forbidden,
+                    message: "the job belongs to another user than this event names".into(),
+                })
+            }
         }
     }
 
@@ -417,10 +511,14 @@ impl<S: Store> Jobcast<S> {
         &self,
         gateway: &G,
         job_id: &JobId,
-        event_id: Option<EventId>,
-        event: JobEvent,
-        correlation_id: Option<CorrelationId>,
+        new: NewJobEvent,
     ) -> Result<Recorded, SendError> {
+        let NewJobEvent {
+            event_id,
+            event,
+            correlation_id,
+            owner,
+        } = new;
         // Refuse an event too large to deliver before it takes a seq.
         let probe = ServerFrame::new(
             ServerMessage::job_event(job_id.clone(), Seq::MAX, event.clone()),
@@ -445,6 +543,7 @@ impl<S: Store> Jobcast<S> {
                 recorded_at: now,
                 job_expires_at: self.expiry(now, self.settings.job_ttl),
                 event_expires_at: self.expiry(now, self.settings.event_ttl),
+                owner,
             })
             .await?;
         let Appended {
@@ -454,6 +553,7 @@ impl<S: Store> Jobcast<S> {
         } = match outcome {
             AppendOutcome::Appended(appended) => appended,
             AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
+            AppendOutcome::OwnedByAnother(_) => return Ok(Recorded::OwnedByAnother),
         };
         if duplicate {
             tracing::info!(
@@ -540,4 +640,14 @@ pub(super) enum Recorded {
     },
     /// The job had finished in this state; nothing was recorded.
     Finished(JobState),
+    /// The event named another owner than the job's; nothing was recorded.
+    OwnedByAnother,
+}
+
+/// A job event on its way to the store.
+pub(super) struct NewJobEvent {
+    pub event_id: Option<EventId>,
+    pub event: JobEvent,
+    pub correlation_id: Option<CorrelationId>,
+    pub owner: Option<UserId>,
 }

@@ -141,9 +141,11 @@ impl<S: Store> Jobcast<S> {
                 );
                 RecordResult::Retry
             }
-            Ok(SendOutcome::Published { .. } | SendOutcome::Delivered { .. }) => {
-                RecordResult::Published
-            }
+            Ok(
+                SendOutcome::Published { .. }
+                | SendOutcome::Delivered { .. }
+                | SendOutcome::Registered { .. },
+            ) => RecordResult::Published,
             Ok(SendOutcome::Ignored { .. }) => RecordResult::Rejected,
             Ok(SendOutcome::Rejected { .. }) => RecordResult::Rejected,
             Err(err) if err.is_poison() => {

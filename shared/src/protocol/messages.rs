@@ -258,6 +258,8 @@ pub struct JobCancelled {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Registered by its pipeline; no event yet.
+    Pending,
     Running,
     Completed,
     Failed,
@@ -266,11 +268,12 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Running)
+        !matches!(self, Self::Pending | Self::Running)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
@@ -280,6 +283,7 @@ impl JobState {
 
     pub fn parse(value: &str) -> Option<Self> {
         Some(match value {
+            "pending" => Self::Pending,
             "running" => Self::Running,
             "completed" => Self::Completed,
             "failed" => Self::Failed,

@@ -250,6 +250,31 @@ impl ConnectionStore for MemoryStore {
 }
 
 impl JobStore for MemoryStore {
+    async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        if let Some(existing) = state.jobs.get(&job.job_id).filter(|j| j.expires_at > now) {
+            return Ok(RegisterOutcome::Exists(existing.clone()));
+        }
+        // An expired job starts afresh, but its seq keeps counting: a number is never reused.
+        let last_seq = state.jobs.get(&job.job_id).map_or(0, |j| j.last_seq);
+        let record = JobRecord {
+            job_id: job.job_id.clone(),
+            state: JobState::Pending,
+            stage: None,
+            progress: None,
+            message: None,
+            last_seq,
+            cancel_requested: false,
+            updated_at: job.registered_at,
+            expires_at: job.expires_at,
+            owner: job.owner,
+        };
+        state.latest_event_ids.remove(&job.job_id);
+        state.jobs.insert(job.job_id, record.clone());
+        Ok(RegisterOutcome::Registered(record))
+    }
+
     async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
         let now = Utc::now();
         let mut state = self.lock();
@@ -275,6 +300,12 @@ impl JobStore for MemoryStore {
                 duplicate: true,
                 subscribers_version,
             }));
+        }
+        if let Some(job) = previous
+            && let (Some(owner), Some(claimed)) = (&job.owner, &new.owner)
+            && owner != claimed
+        {
+            return Ok(AppendOutcome::OwnedByAnother(job.clone()));
         }
         if let Some(job) = previous
             && job.state.is_terminal()

@@ -72,6 +72,9 @@ pub struct JobRecord {
     pub cancel_requested: bool,
     pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The user the job belongs to, when its pipeline declared one; a job without an owner
+    /// is visible to every user.
+    pub owner: Option<UserId>,
 }
 
 /// A job event as recorded, with the `seq` the store gave it.
@@ -108,6 +111,26 @@ pub struct NewEvent {
     pub recorded_at: DateTime<Utc>,
     pub job_expires_at: DateTime<Utc>,
     pub event_expires_at: DateTime<Utc>,
+    /// Declares the job's owner when it has none yet; an event naming another owner than the
+    /// job's is refused.
+    pub owner: Option<UserId>,
+}
+
+/// A pipeline declaring a job before its first event, so its owner can subscribe at once.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_id: JobId,
+    pub owner: Option<UserId>,
+    pub registered_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegisterOutcome {
+    /// Recorded as pending.
+    Registered(JobRecord),
+    /// The job already existed (live); registering again changes nothing.
+    Exists(JobRecord),
 }
 
 /// The result of recording an event.
@@ -116,6 +139,8 @@ pub enum AppendOutcome {
     Appended(Appended),
     /// The job had already finished; nothing was recorded.
     JobFinished(JobRecord),
+    /// The event named an owner other than the job's; nothing was recorded.
+    OwnedByAnother(JobRecord),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -194,6 +219,12 @@ pub trait ConnectionStore: Send + Sync + 'static {
 
 /// Job snapshots and the per-job event log.
 pub trait JobStore: Send + Sync + 'static {
+    /// Creates the job as pending with its owner, unless a live job of that id exists.
+    fn register_job(
+        &self,
+        job: NewJob,
+    ) -> impl Future<Output = Result<RegisterOutcome, StoreError>> + Send;
+
     /// Assigns the next `seq` atomically, updates the snapshot and logs the event — unless the
     /// job has already finished.
     fn append_event(
@@ -232,7 +263,11 @@ impl JobRecord {
             cancel_requested: false,
             updated_at: new.recorded_at,
             expires_at: new.job_expires_at,
+            owner: None,
         });
+        if record.owner.is_none() {
+            record.owner = new.owner.clone();
+        }
         record.state = new.event.resulting_state();
         record.last_seq = seq;
         record.updated_at = new.recorded_at;

@@ -217,6 +217,7 @@ struct JobHeadItem {
     latest_event_id: Option<String>,
     #[serde(default)]
     subscribers_version: u64,
+    owner: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -256,6 +257,11 @@ impl TryFrom<JobHeadItem> for JobRecord {
             cancel_requested: item.cancel_requested,
             updated_at: from_millis(item.updated_at),
             expires_at: from_seconds(item.expires_at),
+            owner: item
+                .owner
+                .map(UserId::parse)
+                .transpose()
+                .map_err(|e| corrupt("owner", e))?,
         })
     }
 }
@@ -659,17 +665,28 @@ impl DynamoStore {
         update = if fresh {
             update.condition_expression("#expires <= :now")
         } else {
-            let live = "(attribute_not_exists(#state) OR (#state = :running AND #expires > :now))";
+            let live = "(attribute_not_exists(#state) OR (#state IN (:running, :pending) AND #expires > :now))";
             // A retry of the latest event fails the condition, and is answered from the log.
-            let condition = if new.event_id.is_some() {
+            let mut condition = if new.event_id.is_some() {
                 format!("{live} AND (attribute_not_exists(#latest) OR #latest <> :event_id)")
             } else {
                 live.to_owned()
             };
+            if new.owner.is_some() {
+                condition.push_str(" AND (attribute_not_exists(#owner) OR #owner = :owner)");
+            }
             update
                 .condition_expression(condition)
                 .expression_attribute_values(":running", s(JobState::Running.as_str()))
+                .expression_attribute_values(":pending", s(JobState::Pending.as_str()))
         };
+        // Named only when used: DynamoDB refuses unused names.
+        if new.owner.is_some() || fresh {
+            update = update.expression_attribute_names("#owner", "owner");
+        }
+        if let Some(owner) = &new.owner {
+            update = update.expression_attribute_values(":owner", s(owner.as_str()));
+        }
         update = update.expression_attribute_names("#latest", "latest_event_id");
         if let Some(event_id) = &new.event_id {
             update = update.expression_attribute_values(":event_id", s(event_id.as_str()));
@@ -707,6 +724,11 @@ impl DynamoStore {
         if new.event_id.is_some() {
             set_clauses.push("#latest = :event_id".to_owned());
         }
+        match (&new.owner, fresh) {
+            (Some(_), false) => set_clauses.push("#owner = if_not_exists(#owner, :owner)".into()),
+            (Some(_), true) => set_clauses.push("#owner = :owner".into()),
+            (None, _) => {}
+        }
         let cancelled = matches!(new.event, JobEvent::JobCancelled(_));
         update = update.expression_attribute_values(":cancelled", AttributeValue::Bool(cancelled));
         set_clauses.push(
@@ -732,6 +754,10 @@ impl DynamoStore {
         if new.event_id.is_none() {
             // Otherwise a late retry of an earlier event would pass for a retry of this one.
             removes.push("#latest".to_owned());
+        }
+        if fresh && new.owner.is_none() {
+            // A job that starts afresh does not inherit the expired one's owner.
+            removes.push("#owner".to_owned());
         }
         let mut expression = format!("SET {} ADD #last_seq :one", set_clauses.join(", "));
         if !removes.is_empty() {
@@ -789,6 +815,78 @@ impl DynamoStore {
 }
 
 impl JobStore for DynamoStore {
+    async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
+        let mut sets = vec![
+            "#state = :pending",
+            "#updated = :updated",
+            "#expires = :expires",
+            "#cancel = :false",
+            "#last_seq = if_not_exists(#last_seq, :zero)",
+        ];
+        // What an expired job of the same id left behind; its seq keeps counting.
+        let mut removes = vec!["#stage", "#progress", "#message", "#latest"];
+        if job.owner.is_some() {
+            sets.push("#owner = :owner");
+        } else {
+            removes.push("#owner");
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job.job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                sets.join(", "),
+                removes.join(", ")
+            ))
+            .condition_expression("attribute_not_exists(#state) OR #expires <= :now")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_names("#cancel", "cancel_requested")
+            .expression_attribute_names("#last_seq", "last_seq")
+            .expression_attribute_names("#stage", "stage")
+            .expression_attribute_names("#progress", "progress")
+            .expression_attribute_names("#message", "message")
+            .expression_attribute_names("#latest", "latest_event_id")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":pending", s(JobState::Pending.as_str()))
+            .expression_attribute_values(":updated", n(job.registered_at.timestamp_millis()))
+            .expression_attribute_values(":expires", n(epoch_seconds(job.expires_at)))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now_seconds()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(owner) = &job.owner {
+            update = update.expression_attribute_values(":owner", s(owner.as_str()));
+        }
+        match update.send().await {
+            Ok(output) => {
+                let head: JobHeadItem =
+                    serde_dynamo::from_item(output.attributes.unwrap_or_default())
+                        .map_err(|e| corrupt("job", e))?;
+                Ok(RegisterOutcome::Registered(head.try_into()?))
+            }
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
+                match err.as_service_error() {
+                    Some(ConditionalCheckFailedException(failed)) => {
+                        let old = failed.item().cloned().ok_or_else(|| {
+                            StoreError::ConditionFailed(format!("registering job {}", job.job_id))
+                        })?;
+                        let head: JobHeadItem =
+                            serde_dynamo::from_item(old).map_err(|e| corrupt("job", e))?;
+                        Ok(RegisterOutcome::Exists(head.try_into()?))
+                    }
+                    _ => Err(store_error("UpdateItem", err)),
+                }
+            }
+        }
+    }
+
     async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
         // Normally one UpdateItem does it. A head that expired (but TTL has not deleted yet)
         // is reset instead; if two writers race to reset it, the loser takes the normal path.
@@ -837,6 +935,12 @@ impl JobStore for DynamoStore {
                     if fresh {
                         fresh = false;
                         continue;
+                    }
+                    if new.owner.is_some()
+                        && head.owner.is_some()
+                        && head.owner != new.owner.as_ref().map(|o| o.to_string())
+                    {
+                        return Ok(AppendOutcome::OwnedByAnother(head.try_into()?));
                     }
                     return Ok(AppendOutcome::JobFinished(head.try_into()?));
                 }
