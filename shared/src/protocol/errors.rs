@@ -13,8 +13,6 @@ pub enum ErrorCode {
     UnknownAction,
     /// The frame or event is larger than API Gateway carries (128 KB).
     PayloadTooLarge,
-    /// No such job is known.
-    NotFound,
     /// The caller may not do this.
     Forbidden,
     /// The job has finished; it takes no more events and cannot be cancelled.
@@ -37,7 +35,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "keep frames under 128 KB",
             Self::RateLimited => "slow down and retry after a second",
             Self::Unavailable => "retry with backoff",
-            Self::NotFound | Self::Forbidden | Self::JobFinished | Self::InternalError => {
+            Self::Forbidden | Self::JobFinished | Self::InternalError => {
                 return None;
             }
         })
