@@ -274,3 +274,31 @@ async fn client_frames_keep_a_connection_past_its_ttl() {
     assert_eq!(report["delivered"], 0, "{report}");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn health_says_when_the_store_cannot_be_reached() {
+    // A DynamoDB endpoint where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let store = jobcast::store::DynamoStore::new(
+        &sdk_config(&format!("http://{address}")).await,
+        jobcast::store::dynamodb::schema::TableNames::from_env(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = jobcast_local::Emulator::start(
+        listener,
+        jobcast::handlers::Jobcast::new(store, test_settings()),
+        jobcast_local::EmulatorConfig::default(),
+    )
+    .unwrap();
+    let response = reqwest::get(format!("{}/health", emulator.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let health: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["store"]["reachable"], false, "{health}");
+    assert!(health["last_delivery_at"].is_null(), "{health}");
+    emulator.shutdown().await;
+}

@@ -202,10 +202,27 @@ async fn list_connections<S: Store>(State(app): State<Arc<App<S>>>) -> impl Into
     axum::Json(json!({ "connections": connections }))
 }
 
+/// `GET /health`: 200 when the store answers, 503 when it does not.
 async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
-    axum::Json(json!({
-        "status": "ok",
+    let (status, store) = match app.service.check_store().await {
+        Ok(latency) => (
+            http::StatusCode::OK,
+            json!({"reachable": true, "latency_ms": latency.as_millis() as u64}),
+        ),
+        Err(err) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            json!({"reachable": false, "error": err.to_string()}),
+        ),
+    };
+    let body = json!({
+        "status": if status.is_success() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "connections": app.registry.len(),
-    }))
+        "store": store,
+        "last_delivery_at": app
+            .registry
+            .last_delivery()
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    });
+    (status, axum::Json(body))
 }

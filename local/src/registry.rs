@@ -80,6 +80,8 @@ pub struct Registry {
     connections: Arc<RwLock<HashMap<ConnectionId, Arc<LiveConnection>>>>,
     max_message_bytes: usize,
     faults: Arc<FaultInjector>,
+    /// When a post last reached a socket, in epoch milliseconds (0: never).
+    last_delivery_millis: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Registry {
@@ -88,6 +90,7 @@ impl Registry {
             connections: Arc::default(),
             max_message_bytes,
             faults: Arc::new(FaultInjector::new(faults)),
+            last_delivery_millis: Arc::default(),
         }
     }
 
@@ -105,6 +108,17 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// When a post last reached a client, if one ever did.
+    pub fn last_delivery(&self) -> Option<DateTime<Utc>> {
+        match self
+            .last_delivery_millis
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            millis => DateTime::from_timestamp_millis(millis),
+        }
     }
 
     /// Puts an account quota on posts, or lifts it (`None`), while running.
@@ -165,6 +179,12 @@ impl ConnectionGateway for Registry {
             .await
             .map_err(|_| PostError::Gone);
         tracing::debug!(%connection_id, ok = result.is_ok(), "post");
+        if result.is_ok() {
+            self.last_delivery_millis.store(
+                Utc::now().timestamp_millis(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         result
     }
 

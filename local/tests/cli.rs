@@ -116,6 +116,12 @@ async fn subscribe_publish_receive(running: &Running, job_id: &str) {
         .await
         .unwrap();
     assert_eq!(health["connections"], 1);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["store"]["reachable"], true, "{health}");
+    let last = health["last_delivery_at"]
+        .as_str()
+        .expect("a delivery time");
+    assert!(chrono::DateTime::parse_from_rfc3339(last).is_ok(), "{last}");
 }
 
 #[tokio::test]

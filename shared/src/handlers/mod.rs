@@ -65,6 +65,14 @@ impl<S: Store> Jobcast<S> {
         &self.settings
     }
 
+    /// One cheap read (a job that does not exist): whether the store answers, and how fast.
+    pub async fn check_store(&self) -> Result<std::time::Duration, crate::store::StoreError> {
+        let probe = crate::protocol::JobId::parse("health-check").expect("a valid job id");
+        let started = std::time::Instant::now();
+        self.store.get_job(&probe).await?;
+        Ok(started.elapsed())
+    }
+
     fn expiry(&self, from: DateTime<Utc>, ttl: std::time::Duration) -> DateTime<Utc> {
         from + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
     }
