@@ -302,3 +302,35 @@ async fn health_says_when_the_store_cannot_be_reached() {
     assert!(health["last_delivery_at"].is_null(), "{health}");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_connection_may_follow_only_so_many_jobs() {
+    let mut settings = test_settings();
+    settings.max_subscriptions_per_connection = 3;
+    let emulator = start_with(settings, jobcast_local::EmulatorConfig::default()).await;
+    let mut client = Client::connect(&emulator).await;
+    for job_id in ["cap-1", "cap-2", "cap-3"] {
+        client.subscribe(job_id).await;
+    }
+    register_job(&emulator, "cap-4", None).await;
+    let refused = client
+        .request(json!({"action": "subscribe", "job_id": "cap-4"}))
+        .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "too_many_subscriptions");
+    assert!(
+        refused["message"].as_str().unwrap().contains('3'),
+        "{refused}"
+    );
+    assert_eq!(emulator.service().store().subscription_count(), 3);
+
+    // Subscribing again to a job it follows is no new subscription.
+    client.subscribe("cap-2").await;
+    let reply = client
+        .request(json!({"action": "unsubscribe", "job_id": "cap-1"}))
+        .await;
+    assert_eq!(reply["type"], "unsubscribed");
+    client.subscribe("cap-4").await;
+    assert_eq!(emulator.service().store().subscription_count(), 3);
+    emulator.shutdown().await;
+}

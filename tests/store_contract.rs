@@ -576,6 +576,62 @@ async fn subscribing_raises_the_jobs_subscription_version<S: Store>(store: S) {
     assert_eq!(snapshot.last_seq, 4);
 }
 
+async fn a_connections_live_subscriptions_are_listed<S: Store>(store: S) {
+    store
+        .put_connection(&connection(1, "u", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_connection(&connection(2, "u", HOUR))
+        .await
+        .unwrap();
+    for job_id in ["list-a", "list-b", "list-c"] {
+        store
+            .put_subscription(&subscription(1, job_id, HOUR))
+            .await
+            .unwrap();
+    }
+    store
+        .put_subscription(&subscription(1, "list-expired", -HOUR))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&subscription(2, "list-other", HOUR))
+        .await
+        .unwrap();
+    let mut jobs = store.subscribed_jobs(&connection_id(1), 10).await.unwrap();
+    jobs.sort();
+    assert_eq!(jobs, vec![job("list-a"), job("list-b"), job("list-c")]);
+    assert_eq!(
+        store
+            .subscribed_jobs(&connection_id(1), 2)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "no more than asked"
+    );
+    store
+        .delete_subscription(&connection_id(1), &job("list-b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .subscribed_jobs(&connection_id(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .subscribed_jobs(&connection_id(9), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 fn registration(job_id: &str, owner: Option<&str>) -> jobcast::store::NewJob {
     jobcast::store::NewJob {
         job_id: job(job_id),
@@ -704,6 +760,7 @@ contract!(
     subscribing_raises_the_jobs_subscription_version,
     a_registered_job_is_pending_with_its_owner,
     the_first_event_naming_a_user_makes_it_the_owner,
+    a_connections_live_subscriptions_are_listed,
 );
 
 /// A missing table is a configuration error, typed as such.

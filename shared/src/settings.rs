@@ -25,6 +25,8 @@ pub struct Settings {
     /// The `@connections` endpoint; derived from each request when unset.
     pub websocket_endpoint: Option<String>,
     pub delivery: DeliverySettings,
+    /// How many jobs one connection may follow at once.
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             event_ttl: Duration::from_secs(86_400),
             websocket_endpoint: None,
             delivery: DeliverySettings::default(),
+            max_subscriptions_per_connection: 100,
         }
     }
 }
@@ -89,6 +92,11 @@ impl Settings {
         settings.job_ttl = seconds("JOB_TTL_SECONDS", settings.job_ttl)?;
         settings.event_ttl = seconds("EVENT_TTL_SECONDS", settings.event_ttl)?;
         settings.websocket_endpoint = lookup("WEBSOCKET_ENDPOINT").filter(|e| !e.is_empty());
+        settings.max_subscriptions_per_connection = number(
+            &lookup,
+            "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+            settings.max_subscriptions_per_connection as u64,
+        )? as usize;
         let delivery = &mut settings.delivery;
         delivery.concurrency =
             number(&lookup, "SEND_CONCURRENCY", delivery.concurrency as u64)? as usize;

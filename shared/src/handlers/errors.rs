@@ -13,6 +13,8 @@ pub enum ActionError {
     JobNotAccessible(JobId),
     #[error("job {job_id} has already {}", state.as_str())]
     JobFinished { job_id: JobId, state: JobState },
+    #[error("this connection already holds {limit} subscriptions, the most it may")]
+    TooManySubscriptions { limit: usize },
     #[error("the connection is not known (it may have expired); reconnect")]
     UnknownConnection,
     #[error(transparent)]
@@ -26,6 +28,7 @@ impl ActionError {
             Self::JobNotAccessible(_) => ErrorCode::Forbidden,
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::UnknownConnection => ErrorCode::Forbidden,
+            Self::TooManySubscriptions { .. } => ErrorCode::TooManySubscriptions,
             Self::Store(
                 StoreError::Throttled(_)
                 | StoreError::Unavailable(_)

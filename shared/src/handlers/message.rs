@@ -116,6 +116,15 @@ impl<S: Store> Jobcast<S> {
                 last_seq: _,
             }) => {
                 let (user_id, job) = self.accessible_job(caller, &job_id).await?;
+                // Subscribing again to a job already followed is fine at the limit.
+                let limit = self.settings.max_subscriptions_per_connection;
+                let held = self
+                    .store
+                    .subscribed_jobs(&caller.connection_id, limit)
+                    .await?;
+                if held.len() >= limit && !held.contains(&job_id) {
+                    return Err(ActionError::TooManySubscriptions { limit });
+                }
                 let subscription = Subscription {
                     connection_id: caller.connection_id.clone(),
                     job_id: job_id.clone(),

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     JobFinished,
     /// Too many frames; slow down.
     RateLimited,
+    /// The connection holds as many subscriptions as it may.
+    TooManySubscriptions,
     /// A dependency (the store) is unavailable; retrying later may work.
     Unavailable,
     /// Something failed on our side.
@@ -34,6 +36,7 @@ impl ErrorCode {
             Self::UnknownAction => "use one of the listed actions",
             Self::PayloadTooLarge => "keep frames under 128 KB",
             Self::RateLimited => "slow down and retry after a second",
+            Self::TooManySubscriptions => "unsubscribe from jobs you no longer watch",
             Self::Unavailable => "retry with backoff",
             Self::Forbidden | Self::JobFinished | Self::InternalError => {
                 return None;

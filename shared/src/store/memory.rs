@@ -160,6 +160,30 @@ impl ConnectionStore for MemoryStore {
         Ok(true)
     }
 
+    async fn subscribed_jobs(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let now = Utc::now();
+        let state = self.lock();
+        Ok(state
+            .jobs_of_connection
+            .get(connection_id)
+            .into_iter()
+            .flatten()
+            .filter(|job_id| {
+                state
+                    .subscriptions
+                    .get(*job_id)
+                    .and_then(|subscribers| subscribers.get(connection_id))
+                    .is_some_and(|subscription| subscription.expires_at > now)
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut state = self.lock();
         state

@@ -203,6 +203,13 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The live connections subscribed to a job, a page at a time.
+    /// Up to `limit` of the jobs a connection is subscribed to (live subscriptions only).
+    fn subscribed_jobs(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
+
     fn job_subscribers(
         &self,
         job_id: &JobId,

@@ -529,6 +529,50 @@ impl ConnectionStore for DynamoStore {
         Ok(true)
     }
 
+    async fn subscribed_jobs(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        // One partition: the connection's own items, never the table.
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .key_condition_expression("#id = :id AND begins_with(#sk, :prefix)")
+                .filter_expression("#expires > :now")
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_names("#job", JOB_ID)
+                .expression_attribute_values(":id", s(connection_id.as_str()))
+                .expression_attribute_values(":prefix", s(SUBSCRIPTION_PREFIX))
+                .expression_attribute_values(":now", n(now_seconds()))
+                .projection_expression("#job")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in output.items() {
+                let job = item
+                    .get(JOB_ID)
+                    .and_then(|value| value.as_s().ok())
+                    .ok_or_else(|| corrupt("subscription", "no job_id"))?;
+                jobs.push(JobId::parse(job.as_str()).map_err(|e| corrupt("job_id", e))?);
+                if jobs.len() >= limit {
+                    return Ok(jobs);
+                }
+            }
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(jobs);
+            }
+        }
+    }
+
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let item = SubscriptionItem {
             connection_id: subscription.connection_id.to_string(),
