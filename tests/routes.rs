@@ -334,3 +334,34 @@ async fn a_connection_may_follow_only_so_many_jobs() {
     assert_eq!(emulator.service().store().subscription_count(), 3);
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_frames_is_refused_then_closed() {
+    let mut settings = test_settings();
+    // A window of 30 s: a test that sends for well under a second spans at most two.
+    settings.frame_rate = 1;
+    settings.frame_burst = 30;
+    let emulator = start_with(settings, jobcast_local::EmulatorConfig::default()).await;
+    let mut client = Client::connect(&emulator).await;
+    let (mut pongs, mut limited) = (0, 0);
+    let closed = loop {
+        client.send(json!({"action": "ping"})).await;
+        match client.next_event().await {
+            Incoming::Text(frame) if frame["type"] == "pong" => pongs += 1,
+            Incoming::Text(frame) => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                assert!(frame["message"].as_str().unwrap().contains("30"), "{frame}");
+                limited += 1;
+            }
+            Incoming::Closed => break true,
+        }
+        if pongs + limited > 200 {
+            break false;
+        }
+    };
+    assert!(closed, "the flood was never cut off");
+    assert!((30..=60).contains(&pongs), "{pongs} pongs");
+    assert!(limited >= 1, "the client was told before being cut off");
+    wait_until_store_empty(&emulator, true).await;
+    emulator.shutdown().await;
+}

@@ -632,6 +632,65 @@ async fn a_connections_live_subscriptions_are_listed<S: Store>(store: S) {
     );
 }
 
+async fn frames_are_counted_per_connection_and_window<S: Store>(store: S) {
+    store
+        .put_connection(&connection(1, "u", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_connection(&connection(2, "u", HOUR))
+        .await
+        .unwrap();
+    store
+        .put_connection(&connection(3, "u", -HOUR))
+        .await
+        .unwrap();
+    for expected in 1..=3 {
+        assert_eq!(
+            store.count_frame(&connection_id(1), 7).await.unwrap(),
+            Some(expected)
+        );
+    }
+    assert_eq!(
+        store.count_frame(&connection_id(2), 7).await.unwrap(),
+        Some(1),
+        "per connection"
+    );
+    assert_eq!(
+        store.count_frame(&connection_id(1), 8).await.unwrap(),
+        Some(1),
+        "a new window"
+    );
+    assert_eq!(
+        store.count_frame(&connection_id(1), 8).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store.count_frame(&connection_id(3), 8).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.count_frame(&connection_id(9), 8).await.unwrap(),
+        None,
+        "unknown"
+    );
+    // The counters ride on the connection item: it still reads back whole.
+    assert!(
+        store
+            .get_connection(&connection_id(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.delete_connection(&connection_id(1)).await.unwrap();
+    assert_eq!(
+        store.count_frame(&connection_id(1), 8).await.unwrap(),
+        None,
+        "deleted"
+    );
+}
+
 fn registration(job_id: &str, owner: Option<&str>) -> jobcast::store::NewJob {
     jobcast::store::NewJob {
         job_id: job(job_id),
@@ -761,6 +820,7 @@ contract!(
     a_registered_job_is_pending_with_its_owner,
     the_first_event_naming_a_user_makes_it_the_owner,
     a_connections_live_subscriptions_are_listed,
+    frames_are_counted_per_connection_and_window,
 );
 
 /// A missing table is a configuration error, typed as such.

@@ -27,6 +27,19 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// How many jobs one connection may follow at once.
     pub max_subscriptions_per_connection: usize,
+    /// Client frames allowed per second, on average, per connection.
+    pub frame_rate: u32,
+    /// Client frames allowed at once (the window is `frame_burst / frame_rate` seconds).
+    pub frame_burst: u32,
+}
+
+impl Settings {
+    /// The rate window: `frame_burst` frames are allowed in each.
+    pub fn frame_window(&self) -> Duration {
+        Duration::from_millis(
+            u64::from(self.frame_burst) * 1000 / u64::from(self.frame_rate.max(1)),
+        )
+    }
 }
 
 impl Default for Settings {
@@ -39,6 +52,9 @@ impl Default for Settings {
             websocket_endpoint: None,
             delivery: DeliverySettings::default(),
             max_subscriptions_per_connection: 100,
+            // A UI sends a few frames a minute; a reconnect burst resubscribes a dozen jobs.
+            frame_rate: 10,
+            frame_burst: 20,
         }
     }
 }
@@ -97,6 +113,9 @@ impl Settings {
             "MAX_SUBSCRIPTIONS_PER_CONNECTION",
             settings.max_subscriptions_per_connection as u64,
         )? as usize;
+        settings.frame_rate =
+            number(&lookup, "FRAME_RATE_PER_SECOND", settings.frame_rate.into())? as u32;
+        settings.frame_burst = number(&lookup, "FRAME_BURST", settings.frame_burst.into())? as u32;
         let delivery = &mut settings.delivery;
         delivery.concurrency =
             number(&lookup, "SEND_CONCURRENCY", delivery.concurrency as u64)? as usize;

@@ -45,6 +45,12 @@ pub async fn start_with(settings: Settings, config: EmulatorConfig) -> TestEmula
         .expect("start the emulator")
 }
 
+/// What a client reads next.
+pub enum Incoming {
+    Text(Value),
+    Closed,
+}
+
 /// A real WebSocket client.
 pub struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -171,6 +177,22 @@ impl Client {
     }
 
     /// Waits for the server to close the socket and returns its close frame.
+    /// The next text frame, or the end of the connection.
+    pub async fn next_event(&mut self) -> Incoming {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a frame or a close in time");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Incoming::Text(serde_json::from_str(&text).expect("frames are JSON"));
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Incoming::Closed,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     pub async fn expect_close(&mut self) -> Option<CloseFrame> {
         loop {
             let next = tokio::time::timeout(PATIENCE, self.socket.next())

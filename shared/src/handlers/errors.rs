@@ -13,6 +13,8 @@ pub enum ActionError {
     JobNotAccessible(JobId),
     #[error("job {job_id} has already {}", state.as_str())]
     JobFinished { job_id: JobId, state: JobState },
+    #[error("too many frames: at most {burst} every {window_ms} ms on one connection")]
+    RateLimited { burst: u32, window_ms: u64 },
     #[error("this connection already holds {limit} subscriptions, the most it may")]
     TooManySubscriptions { limit: usize },
     #[error("the connection is not known (it may have expired); reconnect")]
@@ -29,6 +31,7 @@ impl ActionError {
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::UnknownConnection => ErrorCode::Forbidden,
             Self::TooManySubscriptions { .. } => ErrorCode::TooManySubscriptions,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Store(
                 StoreError::Throttled(_)
                 | StoreError::Unavailable(_)

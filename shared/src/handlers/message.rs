@@ -24,6 +24,11 @@ impl<S: Store> Jobcast<S> {
         let Some(connection_id) = connection_of(request) else {
             return response(400, "missing connection id");
         };
+        match self.admit_frame(gateway, &connection_id).await {
+            Admission::Admitted => {}
+            Admission::Limited => return response(429, "rate limited"),
+            Admission::Closed => return response(429, "closed for abuse"),
+        }
         let parsed = match (request.is_base64_encoded, request.body.as_deref()) {
             (true, _) => Err(FrameError::Binary),
             (false, body) => ClientRequest::parse(body.unwrap_or_default()),
@@ -84,6 +89,53 @@ impl<S: Store> Jobcast<S> {
         .await;
         self.keep_alive(&connection_id).await;
         answer
+    }
+
+    /// Counts the frame against the connection's allowance: `frame_burst` per window. Past it
+    /// the client is told `rate_limited`; past twice it (sustained abuse) the connection is
+    /// closed. A store failure admits the frame: the limit protects, it must not take the
+    /// service down with it.
+    async fn admit_frame<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        connection_id: &ConnectionId,
+    ) -> Admission {
+        let window = self.settings.frame_window();
+        let window_ms = window.as_millis().max(1) as u64;
+        let index = Utc::now().timestamp_millis().max(0) as u64 / window_ms;
+        let burst = u64::from(self.settings.frame_burst);
+        let frames = match self.store.count_frame(connection_id, index).await {
+            Ok(Some(frames)) => frames,
+            // Not a known connection: the action itself will say so.
+            Ok(None) => return Admission::Admitted,
+            Err(err) => {
+                tracing::warn!(%connection_id, error = %err, "could not count the frame; admitted");
+                return Admission::Admitted;
+            }
+        };
+        if frames <= burst {
+            return Admission::Admitted;
+        }
+        if frames <= 2 * burst {
+            tracing::info!(%connection_id, frames, burst, "frame over the rate limit");
+            let err = ActionError::RateLimited {
+                burst: self.settings.frame_burst,
+                window_ms,
+            };
+            self.reply(
+                gateway,
+                connection_id,
+                ServerMessage::Error(error_reply(&err, None)),
+                None,
+            )
+            .await;
+            return Admission::Limited;
+        }
+        tracing::warn!(%connection_id, frames, burst, "sustained frame abuse; closing the connection");
+        if let Err(err) = gateway.delete_connection(connection_id).await {
+            tracing::warn!(%connection_id, error = %err, "could not close an abusive connection");
+        }
+        Admission::Closed
     }
 
     /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so
@@ -220,6 +272,12 @@ impl<S: Store> Jobcast<S> {
             .map(|connection| connection.user_id)
             .ok_or(ActionError::UnknownConnection)
     }
+}
+
+enum Admission {
+    Admitted,
+    Limited,
+    Closed,
 }
 
 struct Caller {

@@ -27,6 +27,8 @@ struct State {
     /// Raised by every subscribe and unsubscribe: see `ConnectionStore::put_subscription`.
     subscribers_versions: HashMap<JobId, u64>,
     events: HashMap<JobId, Vec<(StoredEvent, DateTime<Utc>)>>,
+    /// Each connection's rate window and the frames counted in it.
+    frame_windows: HashMap<ConnectionId, (u64, u64)>,
 }
 
 impl MemoryStore {
@@ -116,6 +118,7 @@ impl ConnectionStore for MemoryStore {
                 state.connections_of_user.remove(&connection.user_id);
             }
         }
+        state.frame_windows.remove(connection_id);
         let jobs = state
             .jobs_of_connection
             .remove(connection_id)
@@ -158,6 +161,31 @@ impl ConnectionStore for MemoryStore {
             }
         }
         Ok(true)
+    }
+
+    async fn count_frame(
+        &self,
+        connection_id: &ConnectionId,
+        window: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        if state
+            .connections
+            .get(connection_id)
+            .is_none_or(|c| c.expires_at <= now)
+        {
+            return Ok(None);
+        }
+        let entry = state
+            .frame_windows
+            .entry(connection_id.clone())
+            .or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 += 1;
+        Ok(Some(entry.1))
     }
 
     async fn subscribed_jobs(

@@ -203,6 +203,15 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The live connections subscribed to a job, a page at a time.
+    /// Counts one client frame in the connection's rate window `window` (a window number,
+    /// e.g. epoch milliseconds / window length) and answers how many frames that window has
+    /// counted, this one included; `None` when the connection is not known.
+    fn count_frame(
+        &self,
+        connection_id: &ConnectionId,
+        window: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
     /// Up to `limit` of the jobs a connection is subscribed to (live subscriptions only).
     fn subscribed_jobs(
         &self,

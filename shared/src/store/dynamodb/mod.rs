@@ -529,6 +529,91 @@ impl ConnectionStore for DynamoStore {
         Ok(true)
     }
 
+    async fn count_frame(
+        &self,
+        connection_id: &ConnectionId,
+        window: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
+        // Both counters live on the connection item, so a frame costs one write in the
+        // common case (the first frame of a window) and two otherwise.
+        for _ in 0..3 {
+            let start = self
+                .client
+                .update_item()
+                .table_name(&self.tables.connections)
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+                .update_expression("SET #window = :window, #frames = :one")
+                .condition_expression(
+                    "attribute_exists(#id) AND #expires > :now AND (attribute_not_exists(#window) OR #window <> :window)",
+                )
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_names("#window", "frame_window")
+                .expression_attribute_names("#frames", "frames")
+                .expression_attribute_values(":window", n(window))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now_seconds()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let old = match start {
+                Ok(_) => return Ok(Some(1)),
+                Err(err) => match err.as_service_error() {
+                    Some(ConditionalCheckFailedException(failed)) => failed.item().cloned(),
+                    _ => return Err(store_error("UpdateItem", err)),
+                },
+            };
+            let live = old.as_ref().is_some_and(|item| {
+                item.get(EXPIRES_AT)
+                    .and_then(|value| value.as_n().ok())
+                    .and_then(|value| value.parse::<i64>().ok())
+                    .is_some_and(|expires| expires > now_seconds())
+            });
+            if !live {
+                return Ok(None);
+            }
+            // The window is under way: count this frame in it.
+            let more = self
+                .client
+                .update_item()
+                .table_name(&self.tables.connections)
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+                .update_expression("ADD #frames :one")
+                .condition_expression("attribute_exists(#id) AND #window = :window")
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#window", "frame_window")
+                .expression_attribute_names("#frames", "frames")
+                .expression_attribute_values(":window", n(window))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match more {
+                Ok(output) => {
+                    let frames = output
+                        .attributes()
+                        .and_then(|item| item.get("frames"))
+                        .and_then(|value| value.as_n().ok())
+                        .and_then(|value| value.parse::<u64>().ok())
+                        .ok_or_else(|| corrupt("connection", "no frame count"))?;
+                    return Ok(Some(frames));
+                }
+                // The connection went, or the window moved on meanwhile: start over.
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(store_error("UpdateItem", err)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "connection {connection_id}: its rate window kept changing"
+        )))
+    }
+
     async fn subscribed_jobs(
         &self,
         connection_id: &ConnectionId,
