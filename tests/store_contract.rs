@@ -632,7 +632,8 @@ async fn a_connections_live_subscriptions_are_listed<S: Store>(store: S) {
     );
 }
 
-async fn frames_are_counted_per_connection_and_window<S: Store>(store: S) {
+async fn the_frame_bucket_refills_at_its_rate_and_holds_its_burst<S: Store>(store: S) {
+    use jobcast::store::{FrameBucket, FrameVerdict::*};
     store
         .put_connection(&connection(1, "u", HOUR))
         .await
@@ -645,37 +646,38 @@ async fn frames_are_counted_per_connection_and_window<S: Store>(store: S) {
         .put_connection(&connection(3, "u", -HOUR))
         .await
         .unwrap();
-    for expected in 1..=3 {
-        assert_eq!(
-            store.count_frame(&connection_id(1), 7).await.unwrap(),
-            Some(expected)
-        );
+    // One token a second, three at once; time is given, so the test does not race the clock.
+    let bucket = FrameBucket {
+        interval_ms: 1000,
+        burst: 3,
+    };
+    let t0 = 1_800_000_000_000;
+    let take = |n: usize, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .take_frame_token(&connection_id(n), at, bucket)
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(take(1, t0).await, Some(Admitted), "a full bucket");
     }
-    assert_eq!(
-        store.count_frame(&connection_id(2), 7).await.unwrap(),
-        Some(1),
-        "per connection"
-    );
-    assert_eq!(
-        store.count_frame(&connection_id(1), 8).await.unwrap(),
-        Some(1),
-        "a new window"
-    );
-    assert_eq!(
-        store.count_frame(&connection_id(1), 8).await.unwrap(),
-        Some(2)
-    );
-    assert_eq!(
-        store.count_frame(&connection_id(3), 8).await.unwrap(),
-        None,
-        "expired"
-    );
-    assert_eq!(
-        store.count_frame(&connection_id(9), 8).await.unwrap(),
-        None,
-        "unknown"
-    );
-    // The counters ride on the connection item: it still reads back whole.
+    assert_eq!(take(1, t0).await, Some(Refused { in_a_row: 1 }));
+    assert_eq!(take(1, t0 + 10).await, Some(Refused { in_a_row: 2 }));
+    assert_eq!(take(2, t0).await, Some(Admitted), "per connection");
+    // A second later, one token is back, and the refusals start over.
+    assert_eq!(take(1, t0 + 1000).await, Some(Admitted));
+    assert_eq!(take(1, t0 + 1000).await, Some(Refused { in_a_row: 1 }));
+    // Idle long enough, the bucket is full again, but never fuller than its burst.
+    for _ in 0..3 {
+        assert_eq!(take(1, t0 + 60_000).await, Some(Admitted));
+    }
+    assert_eq!(take(1, t0 + 60_000).await, Some(Refused { in_a_row: 1 }));
+    assert_eq!(take(3, t0).await, None, "expired");
+    assert_eq!(take(9, t0).await, None, "unknown");
+    // The bucket rides on the connection item: it still reads back whole.
     assert!(
         store
             .get_connection(&connection_id(1))
@@ -684,11 +686,7 @@ async fn frames_are_counted_per_connection_and_window<S: Store>(store: S) {
             .is_some()
     );
     store.delete_connection(&connection_id(1)).await.unwrap();
-    assert_eq!(
-        store.count_frame(&connection_id(1), 8).await.unwrap(),
-        None,
-        "deleted"
-    );
+    assert_eq!(take(1, t0 + 120_000).await, None, "deleted");
 }
 
 fn registration(job_id: &str, owner: Option<&str>) -> jobcast::store::NewJob {
@@ -820,7 +818,7 @@ contract!(
     a_registered_job_is_pending_with_its_owner,
     the_first_event_naming_a_user_makes_it_the_owner,
     a_connections_live_subscriptions_are_listed,
-    frames_are_counted_per_connection_and_window,
+    the_frame_bucket_refills_at_its_rate_and_holds_its_burst,
 );
 
 /// A missing table is a configuration error, typed as such.

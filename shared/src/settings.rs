@@ -27,18 +27,19 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// How many jobs one connection may follow at once.
     pub max_subscriptions_per_connection: usize,
-    /// Client frames allowed per second, on average, per connection.
+    /// Client frames allowed per second, on average, per connection (the bucket's refill).
     pub frame_rate: u32,
-    /// Client frames allowed at once (the window is `frame_burst / frame_rate` seconds).
+    /// Client frames allowed at once (the bucket's size).
     pub frame_burst: u32,
 }
 
 impl Settings {
-    /// The rate window: `frame_burst` frames are allowed in each.
-    pub fn frame_window(&self) -> Duration {
-        Duration::from_millis(
-            u64::from(self.frame_burst) * 1000 / u64::from(self.frame_rate.max(1)),
-        )
+    /// The per-connection token bucket for client frames.
+    pub fn frame_bucket(&self) -> crate::store::FrameBucket {
+        crate::store::FrameBucket {
+            interval_ms: (1000 / i64::from(self.frame_rate.max(1))).max(1),
+            burst: self.frame_burst.max(1),
+        }
     }
 }
 

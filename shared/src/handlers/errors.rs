@@ -13,8 +13,8 @@ pub enum ActionError {
     JobNotAccessible(JobId),
     #[error("job {job_id} has already {}", state.as_str())]
     JobFinished { job_id: JobId, state: JobState },
-    #[error("too many frames: at most {burst} every {window_ms} ms on one connection")]
-    RateLimited { burst: u32, window_ms: u64 },
+    #[error("too many frames: {rate} per second on one connection, {burst} at once")]
+    RateLimited { rate: u32, burst: u32 },
     #[error("this connection already holds {limit} subscriptions, the most it may")]
     TooManySubscriptions { limit: usize },
     #[error("the connection is not known (it may have expired); reconnect")]

@@ -10,7 +10,7 @@ use crate::protocol::{
     CancelJob, ClientMessage, ClientRequest, ConnectionId, CorrelationId, FrameError, JobCancelled,
     JobEvent, JobId, JobRef, JobStatusReport, ServerMessage, Subscribe, Subscribed, UserId,
 };
-use crate::store::{JobRecord, Store, Subscription};
+use crate::store::{FrameVerdict, JobRecord, Store, Subscription};
 
 impl<S: Store> Jobcast<S> {
     /// Every client frame (`$default` and the action routes): parse, act, reply on the
@@ -91,51 +91,50 @@ impl<S: Store> Jobcast<S> {
         answer
     }
 
-    /// Counts the frame against the connection's allowance: `frame_burst` per window. Past it
-    /// the client is told `rate_limited`; past twice it (sustained abuse) the connection is
-    /// closed. A store failure admits the frame: the limit protects, it must not take the
-    /// service down with it.
+    /// Takes a token from the connection's frame bucket (`FRAME_RATE_PER_SECOND`, burst
+    /// `FRAME_BURST`). Without one the client is told `rate_limited`; after more than a
+    /// burst's worth of refusals in a row (sustained abuse) the connection is closed. A store
+    /// failure admits the frame: the limit protects the service, it must not take it down.
     async fn admit_frame<G: ConnectionGateway>(
         &self,
         gateway: &G,
         connection_id: &ConnectionId,
     ) -> Admission {
-        let window = self.settings.frame_window();
-        let window_ms = window.as_millis().max(1) as u64;
-        let index = Utc::now().timestamp_millis().max(0) as u64 / window_ms;
-        let burst = u64::from(self.settings.frame_burst);
-        let frames = match self.store.count_frame(connection_id, index).await {
-            Ok(Some(frames)) => frames,
+        let bucket = self.settings.frame_bucket();
+        let now_ms = Utc::now().timestamp_millis();
+        let verdict = match self
+            .store
+            .take_frame_token(connection_id, now_ms, bucket)
+            .await
+        {
+            Ok(Some(verdict)) => verdict,
             // Not a known connection: the action itself will say so.
             Ok(None) => return Admission::Admitted,
             Err(err) => {
-                tracing::warn!(%connection_id, error = %err, "could not count the frame; admitted");
+                tracing::warn!(%connection_id, error = %err, "could not take a frame token; admitted");
                 return Admission::Admitted;
             }
         };
-        if frames <= burst {
-            return Admission::Admitted;
+        match verdict {
+            FrameVerdict::Admitted => Admission::Admitted,
+            FrameVerdict::Refused { in_a_row } if in_a_row <= u64::from(bucket.burst) => {
+                tracing::info!(%connection_id, in_a_row, "frame over the rate limit");
+                let err = ActionError::RateLimited {
+                    rate: self.settings.frame_rate,
+                    burst: bucket.burst,
+                };
+                let reply = ServerMessage::Error(error_reply(&err, None));
+                self.reply(gateway, connection_id, reply, None).await;
+                Admission::Limited
+            }
+            FrameVerdict::Refused { in_a_row } => {
+                tracing::warn!(%connection_id, in_a_row, "sustained frame abuse; closing the connection");
+                if let Err(err) = gateway.delete_connection(connection_id).await {
+                    tracing::warn!(%connection_id, error = %err, "could not close an abusive connection");
+                }
+                Admission::Closed
+            }
         }
-        if frames <= 2 * burst {
-            tracing::info!(%connection_id, frames, burst, "frame over the rate limit");
-            let err = ActionError::RateLimited {
-                burst: self.settings.frame_burst,
-                window_ms,
-            };
-            self.reply(
-                gateway,
-                connection_id,
-                ServerMessage::Error(error_reply(&err, None)),
-                None,
-            )
-            .await;
-            return Admission::Limited;
-        }
-        tracing::warn!(%connection_id, frames, burst, "sustained frame abuse; closing the connection");
-        if let Err(err) = gateway.delete_connection(connection_id).await {
-            tracing::warn!(%connection_id, error = %err, "could not close an abusive connection");
-        }
-        Admission::Closed
     }
 
     /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so

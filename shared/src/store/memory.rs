@@ -27,8 +27,8 @@ struct State {
     /// Raised by every subscribe and unsubscribe: see `ConnectionStore::put_subscription`.
     subscribers_versions: HashMap<JobId, u64>,
     events: HashMap<JobId, Vec<(StoredEvent, DateTime<Utc>)>>,
-    /// Each connection's rate window and the frames counted in it.
-    frame_windows: HashMap<ConnectionId, (u64, u64)>,
+    /// Each connection's frame bucket: its theoretical arrival time, and refusals in a row.
+    frame_buckets: HashMap<ConnectionId, (i64, u64)>,
 }
 
 impl MemoryStore {
@@ -118,7 +118,7 @@ impl ConnectionStore for MemoryStore {
                 state.connections_of_user.remove(&connection.user_id);
             }
         }
-        state.frame_windows.remove(connection_id);
+        state.frame_buckets.remove(connection_id);
         let jobs = state
             .jobs_of_connection
             .remove(connection_id)
@@ -163,11 +163,12 @@ impl ConnectionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn count_frame(
+    async fn take_frame_token(
         &self,
         connection_id: &ConnectionId,
-        window: u64,
-    ) -> Result<Option<u64>, StoreError> {
+        now_ms: i64,
+        bucket: FrameBucket,
+    ) -> Result<Option<FrameVerdict>, StoreError> {
         let now = Utc::now();
         let mut state = self.lock();
         if state
@@ -177,15 +178,19 @@ impl ConnectionStore for MemoryStore {
         {
             return Ok(None);
         }
-        let entry = state
-            .frame_windows
+        let (tat, refused) = state
+            .frame_buckets
             .entry(connection_id.clone())
-            .or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+            .or_insert((i64::MIN, 0));
+        let start = (*tat).max(now_ms);
+        if start - now_ms <= bucket.tolerance_ms() {
+            *tat = start + bucket.interval_ms;
+            *refused = 0;
+            Ok(Some(FrameVerdict::Admitted))
+        } else {
+            *refused += 1;
+            Ok(Some(FrameVerdict::Refused { in_a_row: *refused }))
         }
-        entry.1 += 1;
-        Ok(Some(entry.1))
     }
 
     async fn subscribed_jobs(

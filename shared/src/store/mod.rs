@@ -116,6 +116,32 @@ pub struct NewEvent {
     pub owner: Option<UserId>,
 }
 
+/// A connection's allowance of client frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameBucket {
+    /// Milliseconds per token (1000 / rate).
+    pub interval_ms: i64,
+    /// Tokens that may be saved up.
+    pub burst: u32,
+}
+
+impl FrameBucket {
+    /// How far ahead of now the theoretical arrival time may run: `burst - 1` intervals.
+    pub fn tolerance_ms(self) -> i64 {
+        self.interval_ms * i64::from(self.burst.saturating_sub(1))
+    }
+}
+
+/// What the bucket said to one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    Admitted,
+    /// Refused; `in_a_row` counts the refusals since the last admitted frame.
+    Refused {
+        in_a_row: u64,
+    },
+}
+
 /// A pipeline declaring a job before its first event, so its owner can subscribe at once.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -203,14 +229,16 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The live connections subscribed to a job, a page at a time.
-    /// Counts one client frame in the connection's rate window `window` (a window number,
-    /// e.g. epoch milliseconds / window length) and answers how many frames that window has
-    /// counted, this one included; `None` when the connection is not known.
-    fn count_frame(
+    /// Takes a token from the connection's frame bucket at `now_ms`, as GCRA does (a token
+    /// bucket kept as one timestamp, the theoretical arrival time): a token every
+    /// `bucket.interval_ms`, at most `bucket.burst` saved up. `None` when the connection is not
+    /// known.
+    fn take_frame_token(
         &self,
         connection_id: &ConnectionId,
-        window: u64,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+        now_ms: i64,
+        bucket: FrameBucket,
+    ) -> impl Future<Output = Result<Option<FrameVerdict>, StoreError>> + Send;
 
     /// Up to `limit` of the jobs a connection is subscribed to (live subscriptions only).
     fn subscribed_jobs(

@@ -174,6 +174,34 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 /// DynamoDB deletes expired items up to ~48 h late: every read checks the expiry itself.
+/// A number attribute of an item, if it has one.
+fn number_of(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// Whether a conditional write happened (`false`: its condition did not hold).
+fn conditional<O, R: std::fmt::Debug>(
+    result: Result<
+        O,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            R,
+        >,
+    >,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(store_error("UpdateItem", err)),
+    }
+}
+
 fn now_seconds() -> i64 {
     Utc::now().timestamp()
 }
@@ -529,79 +557,79 @@ impl ConnectionStore for DynamoStore {
         Ok(true)
     }
 
-    async fn count_frame(
+    async fn take_frame_token(
         &self,
         connection_id: &ConnectionId,
-        window: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
-        // Both counters live on the connection item, so a frame costs one write in the
-        // common case (the first frame of a window) and two otherwise.
+        now_ms: i64,
+        bucket: FrameBucket,
+    ) -> Result<Option<FrameVerdict>, StoreError> {
+        // GCRA on the connection item: one conditional write per frame. Which of the three
+        // applies depends on the stored time, so each is tried under its own condition; a
+        // race with another frame of the same connection just moves on to the next.
+        let limit = now_ms + bucket.tolerance_ms();
         for _ in 0..3 {
-            let start = self
-                .client
-                .update_item()
-                .table_name(&self.tables.connections)
+            // Idle (the bucket is full): start counting from now.
+            let idle = self
+                .bucket_update("SET #tat = :next, #refused = :zero")
                 .key(CONNECTION_ID, s(connection_id.as_str()))
-                .key(SORT_KEY, s(CONNECTION_SORT_KEY))
-                .update_expression("SET #window = :window, #frames = :one")
                 .condition_expression(
-                    "attribute_exists(#id) AND #expires > :now AND (attribute_not_exists(#window) OR #window <> :window)",
+                    "attribute_exists(#id) AND #expires > :now_s AND (attribute_not_exists(#tat) OR #tat < :now)",
                 )
-                .expression_attribute_names("#id", CONNECTION_ID)
                 .expression_attribute_names("#expires", EXPIRES_AT)
-                .expression_attribute_names("#window", "frame_window")
-                .expression_attribute_names("#frames", "frames")
-                .expression_attribute_values(":window", n(window))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":now", n(now_seconds()))
+                .expression_attribute_values(":now_s", n(now_seconds()))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":next", n(now_ms + bucket.interval_ms))
+                .expression_attribute_values(":zero", n(0))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
-            let old = match start {
-                Ok(_) => return Ok(Some(1)),
+            let old = match idle {
+                Ok(_) => return Ok(Some(FrameVerdict::Admitted)),
                 Err(err) => match err.as_service_error() {
-                    Some(ConditionalCheckFailedException(failed)) => failed.item().cloned(),
+                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
                     _ => return Err(store_error("UpdateItem", err)),
                 },
             };
             let live = old.as_ref().is_some_and(|item| {
-                item.get(EXPIRES_AT)
-                    .and_then(|value| value.as_n().ok())
-                    .and_then(|value| value.parse::<i64>().ok())
-                    .is_some_and(|expires| expires > now_seconds())
+                number_of(item, EXPIRES_AT).is_some_and(|expires| expires > now_seconds())
             });
             if !live {
                 return Ok(None);
             }
-            // The window is under way: count this frame in it.
-            let more = self
-                .client
-                .update_item()
-                .table_name(&self.tables.connections)
+            // Busy, with a token left: take it.
+            let busy = self
+                .bucket_update("SET #tat = #tat + :interval, #refused = :zero")
                 .key(CONNECTION_ID, s(connection_id.as_str()))
-                .key(SORT_KEY, s(CONNECTION_SORT_KEY))
-                .update_expression("ADD #frames :one")
-                .condition_expression("attribute_exists(#id) AND #window = :window")
-                .expression_attribute_names("#id", CONNECTION_ID)
-                .expression_attribute_names("#window", "frame_window")
-                .expression_attribute_names("#frames", "frames")
-                .expression_attribute_values(":window", n(window))
+                .condition_expression("attribute_exists(#id) AND #tat >= :now AND #tat <= :limit")
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":limit", n(limit))
+                .expression_attribute_values(":interval", n(bucket.interval_ms))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            if conditional(busy)? {
+                return Ok(Some(FrameVerdict::Admitted));
+            }
+            // Empty: refuse, and count the refusals in a row.
+            let refused = self
+                .bucket_update("ADD #refused :one")
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .condition_expression("attribute_exists(#id) AND #tat > :limit")
+                .expression_attribute_values(":limit", n(limit))
                 .expression_attribute_values(":one", n(1))
                 .return_values(ReturnValue::UpdatedNew)
                 .send()
                 .await;
-            match more {
+            match refused {
                 Ok(output) => {
-                    let frames = output
+                    let in_a_row = output
                         .attributes()
-                        .and_then(|item| item.get("frames"))
-                        .and_then(|value| value.as_n().ok())
-                        .and_then(|value| value.parse::<u64>().ok())
-                        .ok_or_else(|| corrupt("connection", "no frame count"))?;
-                    return Ok(Some(frames));
+                        .and_then(|item| number_of(item, "frames_refused"))
+                        .ok_or_else(|| corrupt("connection", "no refusal count"))?;
+                    return Ok(Some(FrameVerdict::Refused {
+                        in_a_row: in_a_row.max(0) as u64,
+                    }));
                 }
-                // The connection went, or the window moved on meanwhile: start over.
                 Err(err)
                     if err
                         .as_service_error()
@@ -610,7 +638,7 @@ impl ConnectionStore for DynamoStore {
             }
         }
         Err(StoreError::Unavailable(format!(
-            "connection {connection_id}: its rate window kept changing"
+            "connection {connection_id}: its frame bucket kept changing"
         )))
     }
 
@@ -897,6 +925,22 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
+    /// An UpdateItem on a connection item's frame bucket (the partition key is left to the
+    /// caller; the names every bucket expression uses are set).
+    fn bucket_update(
+        &self,
+        expression: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+            .update_expression(expression)
+            .expression_attribute_names("#id", CONNECTION_ID)
+            .expression_attribute_names("#tat", "frame_tat")
+            .expression_attribute_names("#refused", "frames_refused")
+    }
+
     /// A retry of the job's latest event: the event from the log, written now if the first
     /// try took its seq but failed to log it.
     async fn answer_retry(
