@@ -492,7 +492,20 @@ async fn the_auth_matrix_holds_on<S: Store + ConnectionStore>(
         Some("rsa-1"),
         &good_claims("mallory"),
     );
+    let mut early = good_claims("mallory");
+    early["nbf"] = json!(now() + 600);
+    let mut elsewhere = good_claims("mallory");
+    elsewhere["aud"] = json!("another-api");
+    let hs512 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS512),
+        &good_claims("mallory"),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
     let refusals = [
+        ("not yet valid", hs256(&early), 401),
+        ("wrong algorithm", hs512, 401),
+        ("wrong audience", rs256(&elsewhere), 403),
         ("empty", String::new(), 401),
         ("garbage", "not-a-token".to_owned(), 401),
         ("alg none", alg_none(&good_claims("mallory")), 401),
