@@ -1,20 +1,8 @@
 //! Users see their own jobs and nobody else's: two users, on both stores.
 
-use jobcast::handlers::Jobcast;
 use jobcast::store::{MemoryStore, Store};
-use jobcast_local::{Emulator, EmulatorConfig};
 use jobcast_tests::*;
 use serde_json::{Value, json};
-
-async fn start_on<S: Store>(store: S) -> Emulator<S> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Emulator::start(
-        listener,
-        Jobcast::new(store, test_settings()),
-        EmulatorConfig::default(),
-    )
-    .unwrap()
-}
 
 /// The reply with the job id and the time blanked, to compare refusals of different jobs.
 fn without_job_id(mut reply: Value, job_id: &str) -> Value {

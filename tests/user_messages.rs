@@ -1,21 +1,9 @@
 //! User-level messages (the notification hub's types): every connection of the user hears
 //! them, nobody else does, and a malformed one reaches no one. On both stores.
 
-use jobcast::handlers::Jobcast;
 use jobcast::store::{MemoryStore, Store};
-use jobcast_local::{Emulator, EmulatorConfig};
 use jobcast_tests::*;
 use serde_json::{Value, json};
-
-async fn start_on<S: Store>(store: S) -> Emulator<S> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Emulator::start(
-        listener,
-        Jobcast::new(store, test_settings()),
-        EmulatorConfig::default(),
-    )
-    .unwrap()
-}
 
 fn project_progress(user: &str, status: &str) -> Value {
     json!({

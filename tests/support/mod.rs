@@ -51,6 +51,19 @@ pub enum Incoming {
     Closed,
 }
 
+/// An emulator on a free port over `store`, with the test settings.
+pub async fn start_on<S: Store>(store: S) -> Emulator<S> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    Emulator::start(
+        listener,
+        Jobcast::new(store, test_settings()),
+        EmulatorConfig::default(),
+    )
+    .expect("start the emulator")
+}
+
 /// A real WebSocket client.
 pub struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
