@@ -210,6 +210,8 @@ pub struct TokenVerifier {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
+    /// The claim checks for each accepted algorithm, built once.
+    validations: [(Algorithm, Validation); 3],
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -262,6 +264,8 @@ impl TokenVerifier {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             leeway: settings.leeway,
+            validations: [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256]
+                .map(|algorithm| (algorithm, validation(settings, algorithm))),
         })
     }
 
@@ -274,15 +278,19 @@ impl TokenVerifier {
             "ES256" if self.jwks.is_some() => Algorithm::ES256,
             other => return Err(TokenError::AlgorithmNotAllowed(other.to_owned())),
         };
-        let validation = self.validation(algorithm);
+        let validation = self
+            .validations
+            .iter()
+            .find_map(|(of, validation)| (*of == algorithm).then_some(validation))
+            .expect("a validation for every accepted algorithm");
         let claims = match (algorithm, &self.hmac, &self.jwks) {
-            (Algorithm::HS256, Some(key), _) => decode(token, key, &validation)?,
+            (Algorithm::HS256, Some(key), _) => decode(token, key, validation)?,
             (_, _, Some(jwks)) => {
                 let kid = header.kid.as_deref();
-                match jwks.decode(token, kid, algorithm, &validation) {
+                match jwks.decode(token, kid, algorithm, validation) {
                     Err(TokenError::UnknownKey) if jwks.refresh_allowed() => {
                         jwks.refresh().await;
-                        jwks.decode(token, kid, algorithm, &validation)?
+                        jwks.decode(token, kid, algorithm, validation)?
                     }
                     other => other?,
                 }
@@ -295,23 +303,24 @@ impl TokenVerifier {
         let user_id = UserId::parse(sub).map_err(|_| TokenError::InvalidSubject)?;
         Ok(VerifiedToken { user_id })
     }
+}
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = self.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        match &self.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
-            None => validation.iss = None,
-        }
-        match &self.audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            // Without a configured audience any `aud` is accepted.
-            None => validation.validate_aud = false,
-        }
-        validation
+/// The claim checks for tokens of `algorithm`.
+fn validation(settings: &JwtSettings, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = settings.leeway.as_secs();
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    match &settings.issuer {
+        Some(issuer) => validation.set_issuer(&[issuer]),
+        None => validation.iss = None,
     }
+    match &settings.audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        // Without a configured audience any `aud` is accepted.
+        None => validation.validate_aud = false,
+    }
+    validation
 }
 
 impl Jwks {
