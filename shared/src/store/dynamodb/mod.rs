@@ -563,7 +563,8 @@ impl ConnectionStore for DynamoStore {
         now_ms: i64,
         bucket: FrameBucket,
     ) -> Result<Option<FrameVerdict>, StoreError> {
-        // GCRA on the connection item: one conditional write per frame. Which of the three
+        // GCRA on the connection item, with conditional writes and no read: the first frame
+        // after a pause costs one write, a frame in a busy stretch two, a refusal three. Which
         // applies depends on the stored time, so each is tried under its own condition; a
         // race with another frame of the same connection just moves on to the next.
         let limit = now_ms + bucket.tolerance_ms();
