@@ -91,17 +91,8 @@ pub(crate) fn authorizer_request(
         }
         multi.insert(name.as_str().to_owned(), values.into());
     }
-    let mut query_last = serde_json::Map::new();
-    let mut query_all: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        query_last.insert(key.to_string(), value.to_string().into());
-        let entry = query_all
-            .entry(key.into_owned())
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-        if let serde_json::Value::Array(values) = entry {
-            values.push(value.into_owned().into());
-        }
-    }
+    // As plain JSON: the typed maps would serialize single values as arrays.
+    let (query_last, query_all) = query_values(query);
     let now = Utc::now();
     serde_json::json!({
         "type": "REQUEST",
@@ -140,6 +131,14 @@ fn multi_value(headers: &HeaderMap) -> HeaderMap {
 /// The query string as API Gateway hands it over: every value in the multi-value map, the last
 /// value of each key in the single-value one.
 fn query_maps(query: Option<&str>) -> (QueryMap, QueryMap) {
+    let (last, all) = query_values(query);
+    (QueryMap::from(last), QueryMap::from(all))
+}
+
+/// Each query key's last value, and all of its values.
+type QueryValues = (HashMap<String, String>, HashMap<String, Vec<String>>);
+
+fn query_values(query: Option<&str>) -> QueryValues {
     let mut last: HashMap<String, String> = HashMap::new();
     let mut all: HashMap<String, Vec<String>> = HashMap::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -148,7 +147,7 @@ fn query_maps(query: Option<&str>) -> (QueryMap, QueryMap) {
             .or_default()
             .push(value.into_owned());
     }
-    (QueryMap::from(last), QueryMap::from(all))
+    (last, all)
 }
 
 /// `$connect`: the upgrade request's headers and query string.
@@ -355,6 +354,15 @@ mod tests {
             );
         }
         assert_eq!(event["queryStringParameters"]["token"], "q");
+        assert_eq!(
+            event["multiValueQueryStringParameters"]["token"],
+            serde_json::json!(["q"])
+        );
+        assert_eq!(event["headers"]["cookie"], "access_token=t");
+        assert_eq!(
+            event["multiValueHeaders"]["cookie"],
+            serde_json::json!(["access_token=t"])
+        );
         assert!(
             event["methodArn"]
                 .as_str()

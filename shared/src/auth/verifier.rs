@@ -288,7 +288,7 @@ impl TokenVerifier {
             (_, _, Some(jwks)) => {
                 let kid = header.kid.as_deref();
                 match jwks.decode(token, kid, algorithm, validation) {
-                    Err(TokenError::UnknownKey) if jwks.refresh_allowed() => {
+                    Err(TokenError::UnknownKey) if jwks.claim_refresh() => {
                         jwks.refresh().await;
                         jwks.decode(token, kid, algorithm, validation)?
                     }
@@ -345,19 +345,22 @@ impl Jwks {
         decode(token, &key.key, validation)
     }
 
-    fn refresh_allowed(&self) -> bool {
-        matches!(self.source, JwksSource::Url(_))
-            && self
-                .last_fetch
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .elapsed()
-                >= JWKS_REFRESH_INTERVAL
+    /// Whether this caller may fetch the document again now; claiming it under the lock
+    /// means a burst of tokens with unknown keys fetches once, not once each.
+    fn claim_refresh(&self) -> bool {
+        if !matches!(self.source, JwksSource::Url(_)) {
+            return false;
+        }
+        let mut last_fetch = self.last_fetch.write().unwrap_or_else(|e| e.into_inner());
+        if last_fetch.elapsed() < JWKS_REFRESH_INTERVAL {
+            return false;
+        }
+        *last_fetch = Instant::now();
+        true
     }
 
     /// Fetches the document again (keys rotate); on failure the old keys stay.
     async fn refresh(&self) {
-        *self.last_fetch.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         match load_jwks(&self.source, &self.http).await {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "JWKS refreshed");

@@ -113,18 +113,12 @@ pub enum SenderRequest {
 
 impl SenderRequest {
     pub fn from_value(value: Value) -> Result<Self, FrameError> {
-        let Value::Object(fields) = &value else {
+        let Value::Object(mut fields) = value else {
             return Err(FrameError::NotAnObject);
         };
-        if let Some(action) = fields.get("action") {
+        if let Some(action) = fields.remove("action") {
             return match action.as_str() {
-                Some("register_job") => {
-                    let Value::Object(mut fields) = value else {
-                        unreachable!("checked above")
-                    };
-                    fields.remove("action");
-                    crate::protocol::from_fields(fields).map(Self::Register)
-                }
+                Some("register_job") => crate::protocol::from_fields(fields).map(Self::Register),
                 _ => Err(invalid(
                     "action",
                     "is not a sender action (expected register_job)".into(),
@@ -132,8 +126,8 @@ impl SenderRequest {
             };
         }
         match (fields.contains_key("event"), fields.contains_key("message")) {
-            (true, false) => SendRequest::from_value(value).map(Self::Job),
-            (false, true) => UserSendRequest::from_value(value).map(Self::User),
+            (true, false) => SendRequest::from_value(Value::Object(fields)).map(Self::Job),
+            (false, true) => UserSendRequest::from_value(Value::Object(fields)).map(Self::User),
             (true, true) => Err(invalid(
                 "event",
                 "give a job event (`event`) or a user message (`message`), not both".into(),
