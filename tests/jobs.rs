@@ -95,3 +95,58 @@ async fn failed_jobs_carry_their_error() {
     assert_eq!(frame["error"]["suggested_action"], "check the URL");
     emulator.shutdown().await;
 }
+
+/// A pipeline stage polls between steps: `is_cancelled` turns true the moment a user cancels,
+/// and `get_job` gives the whole snapshot.
+#[tokio::test]
+async fn the_pipeline_sees_a_cancel_through_the_sender() {
+    let emulator = start().await;
+    register_job(&emulator, "job-poll", Some("pia")).await;
+    let ask = |action: &str| json!({"action": action, "job_id": "job-poll"});
+    let (status, _, answer) = invoke_sender(&emulator, &ask("is_cancelled")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        json!({"outcome": "cancellation", "job_id": "job-poll", "cancelled": false, "status": "pending"})
+    );
+    invoke_sender(&emulator, &progress("job-poll", 40.0, "halfway-ish")).await;
+
+    let mut owner = Client::connect_as(&emulator, "pia").await;
+    let reply = owner
+        .request(json!({"action": "cancel_job", "job_id": "job-poll", "reason": "changed my mind"}))
+        .await;
+    assert_eq!(reply["status"], "cancelled", "{reply}");
+
+    let (_, _, answer) = invoke_sender(&emulator, &ask("is_cancelled")).await;
+    assert_eq!(answer["cancelled"], true, "{answer}");
+    assert_eq!(answer["status"], "cancelled");
+    let (_, _, snapshot) = invoke_sender(&emulator, &ask("get_job")).await;
+    assert_eq!(snapshot["outcome"], "job", "{snapshot}");
+    assert_eq!(snapshot["status"], "cancelled");
+    assert_eq!(snapshot["cancel_requested"], true);
+    assert_eq!(snapshot["message"], "changed my mind");
+    assert_eq!(snapshot["last_seq"], 2);
+
+    // The stage that did not poll in time is refused, and told why.
+    let (_, _, late) = invoke_sender(&emulator, &progress("job-poll", 60.0, "too late")).await;
+    assert_eq!(late["outcome"], "rejected", "{late}");
+    assert_eq!(late["code"], "job_finished");
+
+    let (_, _, missing) = invoke_sender(
+        &emulator,
+        &json!({"action": "get_job", "job_id": "never-was"}),
+    )
+    .await;
+    assert_eq!(
+        missing,
+        json!({"outcome": "not_found", "job_id": "never-was"})
+    );
+    let (status, _, refused) = invoke_sender(
+        &emulator,
+        &json!({"action": "is_cancelled", "job_id": "job-poll", "extra": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "Lambda reports function errors in a 200");
+    assert_eq!(refused["errorType"], "InvalidRequest", "{refused}");
+    emulator.shutdown().await;
+}

@@ -779,6 +779,49 @@ async fn the_first_event_naming_a_user_makes_it_the_owner<S: Store>(store: S) {
     );
 }
 
+/// A replay claim lists its connection on every append until it is released at the job's
+/// last seq, or lapses; a release behind the job says how far the job has gone.
+async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Store>(store: S) {
+    use jobcast::store::{ReplayClaim, ReplayEnd};
+    append(&store, new_event("claimed", progress(1.0))).await;
+    let claim = ReplayClaim {
+        connection_id: connection_id(1),
+        until: Utc::now() + Duration::minutes(1),
+    };
+    let lapsed = ReplayClaim {
+        connection_id: connection_id(2),
+        until: Utc::now() - Duration::seconds(1),
+    };
+    store.start_replay(&job("claimed"), &claim).await.unwrap();
+    store.start_replay(&job("claimed"), &lapsed).await.unwrap();
+    let during = appended(&store, new_event("claimed", progress(2.0))).await;
+    assert_eq!(during.event.seq, 2);
+    assert_eq!(
+        during.replaying,
+        vec![connection_id(1)],
+        "a lapsed claim holds nobody off"
+    );
+    assert_eq!(
+        store
+            .finish_replay(&job("claimed"), &claim, 1)
+            .await
+            .unwrap(),
+        ReplayEnd::Behind { last_seq: 2 },
+        "seq 2 came after the replay read the log"
+    );
+    let still = appended(&store, new_event("claimed", progress(3.0))).await;
+    assert_eq!(still.replaying, vec![connection_id(1)]);
+    assert_eq!(
+        store
+            .finish_replay(&job("claimed"), &claim, 3)
+            .await
+            .unwrap(),
+        ReplayEnd::Live
+    );
+    let after = appended(&store, new_event("claimed", progress(4.0))).await;
+    assert!(after.replaying.is_empty(), "{:?}", after.replaying);
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -819,6 +862,7 @@ contract!(
     the_first_event_naming_a_user_makes_it_the_owner,
     a_connections_live_subscriptions_are_listed,
     the_frame_bucket_refills_at_its_rate_and_holds_its_burst,
+    a_replay_claim_holds_senders_off_until_released_at_the_last_seq,
 );
 
 /// A missing table is a configuration error, typed as such.

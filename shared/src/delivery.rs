@@ -120,17 +120,19 @@ where
     G: ConnectionGateway,
 {
     let recipients = Recipients::Lookup(audience.clone());
-    let fan_out = deliver_to(store, gateway, settings, recipients, payload, 0).await?;
+    let fan_out = deliver_to(store, gateway, settings, recipients, &[], payload, 0).await?;
     Ok(fan_out.report)
 }
 
-/// [`deliver`] to a known list or a lookup; a lookup of at most `remember` connections is
-/// returned with the report, for a cache.
+/// [`deliver`] to a known list or a lookup, leaving out `skip` (connections that hear the
+/// payload another way: their replay); a lookup of at most `remember` connections is returned
+/// with the report, for a cache.
 pub async fn deliver_to<S, G>(
     store: &S,
     gateway: &G,
     settings: &DeliverySettings,
     recipients: Recipients,
+    skip: &[ConnectionId],
     payload: Bytes,
     remember: usize,
 ) -> Result<FanOut, StoreError>
@@ -153,6 +155,9 @@ where
         // Keep `limit` posts in flight, reading the next page only when the queue is dry.
         while in_flight.len() < limit.current() {
             if let Some(connection_id) = queued.pop_front() {
+                if skip.contains(&connection_id) {
+                    continue;
+                }
                 in_flight.push(deliver_one(
                     store,
                     gateway,

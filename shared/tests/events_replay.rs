@@ -56,6 +56,13 @@ enum Expect {
         message_type: &'static str,
         delivered: u64,
     },
+    /// The sender answers a pipeline's query with this outcome, whose `field` is `value`
+    /// (JSON text).
+    Answered {
+        outcome: &'static str,
+        field: &'static str,
+        value: &'static str,
+    },
     /// The REQUEST authorizer allows this user (with the example secret below).
     Authorized { user_id: &'static str },
 }
@@ -102,6 +109,14 @@ const SCENARIO: &[(&str, Expect)] = &[
             delivered: 1,
         },
     ),
+    // Resuming after seq 1: the reply, then seq 2 replayed.
+    (
+        "messages/subscribe_resume.json",
+        Expect::Route {
+            status: 200,
+            replies: &["subscribed", "stage_complete"],
+        },
+    ),
     ("sender/sqs_batch.json", Expect::Batch { delivered: 2 }),
     (
         "sender/notification.json",
@@ -130,6 +145,22 @@ const SCENARIO: &[(&str, Expect)] = &[
         Expect::Route {
             status: 200,
             replies: &["job_cancelled", "job_status"],
+        },
+    ),
+    (
+        "sender/is_cancelled.json",
+        Expect::Answered {
+            outcome: "cancellation",
+            field: "cancelled",
+            value: "true",
+        },
+    ),
+    (
+        "sender/get_job.json",
+        Expect::Answered {
+            outcome: "job",
+            field: "status",
+            value: r#""cancelled""#,
         },
     ),
     (
@@ -241,6 +272,21 @@ async fn every_event_file_replays_through_its_handler() {
                     other => panic!("{file}: {other:?}"),
                 }
                 assert_eq!(gateway.take_types(), vec![*message_type], "{file}");
+            }
+            Expect::Answered {
+                outcome,
+                field,
+                value,
+            } => {
+                let answer = service
+                    .handle_send(&gateway, json)
+                    .await
+                    .unwrap_or_else(|err| panic!("{file}: {err}"));
+                let answer = serde_json::to_value(answer).unwrap();
+                assert_eq!(answer["outcome"], *outcome, "{file}: {answer}");
+                let value: serde_json::Value = serde_json::from_str(value).unwrap();
+                assert_eq!(answer[field], value, "{file}: {answer}");
+                assert!(gateway.take().is_empty(), "{file}: a query posts nothing");
             }
             Expect::Authorized { user_id } => {
                 let settings = jobcast::auth::JwtSettings::from_lookup(|name| match name {

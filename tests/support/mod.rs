@@ -84,7 +84,12 @@ impl Client {
     }
 
     pub async fn connect_as<S: Store>(emulator: &Emulator<S>, user: &str) -> Client {
-        let url = format!("{}/?user_id={user}", emulator.websocket_url());
+        Self::connect_to(&emulator.websocket_url(), &emulator.http_url(), user).await
+    }
+
+    /// Connects to the emulator at these addresses (for tasks that do not hold the emulator).
+    pub async fn connect_to(websocket_url: &str, http_url: &str, user: &str) -> Client {
+        let url = format!("{websocket_url}/?user_id={user}");
         let (socket, response) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket connect");
@@ -92,7 +97,7 @@ impl Client {
         Client {
             socket,
             user: user.to_owned(),
-            http_url: emulator.http_url(),
+            http_url: http_url.to_owned(),
         }
     }
 
@@ -300,10 +305,23 @@ pub async fn invoke_raw<S: Store>(
     function: &str,
     body: String,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let url = format!(
-        "{}/2015-03-31/functions/{function}/invocations",
-        emulator.http_url()
-    );
+    invoke_function_at(&emulator.http_url(), function, body).await
+}
+
+/// Invokes the sender of the emulator at `http_url` (for tasks that do not hold the emulator).
+pub async fn invoke_sender_at(
+    http_url: &str,
+    payload: &Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    invoke_function_at(http_url, "sender", payload.to_string()).await
+}
+
+async fn invoke_function_at(
+    http_url: &str,
+    function: &str,
+    body: String,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let url = format!("{http_url}/2015-03-31/functions/{function}/invocations");
     let response = reqwest::Client::new()
         .post(url)
         .body(body)

@@ -1,6 +1,6 @@
 //! The one place where failures become what a client is told.
 
-use crate::protocol::{ErrorCode, ErrorReply, FrameError, JobId, JobState};
+use crate::protocol::{ErrorCode, ErrorReply, FrameError, JobId, JobState, Seq};
 use crate::store::StoreError;
 
 /// Why a client action was not carried out.
@@ -17,6 +17,12 @@ pub enum ActionError {
     RateLimited { rate: u32, burst: u32 },
     #[error("this connection already holds {limit} subscriptions, the most it may")]
     TooManySubscriptions { limit: usize },
+    #[error("last_seq {last_seq} is ahead of job {job_id}, whose last seq is {job_last_seq}")]
+    SeqAhead {
+        job_id: JobId,
+        last_seq: Seq,
+        job_last_seq: Seq,
+    },
     #[error("the connection is not known (it may have expired); reconnect")]
     UnknownConnection,
     #[error(transparent)]
@@ -27,6 +33,7 @@ impl ActionError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Frame(err) => err.code(),
+            Self::SeqAhead { .. } => ErrorCode::InvalidMessage,
             Self::JobNotAccessible(_) => ErrorCode::Forbidden,
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::UnknownConnection => ErrorCode::Forbidden,

@@ -8,9 +8,9 @@ use super::{ActionError, Jobcast, authorized_user, connection_of, error_reply, r
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
     CancelJob, ClientMessage, ClientRequest, ConnectionId, CorrelationId, FrameError, JobCancelled,
-    JobEvent, JobId, JobRef, JobStatusReport, ServerMessage, Subscribe, Subscribed, UserId,
+    JobEvent, JobId, JobRef, JobStatusReport, ServerMessage, UserId,
 };
-use crate::store::{FrameVerdict, JobRecord, Store, Subscription};
+use crate::store::{FrameVerdict, JobRecord, Store};
 
 impl<S: Store> Jobcast<S> {
     /// Every client frame (`$default` and the action routes): parse, act, reply on the
@@ -162,31 +162,10 @@ impl<S: Store> Jobcast<S> {
     ) -> Result<Vec<ServerMessage>, ActionError> {
         match message {
             ClientMessage::Ping => Ok(vec![ServerMessage::Pong]),
-            ClientMessage::Subscribe(Subscribe {
-                job_id,
-                last_seq: _,
-            }) => {
-                let (user_id, job) = self.accessible_job(caller, &job_id).await?;
-                // Subscribing again to a job already followed is fine at the limit.
-                let limit = self.settings.max_subscriptions_per_connection;
-                let held = self
-                    .store
-                    .subscribed_jobs(&caller.connection_id, limit)
-                    .await?;
-                if held.len() >= limit && !held.contains(&job_id) {
-                    return Err(ActionError::TooManySubscriptions { limit });
-                }
-                let subscription = Subscription {
-                    connection_id: caller.connection_id.clone(),
-                    job_id: job_id.clone(),
-                    user_id,
-                    expires_at: self.expiry(Utc::now(), self.settings.connection_ttl),
-                };
-                self.store.put_subscription(&subscription).await?;
-                Ok(vec![
-                    ServerMessage::Subscribed(Subscribed { job_id }),
-                    ServerMessage::JobStatus(status_report(job)),
-                ])
+            ClientMessage::Subscribe(subscribe) => {
+                // Posts its own replies: they must precede the replayed events.
+                self.subscribe(gateway, caller, subscribe).await?;
+                Ok(Vec::new())
             }
             ClientMessage::Unsubscribe(JobRef { job_id }) => {
                 self.store
@@ -242,7 +221,7 @@ impl<S: Store> Jobcast<S> {
 
     /// The job, if it exists and the caller may see it: its owner, or anyone for a job without
     /// one. "No such job" and "not yours" are one error, so nobody can probe for others' jobs.
-    async fn accessible_job(
+    pub(super) async fn accessible_job(
         &self,
         caller: &Caller,
         job_id: &JobId,
@@ -279,10 +258,10 @@ enum Admission {
     Closed,
 }
 
-struct Caller {
-    connection_id: ConnectionId,
-    user: Option<UserId>,
-    correlation_id: Option<CorrelationId>,
+pub(super) struct Caller {
+    pub connection_id: ConnectionId,
+    pub user: Option<UserId>,
+    pub correlation_id: Option<CorrelationId>,
 }
 
 pub(crate) fn status_report(job: JobRecord) -> JobStatusReport {

@@ -22,11 +22,12 @@ mod errors;
 mod message;
 mod send;
 mod sqs;
+mod subscribe;
 
 pub use errors::{ActionError, error_reply};
 pub use send::{
-    SendError, SendOutcome, SendRequest, SenderRequest, USER_CHANNEL_PREFIX, UserPayload,
-    UserSendRequest,
+    JobQuery, QueryKind, SENDER_ACTIONS, SendError, SendOutcome, SendRequest, SenderRequest,
+    USER_CHANNEL_PREFIX, UserPayload, UserSendRequest,
 };
 pub use sqs::BatchSummary;
 
@@ -103,21 +104,24 @@ fn response(status: u16, body: &str) -> ApiGatewayProxyResponse {
 impl<S: Store> Jobcast<S> {
     /// Posts one frame to the connection that asked, with the delivery engine's retries. A
     /// closed connection is removed from the store; other failures are logged. Replies are
-    /// best-effort: the client may already be gone.
+    /// best-effort: the client may already be gone. Returns whether the frame was posted.
     async fn reply<G: ConnectionGateway>(
         &self,
         gateway: &G,
         connection_id: &ConnectionId,
         message: ServerMessage,
         correlation_id: Option<CorrelationId>,
-    ) {
+    ) -> bool {
         let kind = message.type_name();
         let payload = Bytes::from(ServerFrame::new(message, correlation_id).to_json());
         let (result, attempts) =
             post_with_retry(gateway, &self.settings.delivery, connection_id, payload).await;
         let retries = attempts.retries;
         match result {
-            Ok(()) => tracing::debug!(%connection_id, kind, retries, "reply posted"),
+            Ok(()) => {
+                tracing::debug!(%connection_id, kind, retries, "reply posted");
+                return true;
+            }
             Err(PostError::Gone) => {
                 tracing::info!(%connection_id, kind, "reply to a gone connection; removing it");
                 if let Err(err) = self.store.delete_connection(connection_id).await {
@@ -128,5 +132,6 @@ impl<S: Store> Jobcast<S> {
                 tracing::warn!(%connection_id, kind, error = %err, attempts = retries + 1, "reply not delivered")
             }
         }
+        false
     }
 }

@@ -9,8 +9,9 @@ use crate::cache::MAX_CACHED_SUBSCRIBERS;
 use crate::delivery::{Audience, DeliveryReport, FanOut, Recipients, deliver_to};
 use crate::gateway::ConnectionGateway;
 use crate::protocol::{
-    CorrelationId, ErrorCode, EventId, FrameError, JobEvent, JobId, JobState, MAX_FRAME_BYTES, Seq,
-    ServerFrame, ServerMessage, UserId, UserMessage, UserMessageError,
+    ConnectionId, CorrelationId, ErrorCode, EventId, FrameError, JobEvent, JobId, JobState,
+    JobStatusReport, MAX_FRAME_BYTES, Seq, ServerFrame, ServerMessage, UserId, UserMessage,
+    UserMessageError,
 };
 use crate::store::{AppendOutcome, Appended, NewEvent, NewJob, RegisterOutcome, Store, StoreError};
 
@@ -102,14 +103,37 @@ pub struct RegisterJob {
     pub correlation_id: Option<CorrelationId>,
 }
 
+/// A pipeline stage asking about a job between steps: `{"action": "get_job" | "is_cancelled",
+/// "job_id"}`. Answered, never fanned out.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    pub job_id: JobId,
+    #[serde(default)]
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// What a [`JobQuery`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// The whole snapshot.
+    GetJob,
+    /// Only whether the job was cancelled (the cheap poll between steps).
+    IsCancelled,
+}
+
 /// Anything the sender takes: a job event (`event`), a user message (`message`), or an
-/// `action` (`register_job`).
+/// `action` (`register_job`, `get_job`, `is_cancelled`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SenderRequest {
     Job(SendRequest),
     User(UserSendRequest),
     Register(RegisterJob),
+    Query(QueryKind, JobQuery),
 }
+
+/// The sender's actions, as documented.
+pub const SENDER_ACTIONS: [&str; 3] = ["register_job", "get_job", "is_cancelled"];
 
 impl SenderRequest {
     pub fn from_value(value: Value) -> Result<Self, FrameError> {
@@ -119,9 +143,16 @@ impl SenderRequest {
         if let Some(action) = fields.remove("action") {
             return match action.as_str() {
                 Some("register_job") => crate::protocol::from_fields(fields).map(Self::Register),
+                Some("get_job") => crate::protocol::from_fields(fields)
+                    .map(|query| Self::Query(QueryKind::GetJob, query)),
+                Some("is_cancelled") => crate::protocol::from_fields(fields)
+                    .map(|query| Self::Query(QueryKind::IsCancelled, query)),
                 _ => Err(invalid(
                     "action",
-                    "is not a sender action (expected register_job)".into(),
+                    format!(
+                        "is not a sender action (expected one of: {})",
+                        SENDER_ACTIONS.join(", ")
+                    ),
                 )),
             };
         }
@@ -144,6 +175,7 @@ impl SenderRequest {
         match self {
             Self::Job(request) => request.job_id.to_string(),
             Self::Register(request) => request.job_id.to_string(),
+            Self::Query(_, query) => query.job_id.to_string(),
             Self::User(request) => format!("{USER_CHANNEL_PREFIX}{}", request.user_id),
         }
     }
@@ -251,6 +283,19 @@ pub enum SendOutcome {
         message_type: String,
         reason: String,
     },
+    /// The answer to `get_job`: the job's snapshot.
+    Job {
+        #[serde(flatten)]
+        job: JobStatusReport,
+    },
+    /// The answer to `is_cancelled`: whether the pipeline should stop.
+    Cancellation {
+        job_id: JobId,
+        cancelled: bool,
+        status: JobState,
+    },
+    /// The answer to a query about a job that does not exist (or has expired).
+    NotFound { job_id: JobId },
     /// Not recorded: the job had already finished.
     Rejected {
         job_id: JobId,
@@ -340,6 +385,14 @@ impl<S: Store> Jobcast<S> {
                 );
                 self.register(request).instrument(span).await
             }
+            SenderRequest::Query(kind, query) => {
+                let span = tracing::info_span!(
+                    "query",
+                    job_id = %query.job_id,
+                    correlation_id = query.correlation_id.as_ref().map(CorrelationId::as_str),
+                );
+                self.answer_query(kind, query).instrument(span).await
+            }
             SenderRequest::User(request) => {
                 let span = tracing::info_span!(
                     "send",
@@ -351,6 +404,32 @@ impl<S: Store> Jobcast<S> {
                     .await
             }
         }
+    }
+
+    /// A pipeline's question about its job. A cancelled job has `cancel_requested` set (and
+    /// is in its final state): the stage should stop and send nothing more.
+    async fn answer_query(
+        &self,
+        kind: QueryKind,
+        query: JobQuery,
+    ) -> Result<SendOutcome, SendError> {
+        let Some(job) = self.store.get_job(&query.job_id).await? else {
+            tracing::info!("query about a job that does not exist");
+            return Ok(SendOutcome::NotFound {
+                job_id: query.job_id,
+            });
+        };
+        tracing::debug!(status = job.state.as_str(), "job queried");
+        Ok(match kind {
+            QueryKind::GetJob => SendOutcome::Job {
+                job: super::message::status_report(job),
+            },
+            QueryKind::IsCancelled => SendOutcome::Cancellation {
+                cancelled: job.cancel_requested || job.state == JobState::Cancelled,
+                status: job.state,
+                job_id: job.job_id,
+            },
+        })
     }
 
     async fn register(&self, request: RegisterJob) -> Result<SendOutcome, SendError> {
@@ -425,6 +504,7 @@ impl<S: Store> Jobcast<S> {
             gateway,
             &self.settings.delivery,
             Recipients::Lookup(Audience::User(user_id.clone())),
+            &[],
             Bytes::from(payload),
             0,
         )
@@ -544,6 +624,7 @@ impl<S: Store> Jobcast<S> {
             event: stored,
             duplicate,
             subscribers_version,
+            replaying,
         } = match outcome {
             AppendOutcome::Appended(appended) => appended,
             AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
@@ -562,7 +643,7 @@ impl<S: Store> Jobcast<S> {
         );
         let payload = Bytes::from(frame.to_json());
         let delivery = self
-            .fan_out_to_subscribers(gateway, job_id, subscribers_version, payload)
+            .fan_out_to_subscribers(gateway, job_id, subscribers_version, &replaying, payload)
             .await?;
         self.metrics.emit(&crate::metrics::fan_out_line(
             frame.message.type_name(),
@@ -585,13 +666,14 @@ impl<S: Store> Jobcast<S> {
         })
     }
 
-    /// Fans a payload out to a job's subscribers, from the warm cache when it still holds
-    /// them at `version`, else from the store (remembering them for next time).
+    /// Fans a payload out to a job's subscribers but those `replaying` it, from the warm cache
+    /// when it still holds them at `version`, else from the store (remembering them).
     async fn fan_out_to_subscribers<G: ConnectionGateway>(
         &self,
         gateway: &G,
         job_id: &JobId,
         version: u64,
+        replaying: &[ConnectionId],
         payload: Bytes,
     ) -> Result<DeliveryReport, StoreError> {
         let settings = &self.settings.delivery;
@@ -611,6 +693,7 @@ impl<S: Store> Jobcast<S> {
             gateway,
             settings,
             recipients,
+            replaying,
             payload,
             remember,
         )

@@ -115,6 +115,12 @@ impl<S: Store> Jobcast<S> {
                 return RecordResult::Malformed;
             }
         };
+        if let SenderRequest::Query(..) = request {
+            tracing::error!(
+                "a job query came through SQS, where nobody hears the answer; invoke the sender directly (dropped, not retried)"
+            );
+            return RecordResult::Malformed;
+        }
         let group = message
             .attributes
             .get("MessageGroupId")
@@ -146,7 +152,12 @@ impl<S: Store> Jobcast<S> {
                 | SendOutcome::Delivered { .. }
                 | SendOutcome::Registered { .. },
             ) => RecordResult::Published,
-            Ok(SendOutcome::Ignored { .. }) => RecordResult::Rejected,
+            Ok(
+                SendOutcome::Ignored { .. }
+                | SendOutcome::Job { .. }
+                | SendOutcome::Cancellation { .. }
+                | SendOutcome::NotFound { .. },
+            ) => RecordResult::Rejected,
             Ok(SendOutcome::Rejected { .. }) => RecordResult::Rejected,
             Err(err) if err.is_poison() => {
                 tracing::error!(error = %err, "SQS record refused (not retried)");

@@ -405,9 +405,15 @@ pub struct JobStatusReport {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The answer to `subscribe`: every event of the job with `seq > after_seq` follows, in order,
+/// each once. `recovered` is false when the client asked to resume from a `last_seq` whose
+/// events are no longer all in the log: a `job_status` follows instead, and `after_seq` is
+/// the job's current last seq.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscribed {
     pub job_id: JobId,
+    pub after_seq: Seq,
+    pub recovered: bool,
 }
 
 /// A request that could not be served, with a machine-readable code.

@@ -1,7 +1,7 @@
 //! The embedded store: everything in one process's memory. jobcast-local's default, and the
 //! reference the DynamoDB adapter is tested against.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -29,6 +29,22 @@ struct State {
     events: HashMap<JobId, Vec<(StoredEvent, DateTime<Utc>)>>,
     /// Each connection's frame bucket: its theoretical arrival time, and refusals in a row.
     frame_buckets: HashMap<ConnectionId, (i64, u64)>,
+    /// Each job's replay claims: see `JobStore::start_replay`.
+    replay_claims: HashMap<JobId, HashSet<ReplayClaim>>,
+}
+
+impl State {
+    /// The connections whose replay claim on the job still holds.
+    fn replaying(&self, job_id: &JobId) -> Vec<ConnectionId> {
+        let now = Utc::now();
+        self.replay_claims
+            .get(job_id)
+            .into_iter()
+            .flatten()
+            .filter(|claim| claim.holds_at(now))
+            .map(|claim| claim.connection_id.clone())
+            .collect()
+    }
 }
 
 impl MemoryStore {
@@ -356,6 +372,7 @@ impl JobStore for MemoryStore {
                 event: event.clone(),
                 duplicate: true,
                 subscribers_version,
+                replaying: state.replaying(&new.job_id),
             }));
         }
         if let Some(job) = previous
@@ -379,6 +396,7 @@ impl JobStore for MemoryStore {
             recorded_at: new.recorded_at,
         };
         state.jobs.insert(new.job_id.clone(), record);
+        let replaying = state.replaying(&new.job_id);
         match new.event_id {
             Some(event_id) => state.latest_event_ids.insert(new.job_id.clone(), event_id),
             None => state.latest_event_ids.remove(&new.job_id),
@@ -392,6 +410,7 @@ impl JobStore for MemoryStore {
             event: stored,
             duplicate: false,
             subscribers_version,
+            replaying,
         }))
     }
 
@@ -424,5 +443,36 @@ impl JobStore for MemoryStore {
             .take(limit)
             .map(|(event, _)| event.clone())
             .collect())
+    }
+
+    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<(), StoreError> {
+        self.lock()
+            .replay_claims
+            .entry(job_id.clone())
+            .or_default()
+            .insert(claim.clone());
+        Ok(())
+    }
+
+    async fn finish_replay(
+        &self,
+        job_id: &JobId,
+        claim: &ReplayClaim,
+        through: Seq,
+    ) -> Result<ReplayEnd, StoreError> {
+        let mut state = self.lock();
+        let last_seq = state.jobs.get(job_id).map_or(0, |job| job.last_seq);
+        if last_seq != through {
+            return Ok(ReplayEnd::Behind { last_seq });
+        }
+        let now = Utc::now();
+        if let Some(claims) = state.replay_claims.get_mut(job_id) {
+            // Lapsed claims (their handler died) go too.
+            claims.retain(|held| held != claim && held.holds_at(now));
+            if claims.is_empty() {
+                state.replay_claims.remove(job_id);
+            }
+        }
+        Ok(ReplayEnd::Live)
     }
 }

@@ -97,6 +97,49 @@ pub struct Appended {
     /// [`ConnectionStore::put_subscription`]): a cached subscriber list taken at this version
     /// is still exact.
     pub subscribers_version: u64,
+    /// Connections catching up on the job when the event was appended (see
+    /// [`JobStore::start_replay`]): their replay delivers this event, so the sender must not.
+    pub replaying: Vec<ConnectionId>,
+}
+
+/// A connection's claim to deliver a job's events itself while it replays the log to that
+/// connection. Senders skip the connection until the claim is released or lapses, so a
+/// replayed event and a live one can never cross or repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReplayClaim {
+    pub connection_id: ConnectionId,
+    /// After this the claim no longer holds (the replaying handler died): senders deliver
+    /// again, and the client's seq dedupe absorbs any overlap.
+    pub until: DateTime<Utc>,
+}
+
+impl ReplayClaim {
+    /// Whether senders should still leave the connection to its replay at `now`.
+    pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        self.until > now
+    }
+
+    /// As stored in DynamoDB's string set: `{connection_id} {until_ms}`.
+    pub(crate) fn encode(&self) -> String {
+        format!("{} {}", self.connection_id, self.until.timestamp_millis())
+    }
+
+    pub(crate) fn decode(value: &str) -> Option<Self> {
+        let (connection_id, until) = value.rsplit_once(' ')?;
+        Some(Self {
+            connection_id: ConnectionId::parse(connection_id).ok()?,
+            until: DateTime::from_timestamp_millis(until.parse().ok()?)?,
+        })
+    }
+}
+
+/// How releasing a replay claim went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayEnd {
+    /// Released: the connection is live, senders deliver every event after the replayed ones.
+    Live,
+    /// Not released: the job has moved on to `last_seq`; replay the rest first.
+    Behind { last_seq: Seq },
 }
 
 /// An event to record, with how long the job and the event are kept.
@@ -288,6 +331,23 @@ pub trait JobStore: Send + Sync + 'static {
         after: Seq,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// Records `claim` on the job, atomically with its seq counter: every append from now on
+    /// lists the connection in [`Appended::replaying`] until the claim is released or lapses.
+    fn start_replay(
+        &self,
+        job_id: &JobId,
+        claim: &ReplayClaim,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Releases `claim` if, and only if, the job's last seq is still `through` (the replay
+    /// delivered everything up to it); otherwise says how far the job has gone.
+    fn finish_replay(
+        &self,
+        job_id: &JobId,
+        claim: &ReplayClaim,
+        through: Seq,
+    ) -> impl Future<Output = Result<ReplayEnd, StoreError>> + Send;
 }
 
 /// Everything the handlers need from storage.

@@ -25,6 +25,8 @@ use schema::*;
 const CONNECTION_SORT_KEY: &str = "connection";
 const SUBSCRIPTION_PREFIX: &str = "job#";
 const HEAD_SEQ: &str = "0";
+/// The head attribute holding replay claims.
+const REPLAYING: &str = "replaying";
 /// BatchWriteItem takes at most 25 requests.
 const BATCH_LIMIT: usize = 25;
 const BATCH_ATTEMPTS: u32 = 6;
@@ -246,6 +248,22 @@ struct JobHeadItem {
     #[serde(default)]
     subscribers_version: u64,
     owner: Option<String>,
+    /// Replay claims (a string set of `ReplayClaim::encode`).
+    #[serde(default)]
+    replaying: Vec<String>,
+}
+
+impl JobHeadItem {
+    /// The connections whose replay claim still holds.
+    fn replaying_connections(&self) -> Vec<ConnectionId> {
+        let now = Utc::now();
+        self.replaying
+            .iter()
+            .filter_map(|value| ReplayClaim::decode(value))
+            .filter(|claim| claim.holds_at(now))
+            .map(|claim| claim.connection_id)
+            .collect()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -968,6 +986,7 @@ impl DynamoStore {
             event,
             duplicate: true,
             subscribers_version: head.subscribers_version,
+            replaying: head.replaying_connections(),
         }))
     }
 
@@ -1066,7 +1085,7 @@ impl JobStore for DynamoStore {
         // is reset instead; if two writers race to reset it, the loser takes the normal path.
         let mut fresh = false;
         let mut attempts = 0;
-        let (seq, subscribers_version) = loop {
+        let (seq, subscribers_version, replaying) = loop {
             attempts += 1;
             if attempts > 4 {
                 return Err(StoreError::Unavailable(format!(
@@ -1079,7 +1098,8 @@ impl JobStore for DynamoStore {
                     let head: JobHeadItem =
                         serde_dynamo::from_item(output.attributes.unwrap_or_default())
                             .map_err(|e| corrupt("job", e))?;
-                    break (head.last_seq, head.subscribers_version);
+                    let replaying = head.replaying_connections();
+                    break (head.last_seq, head.subscribers_version, replaying);
                 }
                 Err(err) => {
                     use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
@@ -1132,6 +1152,7 @@ impl JobStore for DynamoStore {
             event: stored,
             duplicate: false,
             subscribers_version,
+            replaying,
         }))
     }
 
@@ -1195,5 +1216,89 @@ impl JobStore for DynamoStore {
         }
         events.truncate(limit);
         Ok(events)
+    }
+
+    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<(), StoreError> {
+        // On the head, beside the seq counter: an append either precedes this (and the replay
+        // reads its event) or follows it (and sees the claim).
+        self.client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_expression("ADD #replaying :claim")
+            .condition_expression("attribute_exists(#job)")
+            .expression_attribute_names("#replaying", REPLAYING)
+            .expression_attribute_names("#job", JOB_ID)
+            .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn finish_replay(
+        &self,
+        job_id: &JobId,
+        claim: &ReplayClaim,
+        through: Seq,
+    ) -> Result<ReplayEnd, StoreError> {
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_expression("DELETE #replaying :claim")
+            .condition_expression("#last_seq = :through")
+            .expression_attribute_names("#replaying", REPLAYING)
+            .expression_attribute_names("#last_seq", "last_seq")
+            .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
+            .expression_attribute_values(":through", n(through))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let head = match released {
+            Ok(output) => output.attributes.unwrap_or_default(),
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
+                let Some(ConditionalCheckFailedException(failed)) = err.as_service_error() else {
+                    return Err(store_error("UpdateItem", err));
+                };
+                let last_seq = failed
+                    .item()
+                    .and_then(|old| number_of(old, "last_seq"))
+                    .and_then(|seq| Seq::try_from(seq).ok())
+                    .unwrap_or(0);
+                return Ok(ReplayEnd::Behind { last_seq });
+            }
+        };
+        // Claims whose handler died before releasing them: tidy them away, best effort.
+        let now = Utc::now();
+        let lapsed: Vec<String> = head
+            .get(REPLAYING)
+            .and_then(|value| value.as_ss().ok())
+            .into_iter()
+            .flatten()
+            .filter(|value| ReplayClaim::decode(value).is_none_or(|held| !held.holds_at(now)))
+            .cloned()
+            .collect();
+        if !lapsed.is_empty()
+            && let Err(err) = self
+                .client
+                .update_item()
+                .table_name(&self.tables.jobs)
+                .key(JOB_ID, s(job_id.as_str()))
+                .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+                .update_expression("DELETE #replaying :lapsed")
+                .expression_attribute_names("#replaying", REPLAYING)
+                .expression_attribute_values(":lapsed", AttributeValue::Ss(lapsed))
+                .send()
+                .await
+        {
+            tracing::debug!(%job_id, error = ?err, "could not tidy lapsed replay claims");
+        }
+        Ok(ReplayEnd::Live)
     }
 }

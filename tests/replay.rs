@@ -1,0 +1,295 @@
+//! Never miss an event: a client that reconnects mid-job and resubscribes with the last seq it
+//! saw hears every event exactly once and in order, while the pipeline keeps sending. On both
+//! stores.
+
+use std::time::Duration;
+
+use jobcast::settings::Settings;
+use jobcast::store::{MemoryStore, Store};
+use jobcast_local::{Emulator, EmulatorConfig};
+use jobcast_tests::*;
+use serde_json::{Value, json};
+
+/// A pipeline that sends `steps` progress events, then `job_complete`, `pause` apart.
+fn run_pipeline<S: Store>(
+    emulator: &Emulator<S>,
+    job_id: &str,
+    steps: u64,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let url = emulator.http_url();
+    let job_id = job_id.to_owned();
+    tokio::spawn(async move {
+        for step in 1..=steps {
+            let event = progress(
+                &job_id,
+                (step * 100 / (steps + 1)) as f64,
+                &format!("step {step}"),
+            );
+            let (status, _, outcome) = invoke_sender_at(&url, &event).await;
+            assert_eq!(status, 200, "{outcome}");
+            assert_eq!(outcome["outcome"], "published", "{outcome}");
+            tokio::time::sleep(pause).await;
+        }
+        let done = json!({"job_id": job_id, "event": {"type": "job_complete", "results": {"steps": steps}}});
+        let (_, _, outcome) = invoke_sender_at(&url, &done).await;
+        assert_eq!(outcome["outcome"], "published", "{outcome}");
+    })
+}
+
+/// What one client has seen of a job: the seq it resumes from, checked frame by frame.
+struct Watch {
+    job_id: String,
+    last_seq: u64,
+    seen: Vec<u64>,
+}
+
+impl Watch {
+    fn new(job_id: &str) -> Self {
+        Self {
+            job_id: job_id.to_owned(),
+            last_seq: 0,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Subscribes from `last_seq` and checks the answer says the replay is complete.
+    async fn resubscribe(&mut self, client: &mut Client) {
+        let subscribed = client
+            .request(
+                json!({"action": "subscribe", "job_id": self.job_id, "last_seq": self.last_seq}),
+            )
+            .await;
+        assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+        assert_eq!(subscribed["recovered"], true, "{subscribed}");
+        assert_eq!(subscribed["after_seq"], self.last_seq, "{subscribed}");
+    }
+
+    /// Takes one job event; it must be the very next seq. Returns whether the job is done.
+    fn take(&mut self, frame: &Value) -> bool {
+        let seq = frame["seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a job event: {frame}"));
+        assert_eq!(frame["job_id"], self.job_id.as_str());
+        assert_eq!(
+            seq,
+            self.last_seq + 1,
+            "after seq {} came {frame} (seen so far: {:?})",
+            self.last_seq,
+            self.seen
+        );
+        self.last_seq = seq;
+        self.seen.push(seq);
+        frame["type"] == "job_complete"
+    }
+}
+
+async fn drop_from_server_side<S: Store>(emulator: &Emulator<S>, client: &Client) {
+    let connection_id = client.connection_id(emulator).await;
+    let response = reqwest::Client::new()
+        .delete(format!(
+            "{}/@connections/{connection_id}",
+            emulator.http_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+}
+
+async fn reconnecting_mid_job_loses_and_repeats_nothing<S: Store>(store: S) {
+    let emulator = start_on(store).await;
+    let job_id = "lid-closed";
+    register_job(&emulator, job_id, Some("rita")).await;
+    let mut client = Client::connect_as(&emulator, "rita").await;
+    let mut watch = Watch::new(job_id);
+    let subscribed = client
+        .request(json!({"action": "subscribe", "job_id": job_id}))
+        .await;
+    assert_eq!(subscribed["after_seq"], 0, "{subscribed}");
+    assert_eq!(client.expect("job_status").await["status"], "pending");
+
+    let steps = 40;
+    let pipeline = run_pipeline(&emulator, job_id, steps, Duration::from_millis(15));
+    let mut drops_at = vec![25, 8];
+    loop {
+        match client.next_event().await {
+            Incoming::Text(frame) => {
+                if watch.take(&frame) {
+                    break;
+                }
+                if drops_at.last() == Some(&watch.last_seq) {
+                    drops_at.pop();
+                    drop_from_server_side(&emulator, &client).await;
+                }
+            }
+            Incoming::Closed => {
+                // Offline for a moment while the pipeline goes on.
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                client = Client::connect_as(&emulator, "rita").await;
+                watch.resubscribe(&mut client).await;
+            }
+        }
+    }
+    pipeline.await.unwrap();
+    assert!(drops_at.is_empty(), "both drops happened");
+    assert_eq!(watch.seen, (1..=steps + 1).collect::<Vec<_>>());
+    client.expect_silence().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnecting_mid_job_loses_and_repeats_nothing_in_memory() {
+    reconnecting_mid_job_loses_and_repeats_nothing(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn reconnecting_mid_job_loses_and_repeats_nothing_on_dynamodb() {
+    reconnecting_mid_job_loses_and_repeats_nothing(dynamo_store().await).await;
+}
+
+/// Clients resubscribe from points in the past while the pipeline sends as fast as it can:
+/// the replay and the live sends race, and each client must still hear every event after its
+/// `last_seq` once, in order.
+async fn replay_and_live_sends_never_cross<S: Store>(store: S) {
+    let emulator = start_on(store).await;
+    let job_id = "busy-job";
+    register_job(&emulator, job_id, None).await;
+    let steps = 120;
+    let pipeline = run_pipeline(&emulator, job_id, steps, Duration::ZERO);
+    let mut watchers = Vec::new();
+    for lag in [0u64, 3, 10, 25, 60] {
+        let url = emulator.websocket_url();
+        let http = emulator.http_url();
+        watchers.push(tokio::spawn(async move {
+            let mut client = Client::connect_to(&url, &http, &format!("lagging-{lag}")).await;
+            let status = client
+                .request(json!({"action": "request_status", "job_id": job_id}))
+                .await;
+            let mut watch = Watch::new(job_id);
+            watch.last_seq = status["last_seq"].as_u64().unwrap().saturating_sub(lag);
+            let from = watch.last_seq;
+            watch.resubscribe(&mut client).await;
+            loop {
+                match client.next_event().await {
+                    Incoming::Text(frame) if watch.take(&frame) => break,
+                    Incoming::Text(_) => {}
+                    Incoming::Closed => panic!("closed mid-job"),
+                }
+            }
+            assert_eq!(watch.seen, (from + 1..=steps + 1).collect::<Vec<_>>());
+            client.expect_silence().await;
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for watcher in watchers {
+        watcher.await.unwrap();
+    }
+    pipeline.await.unwrap();
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn replay_and_live_sends_never_cross_in_memory() {
+    replay_and_live_sends_never_cross(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn replay_and_live_sends_never_cross_on_dynamodb() {
+    replay_and_live_sends_never_cross(dynamo_store().await).await;
+}
+
+/// When the log no longer holds what the client missed, it is told so and gets the status.
+async fn an_expired_log_is_never_a_silent_partial_replay<S: Store>(store: S) {
+    let mut settings: Settings = test_settings();
+    settings.event_ttl = Duration::from_secs(1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = Emulator::start(
+        listener,
+        jobcast::handlers::Jobcast::new(store, settings),
+        EmulatorConfig::default(),
+    )
+    .unwrap();
+    let job_id = "old-news";
+    for step in 1..=3 {
+        invoke_sender(&emulator, &progress(job_id, step as f64 * 10.0, "early")).await;
+    }
+    // DynamoDB expiry is kept in whole seconds.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    invoke_sender(&emulator, &progress(job_id, 40.0, "fresh")).await;
+
+    let mut client = Client::connect(&emulator).await;
+    let subscribed = client
+        .request(json!({"action": "subscribe", "job_id": job_id, "last_seq": 1}))
+        .await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    assert_eq!(subscribed["recovered"], false, "{subscribed}");
+    assert_eq!(subscribed["after_seq"], 4);
+    let status = client.expect("job_status").await;
+    assert_eq!(status["last_seq"], 4);
+    assert_eq!(status["progress"], 40.0);
+    client.expect_silence().await;
+
+    // Live events follow as usual.
+    invoke_sender(&emulator, &progress(job_id, 50.0, "later")).await;
+    assert_eq!(client.expect("progress_update").await["seq"], 5);
+
+    // From a seq still in the log, the replay is complete.
+    let mut other = Client::connect(&emulator).await;
+    let subscribed = other
+        .request(json!({"action": "subscribe", "job_id": job_id, "last_seq": 3}))
+        .await;
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    assert_eq!(other.expect("progress_update").await["seq"], 4);
+    assert_eq!(other.expect("progress_update").await["seq"], 5);
+    other.expect_silence().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_log_is_never_a_silent_partial_replay_in_memory() {
+    an_expired_log_is_never_a_silent_partial_replay(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn an_expired_log_is_never_a_silent_partial_replay_on_dynamodb() {
+    an_expired_log_is_never_a_silent_partial_replay(dynamo_store().await).await;
+}
+
+#[tokio::test]
+async fn a_last_seq_from_the_future_is_refused_and_nothing_is_stored() {
+    let emulator = start().await;
+    invoke_sender(&emulator, &progress("young", 10.0, "")).await;
+    let mut client = Client::connect(&emulator).await;
+    let reply = client
+        .request(json!({"action": "subscribe", "job_id": "young", "last_seq": 9, "correlation_id": "r1"}))
+        .await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["code"], "invalid_message");
+    assert_eq!(reply["correlation_id"], "r1");
+    assert!(
+        reply["message"].as_str().unwrap().contains("last seq is 1"),
+        "{reply}"
+    );
+    assert_eq!(emulator.service().store().subscription_count(), 0);
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscribing_without_last_seq_gives_the_status_then_everything_after_it() {
+    let emulator = start().await;
+    invoke_sender(&emulator, &progress("midway", 10.0, "")).await;
+    invoke_sender(&emulator, &progress("midway", 20.0, "")).await;
+    let mut client = Client::connect(&emulator).await;
+    let subscribed = client
+        .request(json!({"action": "subscribe", "job_id": "midway"}))
+        .await;
+    assert_eq!(subscribed["after_seq"], 2, "{subscribed}");
+    assert_eq!(subscribed["recovered"], true);
+    let status = client.expect("job_status").await;
+    assert_eq!(status["last_seq"], 2);
+    client.expect_silence().await;
+    invoke_sender(&emulator, &progress("midway", 30.0, "")).await;
+    assert_eq!(client.expect("progress_update").await["seq"], 3);
+    emulator.shutdown().await;
+}
