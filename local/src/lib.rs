@@ -17,11 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod demo;
 mod events;
 mod faults;
 mod invoke;
 mod management;
-mod page;
 mod registry;
 mod websocket;
 
@@ -176,6 +176,8 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/", get(websocket::websocket_or_page::<S>))
+        .route("/jobcast.js", get(demo::client_module))
+        .route("/demo/jobs", post(demo::start_job::<S>))
         .route("/health", get(health::<S>))
         .route("/connections", get(list_connections::<S>))
         .route("/@connections/{connection_id}", connections.clone())

@@ -19,7 +19,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::events::{self, ConnectionInfo};
 use crate::registry::{LiveConnection, Outbound, ServerClose};
-use crate::{App, page};
+use crate::{App, demo};
 
 /// Frames queued for one client before posts wait for it to read.
 const OUTBOUND_QUEUE: usize = 256;
@@ -38,7 +38,7 @@ pub(crate) async fn websocket_or_page<S: Store>(
         .get(http::header::UPGRADE)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !is_upgrade {
-        return page::landing(&app).into_response();
+        return demo::page().into_response();
     }
     let mut upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
