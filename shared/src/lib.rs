@@ -8,6 +8,8 @@ pub mod gateway;
 pub mod handlers;
 pub mod metrics;
 pub mod protocol;
+#[cfg(feature = "publish")]
+pub mod publish;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

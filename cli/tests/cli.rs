@@ -1,0 +1,264 @@
+//! The `jobcast` binary against a real jobcast-local, on both stores: `send` through the
+//! Lambda Invoke path (with the real AWS SDK Lambda client), `watch` over a real WebSocket,
+//! through a server-side drop of its connection.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use jobcast::store::{MemoryStore, Store};
+use jobcast_local::Emulator;
+use jobcast_tests::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const JOBCAST: &str = env!("CARGO_BIN_EXE_jobcast");
+
+async fn jobcast<S: Store>(emulator: &Emulator<S>, args: &[&str]) -> (i32, String) {
+    let output = Command::new(JOBCAST)
+        .args(args)
+        .env("JOBCAST_LOCAL", emulator.http_url())
+        .output()
+        .await
+        .expect("run jobcast");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.code().unwrap_or(-1),
+        format!("{stdout}{stderr}"),
+    )
+}
+
+async fn watch_survives_a_drop_and_shows_every_event_once<S: Store>(store: S) {
+    let emulator = start_on(store).await;
+    let (code, out) = jobcast(
+        &emulator,
+        &["send", "--job", "cli-job", "register", "--user", "cleo"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(r#""outcome": "registered""#), "{out}");
+
+    let mut watch = Command::new(JOBCAST)
+        .args([
+            "watch",
+            "--job",
+            "cli-job",
+            "--user",
+            "cleo",
+            "--plain",
+            "--from-start",
+        ])
+        .args(["--url", &emulator.websocket_url()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start jobcast watch");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut shown = Vec::new();
+
+    for step in 1..=6 {
+        let progress = (step * 10).to_string();
+        let message = format!("step {step}");
+        let (code, out) = jobcast(
+            &emulator,
+            &[
+                "send",
+                "--job",
+                "cli-job",
+                "progress",
+                "--stage",
+                "crawl",
+                "--progress",
+                &progress,
+                "--message",
+                &message,
+                "--eta",
+                "30",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        if step == 3 {
+            // Wait until the watcher has shown seq 3, then drop it from the server side.
+            while shown.len() < 3 {
+                let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if line.starts_with("seq=") {
+                    shown.push(line);
+                }
+            }
+            let connections: serde_json::Value =
+                reqwest::get(format!("{}/connections", emulator.http_url()))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+            let id = connections["connections"][0]["connection_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let dropped = reqwest::Client::new()
+                .delete(format!("{}/@connections/{id}", emulator.http_url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(dropped.status(), 204);
+        }
+    }
+    let (code, out) = jobcast(
+        &emulator,
+        &[
+            "send",
+            "--job",
+            "cli-job",
+            "stage",
+            "--stage",
+            "crawl",
+            "--results",
+            r#"{"pages":6}"#,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = jobcast(
+        &emulator,
+        &[
+            "send",
+            "--job",
+            "cli-job",
+            "complete",
+            "--results",
+            r#"{"ok":true}"#,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+    {
+        if line.starts_with("seq=") {
+            shown.push(line);
+        }
+    }
+    let status = tokio::time::timeout(PATIENCE, watch.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a completed job exits 0; shown: {shown:#?}"
+    );
+    let seqs: Vec<&str> = shown
+        .iter()
+        .map(|line| line.split(' ').next().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=8).map(|seq| format!("seq={seq}")).collect();
+    assert_eq!(seqs, expected, "{shown:#?}");
+    assert_eq!(
+        shown[0],
+        "seq=1 progress_update 10% crawl step 1 (about 30 s left)"
+    );
+    assert_eq!(shown[6], "seq=7 stage_complete crawl done");
+    assert_eq!(shown[7], r#"seq=8 job_complete completed {"ok":true}"#);
+
+    // Finished: the snapshot says so, and a late event is refused with exit code 1.
+    let (code, out) = jobcast(&emulator, &["status", "--job", "cli-job"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(r#""status": "completed""#), "{out}");
+    assert!(out.contains(r#""last_seq": 8"#), "{out}");
+    let (code, out) = jobcast(
+        &emulator,
+        &[
+            "send",
+            "--job",
+            "cli-job",
+            "progress",
+            "--stage",
+            "crawl",
+            "--progress",
+            "99",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("job_finished"), "{out}");
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_survives_a_drop_and_shows_every_event_once_in_memory() {
+    watch_survives_a_drop_and_shows_every_event_once(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn watch_survives_a_drop_and_shows_every_event_once_on_dynamodb() {
+    watch_survives_a_drop_and_shows_every_event_once(dynamo_store().await).await;
+}
+
+#[tokio::test]
+async fn watch_exits_by_how_the_job_ended_and_bad_input_is_refused() {
+    let emulator = start().await;
+    jobcast(&emulator, &["send", "--job", "doomed", "register"]).await;
+    jobcast(
+        &emulator,
+        &[
+            "send",
+            "--job",
+            "doomed",
+            "failed",
+            "--code",
+            "oom",
+            "--message",
+            "out of memory",
+            "--suggested-action",
+            "use a bigger worker",
+        ],
+    )
+    .await;
+    let url = emulator.websocket_url();
+    let (code, out) = jobcast(
+        &emulator,
+        &["watch", "--job", "doomed", "--plain", "--url", &url],
+    )
+    .await;
+    assert_eq!(code, 3, "a failed job exits 3: {out}");
+    assert!(out.contains("status failed"), "{out}");
+
+    let (code, out) = jobcast(
+        &emulator,
+        &["watch", "--job", "nobody-knows", "--plain", "--url", &url],
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("forbidden"), "{out}");
+
+    let (code, out) = jobcast(
+        &emulator,
+        &[
+            "send",
+            "--job",
+            "doomed",
+            "progress",
+            "--stage",
+            "x",
+            "--progress",
+            "140",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "clap refuses it: {out}");
+    assert!(out.contains("140"), "{out}");
+    let (code, out) = jobcast(&emulator, &["send", "--job", "bad job id!", "complete"]).await;
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = jobcast(&emulator, &["status", "--job", "never-registered"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not exist"), "{out}");
+    emulator.shutdown().await;
+}
