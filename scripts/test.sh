@@ -39,6 +39,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 cargo build -p jobcast-local --locked
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+export JOBCAST_LOCAL_BIN="$target_dir/debug/jobcast-local"
 # Node 20 keeps its WebSocket behind a flag; Node 22 and later have it on by default.
 node_flags=()
 if [ "$(node -e 'process.stdout.write(typeof WebSocket)')" = "undefined" ]; then
