@@ -294,8 +294,9 @@ export class JobcastClient {
         const job = this.jobs.get(frame.job_id);
         if (job) {
           // Events after `after_seq` follow; when the log could not cover the gap
-          // (recovered: false) the status that follows is all there is.
-          job.lastSeq = frame.after_seq;
+          // (recovered: false) the status that follows is all there is. Never move back: a
+          // late answer to an earlier subscribe would otherwise let its replay repeat events.
+          job.lastSeq = job.lastSeq === null ? frame.after_seq : Math.max(job.lastSeq, frame.after_seq);
           job.resyncing = false;
         }
         this.emit("subscribed", frame);

@@ -182,7 +182,8 @@ impl View {
             };
             match frame["type"].as_str().unwrap_or_default() {
                 "subscribed" => {
-                    self.last_seq = frame["after_seq"].as_u64();
+                    // Never back: a late answer to an earlier subscribe must not repeat events.
+                    self.last_seq = self.last_seq.max(frame["after_seq"].as_u64());
                     resyncing = false;
                     if frame["recovered"] == false {
                         self.note("the missed events have expired; showing the current status");

@@ -155,6 +155,10 @@ test("duplicates are dropped, a gap asks again from the last seq, and order hold
   socket.deliver({ type: "subscribed", job_id: "j", after_seq: 2, recovered: true, correlation_id: "c2" });
   socket.deliver(event(3));
   socket.deliver(event(4));
+  // A late answer to an older subscribe, and its replay, repeat nothing.
+  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 2, recovered: true });
+  socket.deliver(event(3));
+  socket.deliver(event(4));
   socket.deliver(event(5, "job_complete"));
   assert.deepEqual(seen, [1, 2, 3, 4, 5]);
   client.close();
