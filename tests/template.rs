@@ -1,0 +1,196 @@
+//! `template.yaml` as a reviewer would read it: every client action has its route, the
+//! authorizer guards `$connect`, every function is a cargo lambda build of one of our binaries
+//! with a log group that expires, and no statement grants more than it names.
+
+use std::collections::BTreeSet;
+
+use jobcast::protocol::ClientMessage;
+use serde_norway::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).expect("template.yaml"))
+        .expect("template.yaml is YAML")
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(String, &'a Value)> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some(kind))
+        .map(|(name, resource)| (name.as_str().unwrap().to_owned(), resource))
+        .collect()
+}
+
+/// `!Sub integrations/${X}` and `!Ref X` read back as tagged values; their text is enough here.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Tagged(tagged) => text(&tagged.value),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_client_action_has_a_route_to_the_default_function() {
+    let template = template();
+    let routes: Vec<(String, String, &Value)> =
+        resources_of_type(&template, "AWS::ApiGatewayV2::Route")
+            .into_iter()
+            .map(|(_, route)| {
+                let properties = &route["Properties"];
+                (
+                    text(&properties["RouteKey"]),
+                    text(&properties["Target"]),
+                    properties,
+                )
+            })
+            .collect();
+    let keys: BTreeSet<&str> = routes.iter().map(|(key, _, _)| key.as_str()).collect();
+    let mut expected: BTreeSet<&str> = ClientMessage::ACTIONS.into_iter().collect();
+    expected.extend(["$connect", "$disconnect", "$default"]);
+    assert_eq!(keys, expected);
+    for (key, target, properties) in &routes {
+        let integration = match key.as_str() {
+            "$connect" => "ConnectIntegration",
+            "$disconnect" => "DisconnectIntegration",
+            _ => "DefaultIntegration",
+        };
+        assert_eq!(*target, format!("integrations/${{{integration}}}"), "{key}");
+        if key == "$connect" {
+            assert_eq!(text(&properties["AuthorizationType"]), "CUSTOM");
+            assert_eq!(text(&properties["AuthorizerId"]), "Authorizer");
+        }
+    }
+    let api = &template["Resources"]["WebSocketApi"]["Properties"];
+    assert_eq!(text(&api["ProtocolType"]), "WEBSOCKET");
+    assert_eq!(
+        text(&api["RouteSelectionExpression"]),
+        "$request.body.action"
+    );
+    let authorizer = &template["Resources"]["Authorizer"]["Properties"];
+    assert_eq!(text(&authorizer["AuthorizerType"]), "REQUEST");
+    assert!(!text(&authorizer["IdentitySource"]).is_empty());
+}
+
+#[test]
+fn every_function_is_one_of_our_binaries_with_a_log_group_that_expires() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(text(&globals["Runtime"]), "provided.al2023");
+    assert_eq!(text(&globals["Handler"]), "bootstrap");
+    assert_eq!(text(&globals["Architectures"]), "Architecture");
+    assert_eq!(
+        text(&template["Parameters"]["Architecture"]["Default"]),
+        "arm64"
+    );
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+    let binaries: BTreeSet<String> = functions
+        .iter()
+        .map(|(name, function)| {
+            assert_eq!(
+                text(&function["Metadata"]["BuildMethod"]),
+                "rust-cargolambda",
+                "{name}"
+            );
+            let binary = text(&function["Metadata"]["BuildProperties"]["Binary"]);
+            let main = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/").to_owned()
+                + &binary
+                + "/src/main.rs";
+            assert!(
+                std::path::Path::new(&main).exists(),
+                "{name}: no functions/{binary}"
+            );
+            let log_group = text(&function["Properties"]["LoggingConfig"]["LogGroup"]);
+            let group = &template["Resources"][log_group.as_str()];
+            assert_eq!(text(&group["Type"]), "AWS::Logs::LogGroup", "{name}");
+            assert_eq!(
+                text(&group["Properties"]["RetentionInDays"]),
+                "LogRetentionDays"
+            );
+            binary
+        })
+        .collect();
+    let all: BTreeSet<String> = ["authorizer", "connect", "default", "disconnect", "sender"]
+        .map(String::from)
+        .into();
+    assert_eq!(binaries, all);
+    // The sender does TLS and the fan-out: it gets more memory than the connection routes.
+    let memory = |name: &str| {
+        let own = &template["Resources"][name]["Properties"]["MemorySize"];
+        let value = if own.is_null() {
+            &globals["MemorySize"]
+        } else {
+            own
+        };
+        value.as_u64().unwrap()
+    };
+    assert!(memory("SenderFunction") > memory("ConnectFunction"));
+    let sqs =
+        &template["Resources"]["SenderFunction"]["Properties"]["Events"]["Queue"]["Properties"];
+    assert_eq!(
+        text(&sqs["FunctionResponseTypes"]),
+        "ReportBatchItemFailures"
+    );
+    let queue = &template["Resources"]["EventQueue"]["Properties"];
+    assert_eq!(queue["FifoQueue"], Value::Bool(true));
+    assert_eq!(
+        text(&queue["RedrivePolicy"]["maxReceiveCount"]),
+        "MaxReceiveCount"
+    );
+}
+
+#[test]
+fn no_statement_grants_more_than_it_names() {
+    let template = template();
+    let mut statements = Vec::new();
+    for (name, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        for policy in function["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            for statement in policy["Statement"].as_sequence().unwrap() {
+                statements.push((name.clone(), statement));
+            }
+        }
+    }
+    for (name, policy) in resources_of_type(&template, "AWS::IAM::ManagedPolicy") {
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap()
+        {
+            statements.push((name.clone(), statement));
+        }
+    }
+    assert!(statements.len() > 8);
+    for (name, statement) in statements {
+        let actions = text(&statement["Action"]);
+        let resources = text(&statement["Resource"]);
+        for action in actions.split(',') {
+            assert!(!action.contains('*'), "{name}: a wildcard action {action}");
+        }
+        assert_ne!(resources, "*", "{name}: {actions} on every resource");
+        if actions.contains("execute-api:ManageConnections") {
+            for resource in resources.split(',') {
+                assert!(resource.contains("/@connections/"), "{name}: {resource}");
+            }
+        }
+    }
+    let outputs: BTreeSet<&str> = template["Outputs"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    for output in [
+        "WebSocketUrl",
+        "ConnectionsEndpoint",
+        "SenderFunctionArn",
+        "EventQueueUrl",
+    ] {
+        assert!(outputs.contains(output), "output {output}");
+    }
+}
