@@ -10,7 +10,7 @@ use jobcast::protocol::{
     FailureDetail, JobCancelled, JobComplete, JobEvent, JobFailed, JobId, Percent, ProgressUpdate,
     StageComplete, StageName, UserId,
 };
-use jobcast::publish::{PublishError, Publisher};
+use jobcast::publish::{PublishError, Publisher, Receipt};
 use serde_json::Value;
 
 mod watch;
@@ -102,9 +102,14 @@ enum EventKind {
     },
 }
 
-/// Where the sender is: jobcast-local's Lambda Invoke path, or a deployed function.
+/// Where the sender is: jobcast-local's Lambda Invoke path, or a deployed function (and,
+/// for events, optionally its queue).
 #[derive(Debug, Args)]
 struct SenderTarget {
+    /// Send events through the stack's FIFO queue (its EventQueueUrl output) instead of
+    /// invoking; registrations and questions still invoke.
+    #[arg(long, env = "JOBCAST_QUEUE_URL", conflicts_with = "local")]
+    queue: Option<String>,
     /// jobcast-local's HTTP address, e.g. http://127.0.0.1:3001 (no AWS credentials needed).
     #[arg(long, env = "JOBCAST_LOCAL", conflicts_with = "function")]
     local: Option<String>,
@@ -138,7 +143,12 @@ impl SenderTarget {
             None => self.function.clone(),
         };
         let config = loader.load().await;
-        Publisher::invoke(aws_sdk_lambda::Client::new(&config), function)
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        match &self.queue {
+            Some(queue_url) => Publisher::queue(aws_sdk_sqs::Client::new(&config), queue_url)
+                .with_invoke(lambda, function),
+            None => Publisher::invoke(lambda, function),
+        }
     }
 }
 
@@ -163,9 +173,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let publisher = target.publisher().await;
             let outcome = match what {
-                SendKind::Register { user_id } => {
-                    publisher.register(&job_id, user_id.as_ref()).await
-                }
+                SendKind::Register { user_id } => publisher
+                    .register(&job_id, user_id.as_ref())
+                    .await
+                    .map(Receipt::Answered),
                 SendKind::Event(kind) => publisher.event(&job_id, event_of(kind)).await,
             };
             answer(outcome)
@@ -186,14 +197,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints the sender's answer; a refusal (a finished job, another owner) exits 1.
-fn answer(outcome: Result<SendOutcome, PublishError>) -> anyhow::Result<ExitCode> {
-    let outcome = outcome.context("the sender did not take the request")?;
-    println!("{}", serde_json::to_string_pretty(&outcome)?);
-    Ok(match outcome {
-        SendOutcome::Rejected { .. } => ExitCode::from(1),
-        _ => ExitCode::SUCCESS,
-    })
+/// Prints the sender's answer (or the queue's receipt); a refusal (a finished job, another
+/// owner) exits 1.
+fn answer(receipt: Result<Receipt, PublishError>) -> anyhow::Result<ExitCode> {
+    match receipt.context("the sender did not take the request")? {
+        Receipt::Answered(outcome) => {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(match outcome {
+                SendOutcome::Rejected { .. } => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            })
+        }
+        Receipt::Queued {
+            message_id,
+            sequence_number,
+        } => {
+            let receipt =
+                serde_json::json!({"queued": message_id, "sequence_number": sequence_number});
+            println!("{}", serde_json::to_string_pretty(&receipt)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn event_of(kind: EventKind) -> JobEvent {

@@ -262,3 +262,102 @@ async fn watch_exits_by_how_the_job_ended_and_bad_input_is_refused() {
     assert!(out.contains("does not exist"), "{out}");
     emulator.shutdown().await;
 }
+
+/// `send --queue`: the event goes to the queue as SendMessage with the job id as its message
+/// group and the event's JSON as its body, and that body, handed to the sender as SQS hands it,
+/// reaches the job's subscriber. SQS itself cannot run here: a stub records the SendMessage.
+#[tokio::test]
+async fn send_through_the_queue_uses_the_job_as_the_message_group() {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+
+    let captured: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let record = captured.clone();
+    let stub = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let record = record.clone();
+            async move {
+                let target = headers["x-amz-target"].to_str().unwrap().to_owned();
+                record.lock().unwrap().push((target, serde_json::from_str(&body).unwrap()));
+                (
+                    [("content-type", "application/x-amz-json-1.0")],
+                    r#"{"MessageId":"5fea7756-0ea4-451a-a703-a558b933e274","SequenceNumber":"18849496460467696128"}"#,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sqs = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stub).await });
+
+    let emulator = start().await;
+    register_job(&emulator, "queued-job", Some("quinn")).await;
+    let mut client = Client::connect_as(&emulator, "quinn").await;
+    client
+        .request(serde_json::json!({"action": "subscribe", "job_id": "queued-job"}))
+        .await;
+    client.expect("job_status").await;
+
+    let queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobcast-EventQueue.fifo";
+    let output = Command::new(JOBCAST)
+        .args([
+            "send",
+            "--queue",
+            queue_url,
+            "--job",
+            "queued-job",
+            "progress",
+            "--stage",
+            "crawl",
+            "--progress",
+            "25",
+        ])
+        .env("AWS_ENDPOINT_URL_SQS", &sqs)
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(r#""queued": "5fea7756-0ea4-451a-a703-a558b933e274""#),
+        "{stdout}"
+    );
+
+    let (target, request) = captured.lock().unwrap().pop().expect("one SendMessage");
+    assert_eq!(target, "AmazonSQS.SendMessage");
+    assert_eq!(request["QueueUrl"], queue_url);
+    assert_eq!(request["MessageGroupId"], "queued-job");
+    // What SQS would hand the sender: the same body, in a batch.
+    let body = request["MessageBody"].as_str().unwrap();
+    let mut batch = aws_fixture("example-sqs-event.json");
+    batch["Records"] = serde_json::json!([{
+        "messageId": "5fea7756-0ea4-451a-a703-a558b933e274",
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+        "body": body,
+        "attributes": {"MessageGroupId": "queued-job", "ApproximateReceiveCount": "1", "SentTimestamp": "1795860000000",
+                       "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1795860000001"},
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:jobcast-EventQueue.fifo",
+        "awsRegion": "eu-west-1"
+    }]);
+    let (_, _, answer) = invoke_sender(&emulator, &batch).await;
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}"
+    );
+    let event = client.expect("progress_update").await;
+    assert_eq!(event["seq"], 1);
+    assert_eq!(event["progress"], 25.0);
+    emulator.shutdown().await;
+}

@@ -1,5 +1,8 @@
 //! The pipeline's side: publish job events, register jobs and poll for cancellation through
-//! the sender Lambda, from any Rust pipeline stage (feature `publish`).
+//! the sender Lambda, from any Rust pipeline stage (feature `publish`). Events go by direct
+//! invocation (answered with the sender's outcome) or through the stack's SQS FIFO queue
+//! (answered with the queue's receipt; the job id is the message group, so one job's events
+//! stay in order).
 //!
 //! ```no_run
 //! # async fn stage() -> Result<(), jobcast::publish::PublishError> {
@@ -40,25 +43,62 @@ pub enum PublishError {
     /// `InvalidRequest`, `PayloadTooLarge`, `StoreUnavailable`).
     #[error("the sender refused the request ({error_type}): {message}")]
     Refused { error_type: String, message: String },
+    /// Only a direct invocation answers: configure one with [`Publisher::with_invoke`].
+    #[error(
+        "this publisher only queues; questions and registrations need the sender's function (with_invoke)"
+    )]
+    NoInvoke,
     /// The sender's answer was not what this version of the library understands.
     #[error("the sender's answer could not be read: {0}")]
     Answer(String),
 }
 
-/// Talks to the sender Lambda by direct invocation.
+/// Talks to the sender: events by direct invocation or through the queue; questions (and
+/// registrations) always by invocation, since only an invocation has an answer.
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    client: aws_sdk_lambda::Client,
-    function: String,
+    invoke: Option<(aws_sdk_lambda::Client, String)>,
+    queue: Option<(aws_sdk_sqs::Client, String)>,
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Receipt {
+    /// Invoked: the sender's answer.
+    Answered(SendOutcome),
+    /// Queued: the sender will take it from the queue, in order within its job.
+    Queued {
+        message_id: String,
+        sequence_number: Option<String>,
+    },
 }
 
 impl Publisher {
     /// Invokes `function` (a name, an ARN, or a name with a qualifier) with `client`.
     pub fn invoke(client: aws_sdk_lambda::Client, function: impl Into<String>) -> Self {
         Self {
-            client,
-            function: function.into(),
+            invoke: Some((client, function.into())),
+            queue: None,
         }
+    }
+
+    /// Sends events to the stack's FIFO queue (`EventQueueUrl`), with the job id as the message
+    /// group and the event id, when there is one, as the deduplication id.
+    pub fn queue(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            invoke: None,
+            queue: Some((client, queue_url.into())),
+        }
+    }
+
+    /// Events through the queue, questions and registrations by invoking `function`.
+    pub fn with_invoke(
+        mut self,
+        client: aws_sdk_lambda::Client,
+        function: impl Into<String>,
+    ) -> Self {
+        self.invoke = Some((client, function.into()));
+        self
     }
 
     /// Declares a job, and its owner, before its first event, so the owner can subscribe.
@@ -74,13 +114,9 @@ impl Publisher {
         self.outcome(request).await
     }
 
-    /// Records one event and fans it out. A finished job answers `Rejected` (code
-    /// `job_finished`): the pipeline should stop.
-    pub async fn event(
-        &self,
-        job_id: &JobId,
-        event: JobEvent,
-    ) -> Result<SendOutcome, PublishError> {
+    /// Records one event and fans it out (or queues it). A finished job answers `Rejected`
+    /// (code `job_finished`): the pipeline should stop.
+    pub async fn event(&self, job_id: &JobId, event: JobEvent) -> Result<Receipt, PublishError> {
         self.send(SendRequest {
             job_id: job_id.clone(),
             event_id: None,
@@ -93,10 +129,29 @@ impl Publisher {
 
     /// [`Publisher::event`] with every field of the request (event id for retries, owner,
     /// correlation id).
-    pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PublishError> {
+    pub async fn send(&self, request: SendRequest) -> Result<Receipt, PublishError> {
         let payload =
             serde_json::to_value(&request).map_err(|err| PublishError::Answer(err.to_string()))?;
-        self.outcome(payload).await
+        let Some((client, queue_url)) = &self.queue else {
+            return self.outcome(payload).await.map(Receipt::Answered);
+        };
+        let output = client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(payload.to_string())
+            .message_group_id(request.job_id.as_str())
+            .set_message_deduplication_id(
+                request.event_id.as_ref().map(|id| id.as_str().to_owned()),
+            )
+            .send()
+            .await
+            .map_err(|err| {
+                PublishError::Invoke(aws_sdk_sqs::error::DisplayErrorContext(err).to_string())
+            })?;
+        Ok(Receipt::Queued {
+            message_id: output.message_id().unwrap_or_default().to_owned(),
+            sequence_number: output.sequence_number().map(str::to_owned),
+        })
     }
 
     /// Whether the job was cancelled (or no longer exists): poll it between steps.
@@ -125,10 +180,12 @@ impl Publisher {
 
     /// Any sender request, as JSON; the answer as JSON (a user message, say).
     pub async fn request(&self, payload: Value) -> Result<Value, PublishError> {
-        let output = self
-            .client
+        let Some((client, function)) = &self.invoke else {
+            return Err(PublishError::NoInvoke);
+        };
+        let output = client
             .invoke()
-            .function_name(&self.function)
+            .function_name(function)
             .payload(Blob::new(payload.to_string()))
             .send()
             .await

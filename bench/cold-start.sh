@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Cold start of every function's release bootstrap (built by cargo lambda, as `sam build` does),
+# beside a bare lambda_runtime echo, against a local Lambda Runtime API stub that serves one
+# event; the functions' DynamoDB is DynamoDB Local. Prints the table and records it in
+# bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .tools/bin/cargo-lambda ]; then
+  python3 -m venv .tools
+  .tools/bin/pip install --quiet --disable-pip-version-check cargo-lambda==1.9.2
+fi
+lambda_arch=()
+if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+  lambda_arch=(--arm64)
+fi
+# Two builds: `--bin` would narrow the first to that one binary.
+PATH="$PWD/.tools/bin:$PATH" cargo lambda build --release --locked "${lambda_arch[@]}" \
+  -p authorizer -p connect -p disconnect -p default -p sender
+PATH="$PWD/.tools/bin:$PATH" cargo lambda build --release --locked "${lambda_arch[@]}" \
+  -p jobcast-bench --bin lambda-hello
+cargo build --quiet --release --locked -p jobcast-bench --bin cold-start
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+
+read -r dynamodb_pid dynamodb_endpoint < <(scripts/dynamodb-local.sh)
+trap 'kill "$dynamodb_pid" 2>/dev/null || true' EXIT
+
+out="$("$target_dir/release/cold-start" --lambda-dir "$target_dir/lambda" --dynamodb-endpoint "$dynamodb_endpoint" "$@")"
+echo "$out"
+mkdir -p bench/results
+{
+  echo "## Cold start (bench/cold-start.sh)"
+  echo
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)); 20 starts per function after one"
+  echo "unmeasured start. Each bootstrap is the stripped release binary cargo lambda builds for SAM, started"
+  echo "with Lambda's environment against a local stub of the Runtime API that serves one event. \"init\" is"
+  echo "process start to the runtime's first \`next\` call: settings, tracing, the AWS SDK configuration and"
+  echo "clients, all built before the first event. \"First answer\" adds the first invocation: the event from"
+  echo "\`events/\`, with its DynamoDB calls to DynamoDB Local (the authorizer and the baseline make none)."
+  echo
+  echo "$out"
+} > bench/results/cold-start.md
+for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
+echo "recorded in bench/RESULTS.md"
