@@ -761,6 +761,18 @@ impl ConnectionStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// An UpdateItem on the job's head item (its snapshot, seq counter and claims).
+    fn update_job_head(
+        &self,
+        job_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+    }
+
     /// Tells senders that the job's subscribers changed (their cached lists are stale). The
     /// head is created if the job has not started, expiring with the subscription.
     async fn raise_subscribers_version(
@@ -768,11 +780,7 @@ impl DynamoStore {
         job_id: &JobId,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+        self.update_job_head(job_id.as_str())
             .update_expression("ADD #version :one SET #expires = if_not_exists(#expires, :expires)")
             .expression_attribute_names("#version", "subscribers_version")
             .expression_attribute_names("#expires", EXPIRES_AT)
@@ -821,11 +829,7 @@ impl DynamoStore {
             "#expires = :expires",
         ];
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(new.job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_job_head(new.job_id.as_str())
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_names("#updated", "updated_at")
@@ -1024,11 +1028,7 @@ impl JobStore for DynamoStore {
             removes.push("#owner");
         }
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job.job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_job_head(job.job_id.as_str())
             .update_expression(format!(
                 "SET {} REMOVE {}",
                 sets.join(", "),
@@ -1221,11 +1221,7 @@ impl JobStore for DynamoStore {
     async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<(), StoreError> {
         // On the head, beside the seq counter: an append either precedes this (and the replay
         // reads its event) or follows it (and sees the claim).
-        self.client
-            .update_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+        self.update_job_head(job_id.as_str())
             .update_expression("ADD #replaying :claim")
             .condition_expression("attribute_exists(#job)")
             .expression_attribute_names("#replaying", REPLAYING)
@@ -1244,11 +1240,7 @@ impl JobStore for DynamoStore {
         through: Seq,
     ) -> Result<ReplayEnd, StoreError> {
         let released = self
-            .client
-            .update_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .update_job_head(job_id.as_str())
             .update_expression("DELETE #replaying :claim")
             .condition_expression("#last_seq = :through")
             .expression_attribute_names("#replaying", REPLAYING)
@@ -1286,11 +1278,7 @@ impl JobStore for DynamoStore {
             .collect();
         if !lapsed.is_empty()
             && let Err(err) = self
-                .client
-                .update_item()
-                .table_name(&self.tables.jobs)
-                .key(JOB_ID, s(job_id.as_str()))
-                .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+                .update_job_head(job_id.as_str())
                 .update_expression("DELETE #replaying :lapsed")
                 .expression_attribute_names("#replaying", REPLAYING)
                 .expression_attribute_values(":lapsed", AttributeValue::Ss(lapsed))
