@@ -202,7 +202,7 @@ async fn replay_and_live_sends_never_cross_on_dynamodb() {
 /// When the log no longer holds what the client missed, it is told so and gets the status.
 async fn an_expired_log_is_never_a_silent_partial_replay<S: Store>(store: S) {
     let mut settings: Settings = test_settings();
-    settings.event_ttl = Duration::from_secs(1);
+    settings.event_ttl = Duration::from_secs(3);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emulator = Emulator::start(
         listener,
@@ -214,8 +214,10 @@ async fn an_expired_log_is_never_a_silent_partial_replay<S: Store>(store: S) {
     for step in 1..=3 {
         invoke_sender(&emulator, &progress(job_id, step as f64 * 10.0, "early")).await;
     }
-    // DynamoDB expiry is kept in whole seconds.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // DynamoDB keeps expiry in whole seconds, rounded down: an event lives between 2 and 3 s.
+    // So the early ones are gone after 4.1 s, and the fresh one lives 2 s more, enough for
+    // the rest of the test.
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     invoke_sender(&emulator, &progress(job_id, 40.0, "fresh")).await;
 
     let mut client = Client::connect(&emulator).await;
