@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         what: SendKind,
     },
+    /// Write the message contract's JSON Schemas (generated from the Rust types) to a folder.
+    Schemas {
+        #[arg(long, default_value = "schemas")]
+        out: std::path::PathBuf,
+    },
     /// Print a job's latest snapshot, as the sender's `get_job` answers it.
     Status {
         #[command(flatten)]
@@ -180,6 +185,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 SendKind::Event(kind) => publisher.event(&job_id, event_of(kind)).await,
             };
             answer(outcome)
+        }
+        Command::Schemas { out } => {
+            std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+            for (name, document) in jobcast::schemas::documents() {
+                let path = out.join(name);
+                std::fs::write(&path, jobcast::schemas::to_file_text(&document))
+                    .with_context(|| path.display().to_string())?;
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { target, job_id } => {
             let publisher = target.publisher().await;

@@ -54,7 +54,7 @@ pub enum Audience {
 }
 
 /// What happened to one fan-out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeliveryReport {
     pub delivered: u64,
     /// Connections found closed (410) and removed from the store.

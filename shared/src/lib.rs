@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod protocol;
 #[cfg(feature = "publish")]
 pub mod publish;
+pub mod schemas;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -16,7 +16,7 @@ use crate::protocol::{
 use crate::store::{AppendOutcome, Appended, NewEvent, NewJob, RegisterOutcome, Store, StoreError};
 
 /// What a pipeline sends: one event about one job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     pub job_id: JobId,
@@ -93,7 +93,7 @@ pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
 
 /// A pipeline declaring a job (and its owner) before its first event:
 /// `{"action": "register_job", "job_id", "user_id"?}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterJob {
     pub job_id: JobId,
@@ -105,7 +105,7 @@ pub struct RegisterJob {
 
 /// A pipeline stage asking about a job between steps: `{"action": "get_job" | "is_cancelled",
 /// "job_id"}`. Answered, never fanned out.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
     pub job_id: JobId,
@@ -251,7 +251,7 @@ fn invalid(field: &str, reason: String) -> FrameError {
 }
 
 /// What the sender answers a pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum SendOutcome {
     /// Recorded with `seq` and fanned out.

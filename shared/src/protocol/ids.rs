@@ -14,7 +14,7 @@ pub struct InvalidId {
 }
 
 macro_rules! identifier {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $rule:literal, $allowed:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $rule:literal, $pattern:literal, $allowed:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -36,6 +36,22 @@ macro_rules! identifier {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": $max,
+                    "pattern": $pattern,
+                    "description": concat!("A ", $kind, ": ", $rule, "."),
+                })
             }
         }
 
@@ -73,30 +89,34 @@ fn is_job_char(c: char) -> bool {
 
 identifier!(
     /// A job, as the pipeline names it: 1–128 characters of `[A-Za-z0-9_.:-]`.
-    JobId, "job_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
+    JobId, "job_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", "^[A-Za-z0-9_.:-]+$",
+    is_job_char
 );
 
 identifier!(
     /// An API Gateway connection id (base64-like, e.g. `L0SM9cOFvHcCIhw=`).
     ConnectionId, "connection_id", 128, "1-128 characters of A-Z a-z 0-9 + / = _ -",
+    "^[A-Za-z0-9+/=_-]+$",
     |c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-')
 );
 
 identifier!(
     /// The user a connection belongs to (a JWT `sub`, an authorizer principal).
-    UserId, "user_id", 256, "1-256 printable characters without spaces",
+    UserId, "user_id", 256, "1-256 printable characters without spaces", "^\\S+$",
     |c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
 );
 
 identifier!(
     /// Ties a reply or an event to the request or pipeline run that caused it.
-    CorrelationId, "correlation_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
+    CorrelationId, "correlation_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -",
+    "^[A-Za-z0-9_.:-]+$", is_job_char
 );
 
 identifier!(
     /// The pipeline's own id for one event (an idempotency key; SQS's message id by default).
     /// A retry carrying the id of a job's latest event is recorded once.
-    EventId, "event_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", is_job_char
+    EventId, "event_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", "^[A-Za-z0-9_.:-]+$",
+    is_job_char
 );
 
 impl UserId {

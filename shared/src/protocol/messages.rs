@@ -19,7 +19,7 @@ pub type Seq = u64;
 // ---------------------------------------------------------------------------------------------
 
 /// What a client may ask, tagged by `action` (which is also API Gateway's route key).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ClientMessage {
     Subscribe(Subscribe),
@@ -60,7 +60,7 @@ impl ClientMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscribe {
     pub job_id: JobId,
@@ -69,13 +69,13 @@ pub struct Subscribe {
     pub last_seq: Option<Seq>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRef {
     pub job_id: JobId,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelJob {
     pub job_id: JobId,
@@ -83,12 +83,12 @@ pub struct CancelJob {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NoFields {}
 
 /// One client frame: the action and the id the client wants echoed in the reply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ClientRequest {
     #[serde(flatten)]
     pub message: ClientMessage,
@@ -139,7 +139,7 @@ impl ClientRequest {
 // ---------------------------------------------------------------------------------------------
 
 /// What a pipeline stage reports about a job, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     ProgressUpdate(ProgressUpdate),
@@ -203,7 +203,7 @@ impl JobEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressUpdate {
     pub stage: StageName,
@@ -214,7 +214,7 @@ pub struct ProgressUpdate {
     pub estimated_seconds_remaining: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageComplete {
     pub stage: StageName,
@@ -222,14 +222,14 @@ pub struct StageComplete {
     pub results: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobComplete {
     #[serde(default)]
     pub results: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobFailed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,7 +238,7 @@ pub struct JobFailed {
 }
 
 /// Why a job failed, in words a user can act on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailureDetail {
     pub code: String,
@@ -247,7 +247,7 @@ pub struct FailureDetail {
     pub suggested_action: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobCancelled {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,7 +255,7 @@ pub struct JobCancelled {
 }
 
 /// Where a job stands. Completed, failed and cancelled are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Registered by its pipeline; no event yet.
@@ -298,11 +298,12 @@ impl JobState {
 // ---------------------------------------------------------------------------------------------
 
 /// One frame sent to a client: a message, when it was made, and the correlation id if any.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerFrame {
     #[serde(flatten)]
     pub message: ServerMessage,
     #[serde(with = "rfc3339_millis")]
+    #[schemars(with = "DateTime<Utc>")]
     pub timestamp: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
@@ -330,7 +331,7 @@ impl ServerFrame {
 }
 
 /// Messages the server sends, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     ProgressUpdate(Sequenced<ProgressUpdate>),
@@ -380,7 +381,7 @@ impl ServerMessage {
 }
 
 /// A job event as a client sees it: the job, its `seq`, and the event's own fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sequenced<T> {
     pub job_id: JobId,
     pub seq: Seq,
@@ -389,7 +390,7 @@ pub struct Sequenced<T> {
 }
 
 /// The latest known state of a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobStatusReport {
     pub job_id: JobId,
     pub status: JobState,
@@ -402,6 +403,7 @@ pub struct JobStatusReport {
     pub last_seq: Seq,
     pub cancel_requested: bool,
     #[serde(with = "rfc3339_millis")]
+    #[schemars(with = "DateTime<Utc>")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -409,7 +411,7 @@ pub struct JobStatusReport {
 /// each once. `recovered` is false when the client asked to resume from a `last_seq` whose
 /// events are no longer all in the log: a `job_status` follows instead, and `after_seq` is
 /// the job's current last seq.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Subscribed {
     pub job_id: JobId,
     pub after_seq: Seq,
@@ -417,7 +419,7 @@ pub struct Subscribed {
 }
 
 /// A request that could not be served, with a machine-readable code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorReply {
     pub code: ErrorCode,
     pub message: String,

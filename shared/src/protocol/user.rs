@@ -15,7 +15,7 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_TEXT_CHARS: usize = 4_000;
 
 /// A message for a user, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UserMessage {
     Notification(Notification),
@@ -124,7 +124,7 @@ impl UserMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notification {
     pub title: String,
@@ -132,7 +132,7 @@ pub struct Notification {
     pub level: NotificationLevel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationLevel {
     Info,
@@ -141,7 +141,7 @@ pub enum NotificationLevel {
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alert {
     pub title: String,
@@ -149,7 +149,7 @@ pub struct Alert {
     pub severity: AlertSeverity,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertSeverity {
     Low,
@@ -161,7 +161,7 @@ pub enum AlertSeverity {
 /// A project's progress in the hub's envelope. Its `timestamp` becomes the frame's own
 /// (every frame has one), so the client sees `{type, payload, timestamp}` as the hub sent it,
 /// the time in RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectEnvelope {
     pub payload: ProjectPayload,
@@ -169,7 +169,7 @@ pub struct ProjectEnvelope {
     pub timestamp: HubTimestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPayload {
     pub project_id: String,
@@ -181,7 +181,7 @@ pub struct ProjectPayload {
     pub progress_percent: Percent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProjectStatus {
     Initializing,
@@ -192,7 +192,7 @@ pub enum ProjectStatus {
 }
 
 /// A hub timestamp: RFC 3339 text or epoch milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HubTimestamp {
     Rfc3339(DateTime<Utc>),

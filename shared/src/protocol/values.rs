@@ -27,6 +27,16 @@ impl Percent {
     }
 }
 
+impl schemars::JsonSchema for Percent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Percent".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "number", "minimum": 0, "maximum": 100})
+    }
+}
+
 impl TryFrom<f64> for Percent {
     type Error = PercentOutOfRange;
     fn try_from(value: f64) -> Result<Self, Self::Error> {
@@ -37,6 +47,22 @@ impl TryFrom<f64> for Percent {
 impl From<Percent> for f64 {
     fn from(percent: Percent) -> f64 {
         percent.0
+    }
+}
+
+impl schemars::JsonSchema for StageName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StageName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": StageName::MAX_LEN,
+            "pattern": "\\S",
+            "description": "A pipeline stage: non-blank, no control characters.",
+        })
     }
 }
 
