@@ -87,6 +87,14 @@ const SCENARIO: &[(&str, Expect)] = &[
             replies: &["pong"],
         },
     ),
+    // An action no route names reaches $default, which answers with the valid ones.
+    (
+        "messages/default_unknown_action.json",
+        Expect::Route {
+            status: 200,
+            replies: &["error"],
+        },
+    ),
     ("sender/register_job.json", Expect::Registered),
     (
         "messages/subscribe.json",
@@ -122,6 +130,13 @@ const SCENARIO: &[(&str, Expect)] = &[
         "sender/notification.json",
         Expect::Delivered {
             message_type: "notification",
+            delivered: 1,
+        },
+    ),
+    (
+        "sender/alert.json",
+        Expect::Delivered {
+            message_type: "alert",
             delivered: 1,
         },
     ),
