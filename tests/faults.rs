@@ -183,6 +183,7 @@ async fn when_every_post_fails_the_pipeline_still_gets_its_report() {
             job_id: jobcast::protocol::JobId::parse("doomed").unwrap(),
             user_id: UserId::parse(client.user.clone()).unwrap(),
             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            live_after: 0,
         })
         .await
         .unwrap();

@@ -162,6 +162,7 @@ async fn a_gone_subscriber_is_removed_and_the_rest_still_hear() {
             job_id: JobId::parse("job-g").unwrap(),
             user_id,
             expires_at,
+            live_after: 0,
         })
         .await
         .unwrap();

@@ -38,6 +38,7 @@ fn subscription(n: usize, job_id: &str, ttl: Duration) -> Subscription {
         job_id: job(job_id),
         user_id: user("u"),
         expires_at: Utc::now() + ttl,
+        live_after: 0,
     }
 }
 
@@ -90,7 +91,10 @@ async fn all_subscribers<S: Store>(
     let mut pages = 0;
     let mut request = PageRequest::first(page_size);
     loop {
-        let page = store.job_subscribers(&job(job_id), request).await.unwrap();
+        let page = store
+            .job_subscribers(&job(job_id), u64::MAX, request)
+            .await
+            .unwrap();
         pages += 1;
         assert!(page.items.len() <= page_size);
         found.extend(page.items);
@@ -792,7 +796,10 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
         connection_id: connection_id(2),
         until: Utc::now() - Duration::seconds(1),
     };
-    store.start_replay(&job("claimed"), &claim).await.unwrap();
+    assert_eq!(
+        store.start_replay(&job("claimed"), &claim).await.unwrap(),
+        1
+    );
     store.start_replay(&job("claimed"), &lapsed).await.unwrap();
     let during = appended(&store, new_event("claimed", progress(2.0))).await;
     assert_eq!(during.event.seq, 2);
@@ -820,6 +827,30 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
     );
     let after = appended(&store, new_event("claimed", progress(4.0))).await;
     assert!(after.replaying.is_empty(), "{:?}", after.replaying);
+}
+
+/// A subscription made when the job stood at seq 5 hears the sender's events from seq 6 on;
+/// earlier ones reach it through its replay.
+async fn a_subscription_hears_only_events_after_its_live_after<S: Store>(store: S) {
+    store
+        .put_subscription(&subscription(1, "late", Duration::hours(1)))
+        .await
+        .unwrap();
+    let mut late = subscription(2, "late", Duration::hours(1));
+    late.live_after = 5;
+    store.put_subscription(&late).await.unwrap();
+    let listed = |seq| {
+        let store = store.clone();
+        async move {
+            store
+                .job_subscribers(&job("late"), seq, PageRequest::first(10))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    assert_eq!(listed(5).await, vec![connection_id(1)]);
+    assert_eq!(listed(6).await, vec![connection_id(1), connection_id(2)]);
 }
 
 macro_rules! contract {
@@ -863,6 +894,7 @@ contract!(
     a_connections_live_subscriptions_are_listed,
     the_frame_bucket_refills_at_its_rate_and_holds_its_burst,
     a_replay_claim_holds_senders_off_until_released_at_the_last_seq,
+    a_subscription_hears_only_events_after_its_live_after,
 );
 
 /// A missing table is a configuration error, typed as such.

@@ -228,6 +228,7 @@ impl Sender {
                     job_id: JobId::parse(job)?,
                     user_id: user.clone(),
                     expires_at,
+                    live_after: 0,
                 })
                 .await?;
         }

@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         let mut found = 0;
         let mut request = PageRequest::first(page_size);
         loop {
-            let page = store.job_subscribers(&job, request).await?;
+            let page = store.job_subscribers(&job, u64::MAX, request).await?;
             found += page.items.len() as u64;
             match page.next {
                 Some(after) => {
@@ -138,6 +138,7 @@ async fn fill(store: &DynamoStore, job: &JobId, subscribers: usize) -> anyhow::R
                         job_id,
                         user_id: user_id.clone(),
                         expires_at,
+                        live_after: 0,
                     })
                     .await?;
             }

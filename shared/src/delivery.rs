@@ -11,7 +11,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::{ConnectionGateway, PostError};
-use crate::protocol::{ConnectionId, JobId, UserId};
+use crate::protocol::{ConnectionId, JobId, Seq, UserId};
 use crate::store::{ConnectionStore, PageRequest, StoreError};
 
 #[derive(Debug, Clone)]
@@ -47,8 +47,9 @@ impl Default for DeliverySettings {
 /// Who receives a payload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Audience {
-    /// Every connection subscribed to a job.
-    Job(JobId),
+    /// Every connection subscribed to a job that should hear its event of this seq from the
+    /// sender (see [`crate::store::ConnectionStore::job_subscribers`]).
+    Job(JobId, Seq),
     /// Every connection of a user: all tabs and devices.
     User(UserId),
 }
@@ -167,7 +168,9 @@ where
                 ));
             } else if let (Some(request), Some(audience)) = (next_page.take(), &audience) {
                 let page = match audience {
-                    Audience::Job(job_id) => store.job_subscribers(job_id, request).await?,
+                    Audience::Job(job_id, seq) => {
+                        store.job_subscribers(job_id, *seq, request).await?
+                    }
                     Audience::User(user_id) => store.user_connections(user_id, request).await?,
                 };
                 next_page = page.next.map(|after| PageRequest {

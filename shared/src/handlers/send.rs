@@ -643,7 +643,14 @@ impl<S: Store> Jobcast<S> {
         );
         let payload = Bytes::from(frame.to_json());
         let delivery = self
-            .fan_out_to_subscribers(gateway, job_id, subscribers_version, &replaying, payload)
+            .fan_out_to_subscribers(
+                gateway,
+                job_id,
+                seq,
+                subscribers_version,
+                &replaying,
+                payload,
+            )
             .await?;
         self.metrics.emit(&crate::metrics::fan_out_line(
             frame.message.type_name(),
@@ -666,12 +673,15 @@ impl<S: Store> Jobcast<S> {
         })
     }
 
-    /// Fans a payload out to a job's subscribers but those `replaying` it, from the warm cache
-    /// when it still holds them at `version`, else from the store (remembering them).
+    /// Fans event `seq` out to a job's subscribers but those `replaying` it, from the warm
+    /// cache when it still holds them at `version`, else from the store (remembering them).
+    /// A subscription made after an append raises the version, so a list cached for an
+    /// earlier seq never lacks one that a later seq should reach.
     async fn fan_out_to_subscribers<G: ConnectionGateway>(
         &self,
         gateway: &G,
         job_id: &JobId,
+        seq: Seq,
         version: u64,
         replaying: &[ConnectionId],
         payload: Bytes,
@@ -681,7 +691,7 @@ impl<S: Store> Jobcast<S> {
         let from_cache = cached.is_some();
         let recipients = match cached {
             Some(list) => Recipients::Listed(list),
-            None => Recipients::Lookup(Audience::Job(job_id.clone())),
+            None => Recipients::Lookup(Audience::Job(job_id.clone(), seq)),
         };
         let remember = if self.subscribers.is_enabled() && !from_cache {
             MAX_CACHED_SUBSCRIBERS

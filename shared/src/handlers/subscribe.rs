@@ -65,13 +65,16 @@ impl<S: Store> Jobcast<S> {
             connection_id: caller.connection_id.clone(),
             until: self.expiry(now, REPLAY_CLAIM_TTL),
         };
-        // The claim first: a sender that sees the subscription must also see the claim.
-        self.store.start_replay(&job_id, &claim).await?;
+        // The claim first. An event appended after it lists the claim, so its sender skips
+        // this connection; one appended before it has a seq of at most `live_after`, which its
+        // sender skips too should it find the subscription. The replay covers both.
+        let live_after = self.store.start_replay(&job_id, &claim).await?;
         let subscription = Subscription {
             connection_id: caller.connection_id.clone(),
             job_id: job_id.clone(),
             user_id,
             expires_at: self.expiry(now, self.settings.connection_ttl),
+            live_after,
         };
         self.store.put_subscription(&subscription).await?;
 

@@ -280,6 +280,7 @@ impl ConnectionStore for MemoryStore {
     async fn job_subscribers(
         &self,
         job_id: &JobId,
+        event_seq: Seq,
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         let after = resume_after(&page)?;
@@ -293,7 +294,7 @@ impl ConnectionStore for MemoryStore {
         };
         let live = subscribers
             .range((after, Bound::Unbounded))
-            .filter(|(_, s)| s.expires_at > now)
+            .filter(|(_, s)| s.expires_at > now && s.live_after < event_seq)
             .map(|(id, _)| id);
         Ok(page_of(live, page.limit))
     }
@@ -445,13 +446,14 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
-    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<(), StoreError> {
-        self.lock()
+    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+        let mut state = self.lock();
+        state
             .replay_claims
             .entry(job_id.clone())
             .or_default()
             .insert(claim.clone());
-        Ok(())
+        Ok(state.jobs.get(job_id).map_or(0, |job| job.last_seq))
     }
 
     async fn finish_replay(

@@ -34,6 +34,9 @@ pub struct Subscription {
     pub job_id: JobId,
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
+    /// The job's last seq when the subscription was made (its replay claim taken): events up
+    /// to it reach the connection through its replay, so senders deliver only later ones.
+    pub live_after: Seq,
 }
 
 /// Where a paginated lookup resumes. Opaque to callers.
@@ -290,9 +293,12 @@ pub trait ConnectionStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
 
+    /// The live connections that should hear the job's event `event_seq` from its sender:
+    /// subscriptions made before it (`live_after < event_seq`), a page at a time.
     fn job_subscribers(
         &self,
         job_id: &JobId,
+        event_seq: Seq,
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<ConnectionId>, StoreError>> + Send;
 
@@ -334,11 +340,12 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Records `claim` on the job, atomically with its seq counter: every append from now on
     /// lists the connection in [`Appended::replaying`] until the claim is released or lapses.
+    /// Returns the job's last seq at that moment: the subscription's `live_after`.
     fn start_replay(
         &self,
         job_id: &JobId,
         claim: &ReplayClaim,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Seq, StoreError>> + Send;
 
     /// Releases `claim` if, and only if, the job's last seq is still `through` (the replay
     /// delivered everything up to it); otherwise says how far the job has gone.

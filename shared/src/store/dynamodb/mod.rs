@@ -225,6 +225,8 @@ struct SubscriptionItem {
     /// Not `user_id`: that name would put subscriptions into the by_user index.
     subscriber: String,
     expires_at: i64,
+    #[serde(default)]
+    live_after: u64,
 }
 
 /// The job's item at seq 0: its snapshot, the counter that hands out seqs, and the
@@ -349,26 +351,37 @@ fn decode_token(token: &PageToken) -> Result<Item, StoreError> {
 }
 
 impl DynamoStore {
-    /// One page of an index keyed by `key_name = key_value`, skipping expired items.
+    /// One page of an index keyed by `key_name = key_value`, skipping expired items and, given
+    /// an event's seq, subscriptions made after it (`live_after >= seq`).
     async fn query_index(
         &self,
         index: &str,
         key_name: &str,
         key_value: &str,
+        event_seq: Option<Seq>,
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         let start = page.after.as_ref().map(decode_token).transpose()?;
-        let output = self
+        let mut query = self
             .client
             .query()
             .table_name(&self.tables.connections)
             .index_name(index)
             .key_condition_expression("#key = :key")
-            .filter_expression("#expires > :now")
             .expression_attribute_names("#key", key_name)
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_values(":key", s(key_value))
-            .expression_attribute_values(":now", n(now_seconds()))
+            .expression_attribute_values(":now", n(now_seconds()));
+        query = match event_seq {
+            Some(seq) => query
+                .filter_expression(
+                    "#expires > :now AND (attribute_not_exists(#live) OR #live < :seq)",
+                )
+                .expression_attribute_names("#live", LIVE_AFTER)
+                .expression_attribute_values(":seq", n(seq)),
+            None => query.filter_expression("#expires > :now"),
+        };
+        let output = query
             .limit(i32::try_from(page.limit.clamp(1, 10_000)).unwrap_or(1000))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .set_exclusive_start_key(start)
@@ -712,6 +725,7 @@ impl ConnectionStore for DynamoStore {
             job_id: subscription.job_id.to_string(),
             subscriber: subscription.user_id.to_string(),
             expires_at: epoch_seconds(subscription.expires_at),
+            live_after: subscription.live_after,
         };
         self.put(&self.tables.connections, item, "subscription")
             .await?;
@@ -744,9 +758,10 @@ impl ConnectionStore for DynamoStore {
     async fn job_subscribers(
         &self,
         job_id: &JobId,
+        event_seq: Seq,
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
-        self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), page)
+        self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), Some(event_seq), page)
             .await
     }
 
@@ -755,7 +770,7 @@ impl ConnectionStore for DynamoStore {
         user_id: &UserId,
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
-        self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), page)
+        self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), None, page)
             .await
     }
 }
@@ -1218,19 +1233,26 @@ impl JobStore for DynamoStore {
         Ok(events)
     }
 
-    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<(), StoreError> {
+    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<Seq, StoreError> {
         // On the head, beside the seq counter: an append either precedes this (and the replay
         // reads its event) or follows it (and sees the claim).
-        self.update_job_head(job_id.as_str())
+        let output = self
+            .update_job_head(job_id.as_str())
             .update_expression("ADD #replaying :claim")
             .condition_expression("attribute_exists(#job)")
             .expression_attribute_names("#replaying", REPLAYING)
             .expression_attribute_names("#job", JOB_ID)
             .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", e))?;
-        Ok(())
+        // The last seq as of the claim, read in the same atomic write.
+        Ok(output
+            .attributes()
+            .and_then(|head| number_of(head, "last_seq"))
+            .and_then(|seq| Seq::try_from(seq).ok())
+            .unwrap_or(0))
     }
 
     async fn finish_replay(

@@ -15,6 +15,7 @@ pub const JOB_ID: &str = "job_id";
 pub const USER_ID: &str = "user_id";
 pub const SEQ: &str = "seq";
 pub const EXPIRES_AT: &str = "expires_at";
+pub const LIVE_AFTER: &str = "live_after";
 pub const BY_JOB_INDEX: &str = "by_job";
 pub const BY_USER_INDEX: &str = "by_user";
 
@@ -66,8 +67,9 @@ fn part(name: &'static str, kind: ScalarAttributeType, role: KeyType) -> KeyPart
 
 /// Connections and subscriptions share one partition per connection, so `$disconnect` finds
 /// everything of a connection with one Query. Both indexes are sparse: only subscription items
-/// carry `job_id`, only connection items carry `user_id`. They project `expires_at` alone,
-/// because fan-out needs the connection id (a key) and the expiry (to skip stale items).
+/// carry `job_id`, only connection items carry `user_id`. They project only what fan-out
+/// filters on: the expiry (to skip stale items), and on `by_job` the subscription's
+/// `live_after` (to leave earlier events to its replay).
 pub fn connections_table() -> TableSpec {
     use KeyType::{Hash, Range};
     use ScalarAttributeType::S;
@@ -77,7 +79,7 @@ pub fn connections_table() -> TableSpec {
             IndexSpec {
                 name: BY_JOB_INDEX,
                 key: vec![part(JOB_ID, S, Hash), part(CONNECTION_ID, S, Range)],
-                projected: vec![EXPIRES_AT],
+                projected: vec![EXPIRES_AT, LIVE_AFTER],
             },
             IndexSpec {
                 name: BY_USER_INDEX,
