@@ -6,21 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .tools/bin/cargo-lambda ]; then
-  python3 -m venv .tools
-  .tools/bin/pip install --quiet --disable-pip-version-check cargo-lambda==1.9.2
-fi
-lambda_arch=()
-if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
-  lambda_arch=(--arm64)
-fi
 # Two builds: `--bin` would narrow the first to that one binary.
-PATH="$PWD/.tools/bin:$PATH" cargo lambda build --release --locked "${lambda_arch[@]}" \
-  -p authorizer -p connect -p disconnect -p default -p sender
-PATH="$PWD/.tools/bin:$PATH" cargo lambda build --release --locked "${lambda_arch[@]}" \
-  -p jobcast-bench --bin lambda-hello
+scripts/lambda-build.sh -p authorizer -p connect -p disconnect -p default -p sender
+scripts/lambda-build.sh -p jobcast-bench --bin lambda-hello
 cargo build --quiet --release --locked -p jobcast-bench --bin cold-start
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(scripts/target-dir.sh)"
 
 read -r dynamodb_pid dynamodb_endpoint < <(scripts/dynamodb-local.sh)
 trap 'kill "$dynamodb_pid" 2>/dev/null || true' EXIT

@@ -21,28 +21,18 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(scripts/target-dir.sh)"
 
 step "template and Lambda builds"
-# cfn-lint, the SAM CLI and cargo lambda (which brings zig) from PyPI, pinned, in a venv of their own.
-if [ ! -x .tools/bin/cargo-lambda ]; then
-  python3 -m venv .tools
-  .tools/bin/pip install --quiet --disable-pip-version-check \
-    cfn-lint==1.58.0 aws-sam-cli==1.170.0 cargo-lambda==1.9.2
-fi
+# cfn-lint, the SAM CLI and cargo lambda (which brings zig) from PyPI, pinned, in .tools/.
+scripts/lambda-build.sh --tools-only
 export SAM_CLI_TELEMETRY=0
 .tools/bin/cfn-lint template.yaml
 # sam validate needs a region and some credentials, though it calls nothing.
 AWS_ACCESS_KEY_ID=validate AWS_SECRET_ACCESS_KEY=validate \
   .tools/bin/sam validate --lint --template template.yaml --region eu-west-1
-# The release bootstrap of every function, as `sam build` makes it. arm64 when this toolchain
-# has the target (nothing is downloaded at run time), else the host's x86_64.
-lambda_arch=()
-if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
-  lambda_arch=(--arm64)
-fi
-PATH="$PWD/.tools/bin:$PATH" cargo lambda build --release --locked "${lambda_arch[@]}" \
-  -p authorizer -p connect -p disconnect -p default -p sender
+# The release bootstrap of every function, as `sam build` makes it.
+scripts/lambda-build.sh -p authorizer -p connect -p disconnect -p default -p sender
 ls -l "$target_dir"/lambda/*/bootstrap
 
 step "DynamoDB Local"

@@ -84,19 +84,6 @@ impl Watch {
     }
 }
 
-async fn drop_from_server_side<S: Store>(emulator: &Emulator<S>, client: &Client) {
-    let connection_id = client.connection_id(emulator).await;
-    let response = reqwest::Client::new()
-        .delete(format!(
-            "{}/@connections/{connection_id}",
-            emulator.http_url()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-}
-
 async fn reconnecting_mid_job_loses_and_repeats_nothing<S: Store>(store: S) {
     let emulator = start_on(store).await;
     let job_id = "lid-closed";
@@ -120,7 +107,8 @@ async fn reconnecting_mid_job_loses_and_repeats_nothing<S: Store>(store: S) {
                 }
                 if drops_at.last() == Some(&watch.last_seq) {
                     drops_at.pop();
-                    drop_from_server_side(&emulator, &client).await;
+                    let connection_id = client.connection_id(&emulator).await;
+                    drop_connection(&emulator, connection_id.as_str()).await;
                 }
             }
             Incoming::Closed => {

@@ -90,23 +90,8 @@ async fn watch_survives_a_drop_and_shows_every_event_once<S: Store>(store: S) {
                     shown.push(line);
                 }
             }
-            let connections: serde_json::Value =
-                reqwest::get(format!("{}/connections", emulator.http_url()))
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-            let id = connections["connections"][0]["connection_id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            let dropped = reqwest::Client::new()
-                .delete(format!("{}/@connections/{id}", emulator.http_url()))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(dropped.status(), 204);
+            let connections = open_connections(&emulator).await;
+            drop_connection(&emulator, &connections[0]).await;
         }
     }
     let (code, out) = jobcast(

@@ -339,6 +339,36 @@ async fn invoke_function_at(
     (status, headers, body)
 }
 
+/// The ids of the emulator's open sockets (`GET /connections`).
+pub async fn open_connections<S: Store>(emulator: &Emulator<S>) -> Vec<String> {
+    let listing: Value = reqwest::get(format!("{}/connections", emulator.http_url()))
+        .await
+        .expect("list connections")
+        .json()
+        .await
+        .expect("a JSON listing");
+    listing["connections"]
+        .as_array()
+        .expect("a connections array")
+        .iter()
+        .map(|c| c["connection_id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+/// Closes a connection from the server side through `@connections`, as API Gateway may at
+/// any time.
+pub async fn drop_connection<S: Store>(emulator: &Emulator<S>, connection_id: &str) {
+    let response = reqwest::Client::new()
+        .delete(format!(
+            "{}/@connections/{connection_id}",
+            emulator.http_url()
+        ))
+        .send()
+        .await
+        .expect("DELETE @connections");
+    assert_eq!(response.status(), 204, "dropping {connection_id}");
+}
+
 /// A progress event for the sender.
 pub fn progress(job_id: &str, progress: f64, message: &str) -> Value {
     json!({
