@@ -284,7 +284,7 @@ async fn health_says_when_the_store_cannot_be_reached() {
     drop(closed);
     let store = jobcast::store::DynamoStore::new(
         &sdk_config(&format!("http://{address}")).await,
-        jobcast::store::dynamodb::schema::TableNames::from_env(),
+        jobcast::store::dynamodb::schema::TableNames::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emulator = jobcast_local::Emulator::start(

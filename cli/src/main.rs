@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use jobcast::handlers::SendOutcome;
+use jobcast::protocol::SendOutcome;
 use jobcast::protocol::{
     FailureDetail, JobCancelled, JobComplete, JobEvent, JobFailed, JobId, Percent, ProgressUpdate,
     StageComplete, StageName, UserId,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use jobcast::auth::{Authorizer, JwtSettings, TokenVerifier};
+use jobcast::auth::{Authorizer, TokenVerifier};
 use jobcast::handlers::Jobcast;
 use jobcast::settings::{AuthMode, Settings};
 use jobcast::store::dynamodb::schema::TableNames;
@@ -77,9 +77,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    jobcast::telemetry::init();
     let args = Args::parse();
     let mut settings = Settings::from_env().context("reading settings from the environment")?;
+    jobcast::telemetry::init(&settings.logging);
     let authorizer = match args.auth {
         Auth::None => {
             settings.auth_mode = AuthMode::None;
@@ -90,8 +90,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Auth::Jwt => {
             settings.auth_mode = AuthMode::Authorizer;
-            let jwt = JwtSettings::from_env().context("reading the JWT_* settings")?;
-            let verifier = TokenVerifier::new(&jwt)
+            let jwt = &settings.jwt;
+            let verifier = TokenVerifier::new(jwt)
                 .await
                 .context("--auth jwt needs JWT_HS256_SECRET or JWT_JWKS")?;
             tracing::info!(?jwt, "authentication: JWT on every upgrade");
@@ -137,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         StoreKind::Dynamodb => {
-            let store = dynamodb_store(args.dynamodb_endpoint.as_deref()).await?;
+            let tables = settings.tables.clone();
+            let store = dynamodb_store(args.dynamodb_endpoint.as_deref(), tables).await?;
             let description = format!(
                 "DynamoDB {} (tables {}, {})",
                 args.dynamodb_endpoint.as_deref().unwrap_or("(AWS)"),
@@ -155,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn dynamodb_store(endpoint: Option<&str>) -> anyhow::Result<DynamoStore> {
+async fn dynamodb_store(endpoint: Option<&str>, tables: TableNames) -> anyhow::Result<DynamoStore> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(endpoint) = endpoint {
         // DynamoDB Local checks no signature, but wants an alphanumeric key id; a developer's
@@ -171,7 +172,7 @@ async fn dynamodb_store(endpoint: Option<&str>) -> anyhow::Result<DynamoStore> {
                 "jobcast-local",
             ));
     }
-    let store = DynamoStore::new(&loader.load().await, TableNames::from_env());
+    let store = DynamoStore::new(&loader.load().await, tables);
     store
         .ensure_tables()
         .await

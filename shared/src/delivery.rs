@@ -8,10 +8,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::gateway::{ConnectionGateway, PostError};
-use crate::protocol::{ConnectionId, JobId, Seq, UserId};
+use crate::protocol::{ConnectionId, DeliveryReport, JobId, Seq, UserId};
 use crate::store::{ConnectionStore, PageRequest, StoreError};
 
 #[derive(Debug, Clone)]
@@ -54,23 +53,6 @@ pub enum Audience {
     User(UserId),
 }
 
-/// What happened to one fan-out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct DeliveryReport {
-    pub delivered: u64,
-    /// Connections found closed (410) and removed from the store.
-    pub gone: u64,
-    /// Connections that could not be reached after every attempt, or refused the payload.
-    pub failed: u64,
-    /// Of `failed`, those whose last error may pass (throttling, 5xx, timeouts): trying the
-    /// event again later may reach them.
-    #[serde(default)]
-    pub failed_transient: u64,
-    /// Retries made, over all connections.
-    pub retried: u64,
-    pub duration_ms: u64,
-}
-
 enum Outcome {
     Delivered(Attempts),
     Gone(Attempts),
@@ -103,44 +85,75 @@ pub struct Attempts {
     pub throttled: u32,
 }
 
-/// Posts `payload` to every connection of `audience`.
+/// One payload on its way to an audience: who, what, and what the caller wants back.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    /// Where the connections come from.
+    pub recipients: Recipients,
+    /// The frame, as posted to every connection.
+    pub payload: Bytes,
+    /// Connections left out: they hear the payload another way (their replay).
+    pub skip: &'a [ConnectionId],
+    /// Hand back the looked-up connections when there are at most this many (for a cache);
+    /// zero hands back nothing.
+    pub remember: usize,
+}
+
+impl Delivery<'static> {
+    /// `payload` to every connection of `recipients`, leaving out none, remembering none.
+    pub fn new(recipients: Recipients, payload: Bytes) -> Self {
+        Self {
+            recipients,
+            payload,
+            skip: &[],
+            remember: 0,
+        }
+    }
+}
+
+impl<'a> Delivery<'a> {
+    /// The same delivery, leaving out `skip`.
+    pub fn skipping<'b>(self, skip: &'b [ConnectionId]) -> Delivery<'b> {
+        Delivery {
+            recipients: self.recipients,
+            payload: self.payload,
+            skip,
+            remember: self.remember,
+        }
+    }
+
+    /// The same delivery, handing back a lookup of at most `limit` connections.
+    pub fn remembering(self, limit: usize) -> Self {
+        Self {
+            remember: limit,
+            ..self
+        }
+    }
+}
+
+/// Posts a delivery's payload to every connection of its audience.
 ///
 /// Lookups go page by page as posts complete, so the first clients hear the event before the
-/// last page is read and memory stays bounded by one page. A connection that is gone is removed from the store; any other
-/// failure is logged and counted, never returned: a pipeline must not stall on one bad socket.
-/// Only a failed store lookup is an error, since then the audience itself is unknown.
+/// last page is read and memory stays bounded by one page. A connection that is gone is
+/// removed from the store; any other failure is logged and counted, never returned: a
+/// pipeline must not stall on one bad socket. Only a failed store lookup is an error, since
+/// then the audience itself is unknown.
 pub async fn deliver<S, G>(
     store: &S,
     gateway: &G,
     settings: &DeliverySettings,
-    audience: &Audience,
-    payload: Bytes,
-) -> Result<DeliveryReport, StoreError>
-where
-    S: ConnectionStore,
-    G: ConnectionGateway,
-{
-    let recipients = Recipients::Lookup(audience.clone());
-    let fan_out = deliver_to(store, gateway, settings, recipients, &[], payload, 0).await?;
-    Ok(fan_out.report)
-}
-
-/// [`deliver`] to a known list or a lookup, leaving out `skip` (connections that hear the
-/// payload another way: their replay); a lookup of at most `remember` connections is returned
-/// with the report, for a cache.
-pub async fn deliver_to<S, G>(
-    store: &S,
-    gateway: &G,
-    settings: &DeliverySettings,
-    recipients: Recipients,
-    skip: &[ConnectionId],
-    payload: Bytes,
-    remember: usize,
+    delivery: Delivery<'_>,
 ) -> Result<FanOut, StoreError>
 where
     S: ConnectionStore,
     G: ConnectionGateway,
 {
+    let Delivery {
+        recipients,
+        payload,
+        skip,
+        remember,
+    } = delivery;
     let started = Instant::now();
     let mut limit = AdaptiveLimit::new(settings.concurrency);
     let page_size = settings.page_size.max(1);

@@ -12,5 +12,6 @@ pub mod protocol;
 pub mod publish;
 pub mod schemas;
 pub mod settings;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

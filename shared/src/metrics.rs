@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::delivery::DeliveryReport;
+use crate::protocol::DeliveryReport;
 
 /// The CloudWatch namespace of jobcast's metrics.
 pub const NAMESPACE: &str = "jobcast";

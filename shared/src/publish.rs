@@ -30,8 +30,7 @@
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::{Value, json};
 
-use crate::handlers::{SendOutcome, SendRequest};
-use crate::protocol::{JobEvent, JobId, JobStatusReport, UserId};
+use crate::protocol::{JobEvent, JobId, JobStatusReport, SendOutcome, SendRequest, UserId};
 
 /// Why a call to the sender did not come back with an answer.
 #[derive(Debug, thiserror::Error)]

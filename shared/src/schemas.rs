@@ -5,8 +5,9 @@
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde_json::Value;
 
-use crate::handlers::{SendOutcome, SendRequest};
-use crate::protocol::{ClientRequest, CorrelationId, JobId, ServerFrame, UserId, UserMessage};
+use crate::protocol::{
+    ClientRequest, CorrelationId, JobId, SendOutcome, SendRequest, ServerFrame, UserId, UserMessage,
+};
 
 /// Every schema document: its file name under `schemas/`, and its JSON.
 pub fn documents() -> Vec<(&'static str, Value)> {

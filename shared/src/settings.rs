@@ -1,8 +1,14 @@
-//! Configuration, read once at start-up from the environment.
+//! Configuration, read once at start-up from the environment: the one module that reads it.
+//! Everything else (the handlers, the store, the token verifier, logging) is handed what it
+//! needs from [`Settings`], so a test builds any configuration without touching the process
+//! environment.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::{JwksSource, JwtSettings, MIN_SECRET_BYTES};
 use crate::delivery::DeliverySettings;
+use crate::store::dynamodb::schema::TableNames;
 
 /// How `$connect` learns who the user is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,8 +19,29 @@ pub enum AuthMode {
     None,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// JSON lines (CloudWatch parses them) rather than readable text: `LOG_FORMAT=json`, the
+    /// default inside Lambda.
+    pub json: bool,
+    /// `RUST_LOG`'s filter (default `info`).
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            json: false,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Everything jobcast reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// How `$connect` learns who the user is (`AUTH_MODE`).
     pub auth_mode: AuthMode,
     /// How long a connection and its subscriptions are kept (DynamoDB TTL).
     pub connection_ttl: Duration,
@@ -31,6 +58,12 @@ pub struct Settings {
     pub frame_rate: u32,
     /// Client frames allowed at once (the bucket's size).
     pub frame_burst: u32,
+    /// The DynamoDB tables (`CONNECTIONS_TABLE_NAME`, `JOBS_TABLE_NAME`).
+    pub tables: TableNames,
+    /// How tokens are verified (`JWT_*`): the authorizer's, and jobcast-local's `--auth jwt`.
+    pub jwt: JwtSettings,
+    /// How log lines are written (`LOG_FORMAT`, `RUST_LOG`).
+    pub logging: LogSettings,
 }
 
 impl Settings {
@@ -56,10 +89,14 @@ impl Default for Settings {
             // A UI sends a few frames a minute; a reconnect burst resubscribes a dozen jobs.
             frame_rate: 10,
             frame_burst: 20,
+            tables: TableNames::default(),
+            jwt: JwtSettings::default(),
+            logging: LogSettings::default(),
         }
     }
 }
 
+/// A setting that could not be read: which, what it was, and why it was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{name}={value:?}: {reason}")]
 pub struct ConfigError {
@@ -68,17 +105,8 @@ pub struct ConfigError {
     reason: &'static str,
 }
 
-impl ConfigError {
-    pub(crate) fn new(name: &'static str, value: String, reason: &'static str) -> Self {
-        Self {
-            name,
-            value,
-            reason,
-        }
-    }
-}
-
 impl Settings {
+    /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -132,8 +160,68 @@ impl Settings {
             Some("0") => Duration::ZERO,
             _ => millis("SUBSCRIBER_CACHE_TTL_MS", delivery.subscriber_cache_ttl)?,
         };
+        if let Some(name) = lookup("CONNECTIONS_TABLE_NAME") {
+            settings.tables.connections = name;
+        }
+        if let Some(name) = lookup("JOBS_TABLE_NAME") {
+            settings.tables.jobs = name;
+        }
+        settings.jwt = jwt(&lookup)?;
+        settings.logging = LogSettings {
+            json: match lookup("LOG_FORMAT").as_deref() {
+                Some("json") => true,
+                Some(_) => false,
+                None => lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+            },
+            filter: lookup("RUST_LOG")
+                .filter(|filter| !filter.trim().is_empty())
+                .unwrap_or_else(|| LogSettings::default().filter),
+        };
         Ok(settings)
     }
+}
+
+/// The `JWT_*` settings.
+fn jwt(lookup: &impl Fn(&str) -> Option<String>) -> Result<JwtSettings, ConfigError> {
+    let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+    let hs256_secret = set("JWT_HS256_SECRET");
+    if let Some(secret) = &hs256_secret
+        && secret.len() < MIN_SECRET_BYTES
+    {
+        return Err(ConfigError {
+            name: "JWT_HS256_SECRET",
+            value: "<redacted>".into(),
+            reason: "must be at least 32 bytes",
+        });
+    }
+    let jwks = set("JWT_JWKS").map(|value| {
+        if value.starts_with("https://") || value.starts_with("http://") {
+            JwksSource::Url(value)
+        } else {
+            JwksSource::File(PathBuf::from(value))
+        }
+    });
+    let leeway = match set("JWT_LEEWAY_SECONDS") {
+        None => Duration::from_secs(30),
+        Some(value) => value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|seconds| *seconds <= 600)
+            .map(Duration::from_secs)
+            .ok_or(ConfigError {
+                name: "JWT_LEEWAY_SECONDS",
+                value,
+                reason: "expected whole seconds, at most 600",
+            })?,
+    };
+    Ok(JwtSettings {
+        hs256_secret,
+        jwks,
+        issuer: set("JWT_ISSUER"),
+        audience: set("JWT_AUDIENCE"),
+        leeway,
+    })
 }
 
 fn number(
@@ -207,5 +295,56 @@ mod tests {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn short_secrets_and_bad_leeway_are_refused_at_start() {
+        let short = from(&[("JWT_HS256_SECRET", "too-short")]).unwrap_err();
+        assert!(short.to_string().starts_with("JWT_HS256_SECRET"), "{short}");
+        assert!(
+            !short.to_string().contains("too-short"),
+            "the secret is never echoed"
+        );
+        let leeway = from(&[("JWT_LEEWAY_SECONDS", "a while")]).unwrap_err();
+        assert!(
+            leeway.to_string().starts_with("JWT_LEEWAY_SECONDS"),
+            "{leeway}"
+        );
+    }
+
+    #[test]
+    fn a_jwks_setting_is_a_url_or_a_file() {
+        let url = from(&[("JWT_JWKS", "https://id.example.com/.well-known/jwks.json")]).unwrap();
+        assert!(matches!(url.jwt.jwks, Some(JwksSource::Url(_))));
+        let file = from(&[("JWT_JWKS", "/etc/jobcast/jwks.json")]).unwrap();
+        assert!(matches!(file.jwt.jwks, Some(JwksSource::File(_))));
+        assert_eq!(file.jwt.leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn tables_and_logging_are_read_here_too() {
+        let defaults = from(&[]).unwrap();
+        assert_eq!(defaults.tables.connections, "jobcast-connections");
+        assert!(!defaults.logging.json);
+        let lambda = from(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "jobcast-sender"),
+            ("CONNECTIONS_TABLE_NAME", "stack-connections"),
+            ("JOBS_TABLE_NAME", "stack-jobs"),
+            ("RUST_LOG", "debug"),
+        ])
+        .unwrap();
+        assert!(lambda.logging.json, "JSON by default inside Lambda");
+        assert_eq!(lambda.logging.filter, "debug");
+        assert_eq!(lambda.tables.connections, "stack-connections");
+        assert_eq!(lambda.tables.jobs, "stack-jobs");
+        let text = from(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "jobcast-sender"),
+            ("LOG_FORMAT", "text"),
+        ])
+        .unwrap();
+        assert!(
+            !text.logging.json,
+            "LOG_FORMAT overrides the Lambda default"
+        );
     }
 }

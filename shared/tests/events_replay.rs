@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use common::{RecordingGateway, read_json};
-use jobcast::handlers::{Jobcast, SendOutcome};
+use jobcast::handlers::Jobcast;
+use jobcast::protocol::SendOutcome;
 use jobcast::settings::Settings;
 use jobcast::store::MemoryStore;
 use serde_json::Value;
@@ -304,13 +305,14 @@ async fn every_event_file_replays_through_its_handler() {
                 assert!(gateway.take().is_empty(), "{file}: a query posts nothing");
             }
             Expect::Authorized { user_id } => {
-                let settings = jobcast::auth::JwtSettings::from_lookup(|name| match name {
+                let settings = Settings::from_lookup(|name| match name {
                     "JWT_HS256_SECRET" => Some(EXAMPLE_SECRET.to_owned()),
                     "JWT_ISSUER" => Some("https://id.example.com/".to_owned()),
                     "JWT_AUDIENCE" => Some("jobcast".to_owned()),
                     _ => None,
                 })
-                .unwrap();
+                .unwrap()
+                .jwt;
                 let authorizer = jobcast::auth::Authorizer::new(
                     jobcast::auth::TokenVerifier::new(&settings).await.unwrap(),
                 );

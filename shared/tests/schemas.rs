@@ -1,6 +1,7 @@
 //! The JSON Schemas in `schemas/` are what the Rust types generate (regenerate with
 //! `cargo run -p jobcast-cli -- schemas`), and every example we publish — the event files in
-//! `events/`, the README's JSON, frames the server really writes — is valid against them.
+//! `events/`, the JSON of the README and of `docs/`, frames the server really writes — is valid
+//! against them.
 
 use std::path::{Path, PathBuf};
 
@@ -82,10 +83,18 @@ fn every_event_file_is_valid_against_the_contract() {
     assert!(checked >= 18, "{checked}");
 }
 
-/// The README's JSON examples, each against the schema for what it is.
+/// The JSON examples of the README and of every page in `docs/`, each against the schema for
+/// what it is.
 #[test]
 fn every_json_example_in_the_readme_is_valid() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .collect();
+    docs.sort();
+    assert!(!docs.is_empty(), "docs/ has no .md page");
+    let pages = std::iter::once(repo().join("README.md")).chain(docs);
     let client = validator("client-message.json");
     let sender = validator("sender-request.json");
     let server = validator("server-message.json");
@@ -105,26 +114,37 @@ fn every_json_example_in_the_readme_is_valid() {
         }
     };
     let mut checked = 0;
-    // A block is one JSON value, or one per line.
-    for block in readme.split("```json\n").skip(1) {
-        let block = block.split("```").next().unwrap();
-        let examples: Vec<Value> = match serde_json::from_str(block) {
-            Ok(one) => vec![one],
-            Err(_) => block
-                .lines()
-                .filter(|line| !line.trim().is_empty())
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|err| panic!("README: not JSON ({err}): {line}"))
-                })
-                .collect(),
-        };
-        for example in examples {
-            assert_valid(pick(&example), &example, "README");
-            checked += 1;
+    for path in pages {
+        let name = path
+            .strip_prefix(repo())
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{name}: {err}"));
+        // A block is one JSON value, or one per line.
+        for block in text.split("```json\n").skip(1) {
+            let block = block.split("```").next().unwrap();
+            let examples: Vec<Value> = match serde_json::from_str(block) {
+                Ok(one) => vec![one],
+                Err(_) => block
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .map(|line| {
+                        serde_json::from_str(line)
+                            .unwrap_or_else(|err| panic!("{name}: not JSON ({err}): {line}"))
+                    })
+                    .collect(),
+            };
+            for example in examples {
+                assert_valid(pick(&example), &example, &name);
+                checked += 1;
+            }
         }
     }
-    assert!(checked >= 3, "{checked} examples found");
+    assert!(
+        checked >= 3,
+        "{checked} examples found in README.md and docs/*.md"
+    );
 }
 
 /// What the server really writes is what the schema says it writes.
@@ -213,7 +233,7 @@ fn the_schemas_refuse_what_the_parsers_refuse() {
     ] {
         assert!(!sender.is_valid(&bad), "sender schema took {bad}");
         assert!(
-            jobcast::handlers::SenderRequest::from_value(bad.clone()).is_err(),
+            jobcast::protocol::SenderRequest::from_value(bad.clone()).is_err(),
             "{bad}"
         );
     }

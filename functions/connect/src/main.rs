@@ -1,27 +1,6 @@
 //! `$connect`: records the connection (the REQUEST authorizer has already vouched for the user).
 
-use anyhow::Context;
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use jobcast::handlers::Jobcast;
-use jobcast::settings::Settings;
-use jobcast::store::DynamoStore;
-use jobcast::store::dynamodb::schema::TableNames;
-use lambda_runtime::{LambdaEvent, service_fn};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobcast::telemetry::init();
-    let settings = Settings::from_env().context("reading settings")?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let service = Jobcast::new(DynamoStore::new(&sdk, TableNames::from_env()), settings);
-
-    let service = &service;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<ApiGatewayProxyResponse, lambda_runtime::Error>(
-                service.handle_connect(&event.payload).await,
-            )
-        },
-    ))
-    .await
+    jobcast::startup::run(jobcast::startup::Function::Connect).await
 }

@@ -16,7 +16,8 @@ pub use token::{
     chosen_subprotocol, presented_token,
 };
 pub use verifier::{
-    JwksSource, JwtSettings, TokenError, TokenVerifier, VerifiedToken, VerifierConfigError,
+    JwksSource, JwtSettings, MIN_SECRET_BYTES, TokenError, TokenVerifier, VerifiedToken,
+    VerifierConfigError,
 };
 
 /// The key of the user id in the authorizer context, which API Gateway hands to `$connect`

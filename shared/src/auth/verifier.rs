@@ -12,10 +12,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::protocol::UserId;
-use crate::settings::ConfigError;
 
 /// An HS256 secret shorter than the hash is guessable; RFC 7518 §3.2 asks for at least 256 bits.
-const MIN_SECRET_BYTES: usize = 32;
+pub const MIN_SECRET_BYTES: usize = 32;
 /// A JWKS URL is fetched again for an unknown `kid` at most this often, so forged tokens
 /// cannot make every connect fetch it.
 const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
@@ -28,7 +27,7 @@ pub enum JwksSource {
     Url(String),
 }
 
-/// Token validation settings, from the environment (`JWT_*`).
+/// Token validation settings, read from the environment (`JWT_*`) by [`crate::settings`].
 #[derive(Clone, Default)]
 pub struct JwtSettings {
     /// `JWT_HS256_SECRET`: enables HS256.
@@ -59,54 +58,7 @@ impl std::fmt::Debug for JwtSettings {
 }
 
 impl JwtSettings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let hs256_secret = set("JWT_HS256_SECRET");
-        if let Some(secret) = &hs256_secret
-            && secret.len() < MIN_SECRET_BYTES
-        {
-            return Err(ConfigError::new(
-                "JWT_HS256_SECRET",
-                "<redacted>".into(),
-                "must be at least 32 bytes",
-            ));
-        }
-        let jwks = set("JWT_JWKS").map(|value| {
-            if value.starts_with("https://") || value.starts_with("http://") {
-                JwksSource::Url(value)
-            } else {
-                JwksSource::File(PathBuf::from(value))
-            }
-        });
-        let leeway = match set("JWT_LEEWAY_SECONDS") {
-            None => Duration::from_secs(30),
-            Some(value) => value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|seconds| *seconds <= 600)
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "JWT_LEEWAY_SECONDS",
-                        value,
-                        "expected whole seconds, at most 600",
-                    )
-                })?,
-        };
-        Ok(Self {
-            hs256_secret,
-            jwks,
-            issuer: set("JWT_ISSUER"),
-            audience: set("JWT_AUDIENCE"),
-            leeway,
-        })
-    }
-
+    /// Whether any key is configured (a secret or a JWKS).
     pub fn is_configured(&self) -> bool {
         self.hs256_secret.is_some() || self.jwks.is_some()
     }
@@ -480,33 +432,6 @@ fn jwks_error(source: &JwksSource, reason: String) -> VerifierConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_secrets_and_bad_leeway_are_refused_at_start() {
-        let short = JwtSettings::from_lookup(|name| {
-            (name == "JWT_HS256_SECRET").then(|| "too-short".to_owned())
-        });
-        assert!(short.is_err());
-        let leeway = JwtSettings::from_lookup(|name| {
-            (name == "JWT_LEEWAY_SECONDS").then(|| "a while".to_owned())
-        });
-        assert!(leeway.is_err());
-    }
-
-    #[test]
-    fn a_jwks_setting_is_a_url_or_a_file() {
-        let url = JwtSettings::from_lookup(|name| {
-            (name == "JWT_JWKS").then(|| "https://id.example.com/.well-known/jwks.json".to_owned())
-        })
-        .unwrap();
-        assert!(matches!(url.jwks, Some(JwksSource::Url(_))));
-        let file = JwtSettings::from_lookup(|name| {
-            (name == "JWT_JWKS").then(|| "/etc/jobcast/jwks.json".to_owned())
-        })
-        .unwrap();
-        assert!(matches!(file.jwks, Some(JwksSource::File(_))));
-        assert_eq!(file.leeway, Duration::from_secs(30));
-    }
 
     #[test]
     fn the_secret_never_reaches_debug_output() {

@@ -1,7 +1,11 @@
+//! `$connect`: records the connection with its user and expiry, after the REQUEST authorizer
+//! (or, without authentication, `?user_id=`) has said who the user is.
+
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use chrono::Utc;
 
-use super::{Jobcast, authorized_user, connection_of, response};
+use super::apigw::{authorized_user, connection_of, response};
+use super::service::Jobcast;
 use crate::auth::chosen_subprotocol;
 use crate::protocol::UserId;
 use crate::settings::AuthMode;
@@ -18,7 +22,7 @@ impl<S: Store> Jobcast<S> {
             tracing::warn!("$connect without a valid connection id");
             return response(400, "missing connection id");
         };
-        let user_id = match self.settings.auth_mode {
+        let user_id = match self.settings().auth_mode {
             AuthMode::Authorizer => match authorized_user(request) {
                 Some(user_id) => user_id,
                 None => {
@@ -39,9 +43,9 @@ impl<S: Store> Jobcast<S> {
             connection_id: connection_id.clone(),
             user_id: user_id.clone(),
             connected_at: now,
-            expires_at: self.expiry(now, self.settings.connection_ttl),
+            expires_at: self.expiry(now, self.settings().connection_ttl),
         };
-        match self.store.put_connection(&connection).await {
+        match self.store().put_connection(&connection).await {
             Ok(()) => {
                 tracing::info!(%connection_id, %user_id, "connected");
                 let mut answer = response(200, "connected");

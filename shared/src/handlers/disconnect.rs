@@ -1,6 +1,9 @@
+//! `$disconnect`: removes the connection and its subscriptions.
+
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use super::{Jobcast, connection_of, response};
+use super::apigw::{connection_of, response};
+use super::service::Jobcast;
 use crate::store::Store;
 
 impl<S: Store> Jobcast<S> {
@@ -14,7 +17,7 @@ impl<S: Store> Jobcast<S> {
             return response(400, "missing connection id");
         };
         let context = &request.request_context;
-        match self.store.delete_connection(&connection_id).await {
+        match self.store().delete_connection(&connection_id).await {
             Ok(subscriptions) => {
                 tracing::info!(
                     %connection_id,

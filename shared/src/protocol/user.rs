@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::messages::{from_fields, invalid_field, truncate};
+use super::fields::{from_fields, invalid_field, truncate};
 use super::{FrameError, Percent};
 
 /// The longest title a notification or alert may carry.
@@ -116,7 +116,7 @@ impl UserMessage {
             if text.chars().count() > limit {
                 return Err(invalid_field(
                     field,
-                    &format!("is longer than {limit} characters"),
+                    format!("is longer than {limit} characters"),
                 ));
             }
         }

@@ -9,14 +9,16 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::protocol::{
-    ConnectionId, CorrelationId, EventId, JobEvent, JobId, JobState, Percent, Seq, StageName,
-    UserId,
+    ConnectionId, CorrelationId, EventId, JobEvent, JobId, JobState, JobStatusReport, Percent, Seq,
+    StageName, UserId,
 };
 
 pub mod dynamodb;
 mod memory;
+mod snapshot;
 pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
+pub use snapshot::SnapshotChange;
 
 /// A client's open WebSocket, as recorded on `$connect`.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +233,34 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the same call may succeed later: throttling, an outage, a write that lost to
+    /// concurrent writers. The one answer every caller (client replies, SQS redelivery) uses.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Throttled(_) | Self::Unavailable(_) | Self::ConditionFailed(_) => true,
+            Self::NotFound(_) | Self::Corrupt(_) => false,
+        }
+    }
+}
+
+/// What a client is shown of a job: its snapshot, without what only the store needs (its
+/// expiry and owner).
+impl From<JobRecord> for JobStatusReport {
+    fn from(job: JobRecord) -> Self {
+        JobStatusReport {
+            job_id: job.job_id,
+            status: job.state,
+            stage: job.stage,
+            progress: job.progress,
+            message: job.message,
+            last_seq: job.last_seq,
+            cancel_requested: job.cancel_requested,
+            updated_at: job.updated_at,
+        }
+    }
+}
+
 /// Connections and subscriptions.
 pub trait ConnectionStore: Send + Sync + 'static {
     fn put_connection(
@@ -360,50 +390,3 @@ pub trait JobStore: Send + Sync + 'static {
 /// Everything the handlers need from storage.
 pub trait Store: ConnectionStore + JobStore + Clone {}
 impl<T: ConnectionStore + JobStore + Clone> Store for T {}
-
-impl JobRecord {
-    /// The snapshot after `event`, starting from `previous` (None for a new job).
-    pub fn after_event(previous: Option<&JobRecord>, new: &NewEvent, seq: Seq) -> JobRecord {
-        let mut record = previous.cloned().unwrap_or_else(|| JobRecord {
-            job_id: new.job_id.clone(),
-            state: JobState::Running,
-            stage: None,
-            progress: None,
-            message: None,
-            last_seq: 0,
-            cancel_requested: false,
-            updated_at: new.recorded_at,
-            expires_at: new.job_expires_at,
-            owner: None,
-        });
-        if record.owner.is_none() {
-            record.owner = new.owner.clone();
-        }
-        record.state = new.event.resulting_state();
-        record.last_seq = seq;
-        record.updated_at = new.recorded_at;
-        record.expires_at = new.job_expires_at;
-        match &new.event {
-            JobEvent::ProgressUpdate(update) => {
-                record.stage = Some(update.stage.clone());
-                record.progress = Some(update.progress);
-                record.message = Some(update.message.clone());
-            }
-            JobEvent::StageComplete(done) => record.stage = Some(done.stage.clone()),
-            JobEvent::JobComplete(_) => record.progress = Some(Percent::COMPLETE),
-            JobEvent::JobFailed(failed) => {
-                if let Some(stage) = &failed.stage {
-                    record.stage = Some(stage.clone());
-                }
-                record.message = Some(failed.error.message.clone());
-            }
-            JobEvent::JobCancelled(cancelled) => {
-                record.cancel_requested = true;
-                if let Some(reason) = &cancelled.reason {
-                    record.message = Some(reason.clone());
-                }
-            }
-        }
-        record
-    }
-}

@@ -22,17 +22,19 @@ pub const BY_USER_INDEX: &str = "by_user";
 /// The names of the two tables.
 #[derive(Debug, Clone)]
 pub struct TableNames {
+    /// Connections and their subscriptions.
     pub connections: String,
+    /// Job heads and their logged events.
     pub jobs: String,
 }
 
-impl TableNames {
-    /// `CONNECTIONS_TABLE_NAME` and `JOBS_TABLE_NAME`, with jobcast-local's defaults.
-    pub fn from_env() -> Self {
+impl Default for TableNames {
+    /// jobcast-local's names; in AWS, `CONNECTIONS_TABLE_NAME` and `JOBS_TABLE_NAME` (read by
+    /// [`crate::settings`]) name the stack's tables.
+    fn default() -> Self {
         Self {
-            connections: std::env::var("CONNECTIONS_TABLE_NAME")
-                .unwrap_or_else(|_| "jobcast-connections".into()),
-            jobs: std::env::var("JOBS_TABLE_NAME").unwrap_or_else(|_| "jobcast-jobs".into()),
+            connections: "jobcast-connections".into(),
+            jobs: "jobcast-jobs".into(),
         }
     }
 }

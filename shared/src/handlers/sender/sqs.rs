@@ -7,15 +7,17 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::Jobcast;
-use super::send::{SendError, SendOutcome, SenderRequest};
+use super::serve::serve;
 use crate::gateway::ConnectionGateway;
-use crate::protocol::{EventId, FrameError};
+use crate::handlers::errors::SendError;
+use crate::handlers::service::Jobcast;
+use crate::protocol::{EventId, FrameError, SendOutcome, SenderRequest};
 use crate::store::Store;
 
 /// What became of a batch's records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchSummary {
+    /// Published, delivered or registered.
     pub published: usize,
     /// Refused for good (the job had finished); logged, not retried.
     pub rejected: usize,
@@ -28,35 +30,17 @@ pub struct BatchSummary {
 
 /// Why one record is handed back to SQS, or not.
 enum RecordResult {
+    /// Served.
     Published,
+    /// Refused for good.
     Rejected,
+    /// Unreadable or invalid.
     Malformed,
+    /// To be delivered again by SQS.
     Retry,
 }
 
 impl<S: Store> Jobcast<S> {
-    /// The sender's entry point for any invocation: an SQS batch (recognised by its
-    /// `Records`) or a direct send request. Answers what Lambda should return.
-    pub async fn handle_sender_invocation<G: ConnectionGateway>(
-        &self,
-        gateway: &G,
-        payload: Value,
-    ) -> Result<Value, SendError> {
-        if is_sqs_event(&payload) {
-            let event: SqsEvent =
-                serde_json::from_value(payload).map_err(|err| FrameError::InvalidField {
-                    field: "Records".into(),
-                    reason: format!("is not an SQS event: {err}"),
-                })?;
-            // Boxed: the whole fan-out future nested in a binary's `main` overflows rustc's
-            // layout query depth, and one allocation per invocation costs nothing.
-            let (response, _) = Box::pin(self.handle_sqs(gateway, event)).await;
-            return Ok(serde_json::to_value(response).expect("a batch response serializes"));
-        }
-        let outcome = Box::pin(self.handle_send(gateway, payload)).await?;
-        Ok(serde_json::to_value(outcome).expect("a send outcome serializes"))
-    }
-
     /// Publishes each record of an SQS batch in order. A record that failed for a reason that
     /// may pass is reported for redelivery, and so is every later record of its message group
     /// (its job, on a standard queue), which keeps a FIFO group's order.
@@ -101,6 +85,7 @@ impl<S: Store> Jobcast<S> {
         (response, summary)
     }
 
+    /// Serves one record, unless an earlier record of its group is being handed back.
     async fn handle_record<G: ConnectionGateway>(
         &self,
         gateway: &G,
@@ -130,7 +115,7 @@ impl<S: Store> Jobcast<S> {
             tracing::info!(group, "held back behind an earlier failure of its group");
             return RecordResult::Retry;
         }
-        let result = match self.serve_request(gateway, request).await {
+        let result = match serve(self, gateway, request).await {
             Ok(SendOutcome::Published { delivery, .. }) if delivery.failed_transient > 0 => {
                 // Recorded, but some subscribers could not be reached yet. The retry is
                 // recognised by its event id, takes no new seq, and fans out again.
@@ -192,7 +177,8 @@ fn parse_record(message: &SqsMessage, message_id: &str) -> Result<SenderRequest,
     Ok(request)
 }
 
-fn is_sqs_event(payload: &Value) -> bool {
+/// Whether an invocation is an SQS batch.
+pub(super) fn is_sqs_event(payload: &Value) -> bool {
     payload
         .get("Records")
         .and_then(Value::as_array)

@@ -1,0 +1,100 @@
+//! `subscribe`, with replay: a client that resumes from `last_seq` hears every event after it
+//! exactly once and in order, even while the pipeline keeps sending.
+//!
+//! The handler claims the connection on the job (a replay claim, stored beside the job's seq
+//! counter) before it subscribes, so any sender that appends from then on leaves that
+//! connection to the replay. The replay (`replay.rs`) posts the logged events after
+//! `last_seq`, then releases the claim only if the job's last seq is still the last one it
+//! posted; if the job moved on, it posts the rest first and tries again. Every event is
+//! therefore delivered by the replay (it was appended before the release) or by its sender
+//! (after), never both and never out of order.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::replay::{Replay, first_page};
+use crate::gateway::ConnectionGateway;
+use crate::handlers::access::{Caller, accessible_job};
+use crate::handlers::errors::ActionError;
+use crate::handlers::service::Jobcast;
+use crate::protocol::{ServerMessage, Subscribe, Subscribed};
+use crate::store::{ReplayClaim, Store, Subscription};
+
+/// How long senders leave a connection to its replay if the handler never releases it.
+const REPLAY_CLAIM_TTL: Duration = Duration::from_secs(60);
+
+/// Subscribes the caller and replays what it missed. Posts its own replies, in order:
+/// `subscribed`, then `job_status` (no `last_seq`, or the log no longer has the events), then
+/// the replayed events; answers no further reply.
+pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
+    service: &Jobcast<S>,
+    gateway: &G,
+    caller: &Caller,
+    Subscribe { job_id, last_seq }: Subscribe,
+) -> Result<Vec<ServerMessage>, ActionError> {
+    let store = service.store();
+    let (user_id, job) = accessible_job(service, caller, &job_id).await?;
+    if let Some(last_seq) = last_seq
+        && last_seq > job.last_seq
+    {
+        return Err(ActionError::SeqAhead {
+            job_id,
+            last_seq,
+            job_last_seq: job.last_seq,
+        });
+    }
+    // Subscribing again to a job already followed is fine at the limit.
+    let limit = service.settings().max_subscriptions_per_connection;
+    let held = store.subscribed_jobs(&caller.connection_id, limit).await?;
+    if held.len() >= limit && !held.contains(&job_id) {
+        return Err(ActionError::TooManySubscriptions { limit });
+    }
+
+    let now = Utc::now();
+    let claim = ReplayClaim {
+        connection_id: caller.connection_id.clone(),
+        until: service.expiry(now, REPLAY_CLAIM_TTL),
+    };
+    // The claim first. An event appended after it lists the claim, so its sender skips this
+    // connection; one appended before it has a seq of at most `live_after`, which its sender
+    // skips too should it find the subscription. The replay covers both.
+    let live_after = store.start_replay(&job_id, &claim).await?;
+    let subscription = Subscription {
+        connection_id: caller.connection_id.clone(),
+        job_id: job_id.clone(),
+        user_id,
+        expires_at: service.expiry(now, service.settings().connection_ttl),
+        live_after,
+    };
+    store.put_subscription(&subscription).await?;
+
+    let (after_seq, recovered, first_page) = match last_seq {
+        None => (job.last_seq, true, Vec::new()),
+        Some(last_seq) => first_page(service, &job, last_seq).await?,
+    };
+    let replay = Replay {
+        service,
+        gateway,
+        caller,
+        job_id: &job_id,
+        claim: &claim,
+    };
+    let subscribed = ServerMessage::Subscribed(Subscribed {
+        job_id: job_id.clone(),
+        after_seq,
+        recovered,
+    });
+    if !replay.answer(subscribed).await {
+        return Ok(Vec::new());
+    }
+    if !recovered || last_seq.is_none() {
+        // The snapshot read before subscribing, whose last seq is `after_seq`: anything newer
+        // is still to come, as events.
+        if !replay.answer(ServerMessage::JobStatus(job.into())).await {
+            return Ok(Vec::new());
+        }
+    }
+    replay.run(after_seq, first_page).await?;
+    Ok(Vec::new())
+}

@@ -1,0 +1,89 @@
+//! What every client frame costs its connection before any action runs: a token from the
+//! connection's frame bucket, and afterwards the extension of its expiry.
+
+use chrono::Utc;
+
+use super::errors::{ActionError, error_reply};
+use super::reply::reply;
+use super::service::Jobcast;
+use crate::gateway::ConnectionGateway;
+use crate::protocol::{ConnectionId, ServerMessage};
+use crate::store::{FrameVerdict, Store};
+
+/// Whether a frame may be served.
+pub(super) enum Admission {
+    /// Served.
+    Admitted,
+    /// Refused with `rate_limited`.
+    Limited,
+    /// Refused, and the connection closed for sustained abuse.
+    Closed,
+}
+
+/// Takes a token from the connection's frame bucket (`FRAME_RATE_PER_SECOND`, burst
+/// `FRAME_BURST`). Without one the client is told `rate_limited`; after more than a burst's
+/// worth of refusals in a row (sustained abuse) the connection is closed. A store failure
+/// admits the frame: the limit protects the service, it must not take it down.
+pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
+    service: &Jobcast<S>,
+    gateway: &G,
+    connection_id: &ConnectionId,
+) -> Admission {
+    let settings = service.settings();
+    let bucket = settings.frame_bucket();
+    let now_ms = Utc::now().timestamp_millis();
+    let verdict = match service
+        .store()
+        .take_frame_token(connection_id, now_ms, bucket)
+        .await
+    {
+        Ok(Some(verdict)) => verdict,
+        // Not a known connection: the action itself will say so.
+        Ok(None) => return Admission::Admitted,
+        Err(err) => {
+            tracing::warn!(%connection_id, error = %err, "could not take a frame token; admitted");
+            return Admission::Admitted;
+        }
+    };
+    match verdict {
+        FrameVerdict::Admitted => Admission::Admitted,
+        FrameVerdict::Refused { in_a_row } if in_a_row <= u64::from(bucket.burst) => {
+            tracing::info!(%connection_id, in_a_row, "frame over the rate limit");
+            let err = ActionError::RateLimited {
+                rate: settings.frame_rate,
+                burst: bucket.burst,
+            };
+            let message = ServerMessage::Error(error_reply(&err, None));
+            reply(service, gateway, connection_id, message, None).await;
+            Admission::Limited
+        }
+        FrameVerdict::Refused { in_a_row } => {
+            tracing::warn!(%connection_id, in_a_row, "sustained frame abuse; closing the connection");
+            if let Err(err) = gateway.delete_connection(connection_id).await {
+                tracing::warn!(%connection_id, error = %err, "could not close an abusive connection");
+            }
+            Admission::Closed
+        }
+    }
+}
+
+/// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so a
+/// connection kept open past CONNECTION_TTL_SECONDS (API Gateway allows 2 h) keeps hearing
+/// its jobs. API Gateway closes connections idle for 10 minutes, so a live one always sends
+/// frames.
+pub(super) async fn keep_alive<S: Store>(service: &Jobcast<S>, connection_id: &ConnectionId) {
+    let expires_at = service.expiry(Utc::now(), service.settings().connection_ttl);
+    match service
+        .store()
+        .touch_connection(connection_id, expires_at)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(%connection_id, "frame from a connection the store no longer has")
+        }
+        Err(err) => {
+            tracing::warn!(%connection_id, error = %err, "could not extend the connection's expiry")
+        }
+    }
+}

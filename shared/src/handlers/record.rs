@@ -1,0 +1,192 @@
+//! Recording a job event and fanning it out: what the sender does for a pipeline's event and
+//! what `cancel_job` does for a client. The store gives the event its seq; the warm cache
+//! names the subscribers when it still can, the store otherwise.
+
+use bytes::Bytes;
+use chrono::Utc;
+
+use super::errors::SendError;
+use super::service::Jobcast;
+use crate::cache::MAX_CACHED_SUBSCRIBERS;
+use crate::delivery::{Audience, Delivery, FanOut, Recipients, deliver};
+use crate::gateway::ConnectionGateway;
+use crate::metrics::fan_out_line;
+use crate::protocol::{
+    ConnectionId, CorrelationId, DeliveryReport, EventId, JobEvent, JobId, JobState,
+    MAX_FRAME_BYTES, Seq, ServerFrame, ServerMessage, UserId,
+};
+use crate::store::{AppendOutcome, Appended, NewEvent, Store, StoreError};
+
+/// A job event on its way to the store.
+pub(super) struct NewJobEvent {
+    /// The pipeline's id for the event, which makes a retry recognisable.
+    pub event_id: Option<EventId>,
+    /// The event.
+    pub event: JobEvent,
+    /// Echoed on the frame subscribers receive.
+    pub correlation_id: Option<CorrelationId>,
+    /// The job's owner, when the event names one.
+    pub owner: Option<UserId>,
+}
+
+/// What recording a job event came to.
+pub(super) enum Recorded {
+    /// Recorded with `seq` (or recognised as a retry of it) and fanned out.
+    Published {
+        /// The event's seq.
+        seq: Seq,
+        /// A retry of an event already recorded.
+        duplicate: bool,
+        /// What the fan-out reached.
+        delivery: DeliveryReport,
+    },
+    /// The job had finished in this state; nothing was recorded.
+    Finished(JobState),
+    /// The event named another owner than the job's; nothing was recorded.
+    OwnedByAnother,
+}
+
+/// Records a job event (the store assigns its seq) and fans it out to the job's subscribers.
+pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
+    service: &Jobcast<S>,
+    gateway: &G,
+    job_id: &JobId,
+    new: NewJobEvent,
+) -> Result<Recorded, SendError> {
+    let NewJobEvent {
+        event_id,
+        event,
+        correlation_id,
+        owner,
+    } = new;
+    // Refuse an event too large to deliver before it takes a seq.
+    let probe = ServerFrame::new(
+        ServerMessage::job_event(job_id.clone(), Seq::MAX, event.clone()),
+        correlation_id.clone(),
+    );
+    let size = probe.to_json().len();
+    if size > MAX_FRAME_BYTES {
+        tracing::warn!(size, "event refused: too large to deliver");
+        return Err(SendError::PayloadTooLarge {
+            size,
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    let now = Utc::now();
+    let settings = service.settings();
+    let outcome = service
+        .store()
+        .append_event(NewEvent {
+            job_id: job_id.clone(),
+            event_id,
+            event,
+            correlation_id,
+            recorded_at: now,
+            job_expires_at: service.expiry(now, settings.job_ttl),
+            event_expires_at: service.expiry(now, settings.event_ttl),
+            owner,
+        })
+        .await?;
+    let Appended {
+        event: stored,
+        duplicate,
+        subscribers_version,
+        replaying,
+    } = match outcome {
+        AppendOutcome::Appended(appended) => appended,
+        AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
+        AppendOutcome::OwnedByAnother(_) => return Ok(Recorded::OwnedByAnother),
+    };
+    if duplicate {
+        tracing::info!(
+            seq = stored.seq,
+            "a retry of the job's latest event; fanning it out again"
+        );
+    }
+    let seq = stored.seq;
+    let frame = ServerFrame::new(
+        ServerMessage::job_event(job_id.clone(), seq, stored.event),
+        stored.correlation_id,
+    );
+    let event_type = frame.message.type_name();
+    let audience = JobAudience {
+        job_id,
+        seq,
+        version: subscribers_version,
+        replaying: &replaying,
+    };
+    let delivery = fan_out(service, gateway, audience, Bytes::from(frame.to_json())).await?;
+    service.metrics().emit(&fan_out_line(event_type, &delivery));
+    tracing::info!(
+        seq,
+        event_type,
+        delivered = delivery.delivered,
+        gone = delivery.gone,
+        failed = delivery.failed,
+        retried = delivery.retried,
+        duration_ms = delivery.duration_ms,
+        "event published"
+    );
+    Ok(Recorded::Published {
+        seq,
+        duplicate,
+        delivery,
+    })
+}
+
+/// Who should hear a job's event from its sender.
+struct JobAudience<'a> {
+    job_id: &'a JobId,
+    seq: Seq,
+    /// The job's subscription version at the append.
+    version: u64,
+    /// Connections whose replay delivers this event instead.
+    replaying: &'a [ConnectionId],
+}
+
+/// Fans event `seq` out to a job's subscribers but those replaying it, from the warm cache
+/// when it still holds them at `version`, else from the store (remembering them). A
+/// subscription made after an append raises the version, so a list cached for an earlier seq
+/// never lacks one that a later seq should reach.
+async fn fan_out<S: Store, G: ConnectionGateway>(
+    service: &Jobcast<S>,
+    gateway: &G,
+    audience: JobAudience<'_>,
+    payload: Bytes,
+) -> Result<DeliveryReport, StoreError> {
+    let JobAudience {
+        job_id,
+        seq,
+        version,
+        replaying,
+    } = audience;
+    let cache = service.subscribers();
+    let cached = cache.get(job_id, version);
+    let from_cache = cached.is_some();
+    let recipients = match cached {
+        Some(list) => Recipients::Listed(list),
+        None => Recipients::Lookup(Audience::Job(job_id.clone(), seq)),
+    };
+    let remember = if cache.is_enabled() && !from_cache {
+        MAX_CACHED_SUBSCRIBERS
+    } else {
+        0
+    };
+    let delivery = Delivery::new(recipients, payload)
+        .skipping(replaying)
+        .remembering(remember);
+    let FanOut { report, recipients } = deliver(
+        service.store(),
+        gateway,
+        &service.settings().delivery,
+        delivery,
+    )
+    .await?;
+    if report.gone > 0 {
+        cache.invalidate(job_id);
+    } else if let Some(list) = recipients {
+        cache.put(job_id.clone(), version, list);
+    }
+    tracing::debug!(from_cache, "subscribers resolved");
+    Ok(report)
+}

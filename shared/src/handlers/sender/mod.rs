@@ -1,0 +1,12 @@
+//! The sender: every request a pipeline makes, by direct invocation (`invocation.rs`) or
+//! through SQS (`sqs.rs`), parsed into a [`crate::protocol::SenderRequest`] and served by
+//! its own file: a job event (`publish.rs`), a user message (`user_message.rs`), a
+//! registration (`register_job.rs`) or a question about a job (`query.rs`).
+
+mod invocation;
+mod publish;
+mod query;
+mod register_job;
+mod serve;
+pub(super) mod sqs;
+mod user_message;

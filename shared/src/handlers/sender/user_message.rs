@@ -1,0 +1,75 @@
+//! A user message (`notification`, `alert`, the hub's project envelope) goes to every
+//! connection of its user, every tab and device; nothing is recorded. A type this server does
+//! not know is logged, counted and skipped.
+
+use bytes::Bytes;
+
+use crate::delivery::{Audience, Delivery, FanOut, Recipients, deliver};
+use crate::gateway::ConnectionGateway;
+use crate::handlers::errors::SendError;
+use crate::handlers::service::Jobcast;
+use crate::metrics::{fan_out_line, unknown_message_line};
+use crate::protocol::{
+    MAX_FRAME_BYTES, SendOutcome, ServerFrame, ServerMessage, UserMessage, UserPayload,
+    UserSendRequest,
+};
+use crate::store::Store;
+
+/// Posts the message to the user's connections; answers `delivered` or `ignored`.
+pub(super) async fn run<S: Store, G: ConnectionGateway>(
+    service: &Jobcast<S>,
+    gateway: &G,
+    request: UserSendRequest,
+) -> Result<SendOutcome, SendError> {
+    let UserSendRequest {
+        user_id,
+        message,
+        correlation_id,
+    } = request;
+    let message = match message {
+        UserPayload::Known(message) => message,
+        UserPayload::Unknown(kind) => {
+            tracing::warn!(message_type = %kind, "user message of an unknown type skipped");
+            service.metrics().emit(&unknown_message_line(&kind));
+            return Ok(SendOutcome::Ignored {
+                user_id,
+                reason: format!(
+                    "unknown message type {kind:?} (known: {})",
+                    UserMessage::TYPES.join(", ")
+                ),
+                message_type: kind,
+            });
+        }
+    };
+    let message_type = message.type_name();
+    let payload = ServerFrame::new(ServerMessage::User(message), correlation_id).to_json();
+    if payload.len() > MAX_FRAME_BYTES {
+        return Err(SendError::PayloadTooLarge {
+            size: payload.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    let recipients = Recipients::Lookup(Audience::User(user_id.clone()));
+    let FanOut { report, .. } = deliver(
+        service.store(),
+        gateway,
+        &service.settings().delivery,
+        Delivery::new(recipients, Bytes::from(payload)),
+    )
+    .await?;
+    service.metrics().emit(&fan_out_line(message_type, &report));
+    tracing::info!(
+        message_type,
+        delivered = report.delivered,
+        gone = report.gone,
+        failed = report.failed,
+        retried = report.retried,
+        duration_ms = report.duration_ms,
+        "user message delivered"
+    );
+    Ok(SendOutcome::Delivered {
+        user_id,
+        message_type: message_type.to_owned(),
+        delivery: report,
+    })
+}

@@ -1,0 +1,313 @@
+//! The sender's wire contract: what a pipeline may send (a job event, a user message, a
+//! registration, a question about a job) and what the sender answers. Parsed here, like every
+//! client frame, before any handler sees it; the JSON Schemas and `jobcast::publish` read the
+//! same types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::errors::ErrorCode;
+use super::fields::{from_fields, invalid_field, optional_field};
+use super::ids::{CorrelationId, EventId, JobId, UserId};
+use super::messages::{FrameError, JobEvent, JobState, JobStatusReport, Seq};
+use super::user::{UserMessage, UserMessageError};
+
+/// What a pipeline sends: one event about one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub job_id: JobId,
+    /// The pipeline's id for this event: a retry with the same id (after a timeout, say) is
+    /// recorded once, as long as no later event of the job came between. SQS's message id when
+    /// the event comes through SQS without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    pub event: JobEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<CorrelationId>,
+    /// The job's owner: declared by the first event that names one (or by registration); an
+    /// event naming another user than the owner is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+}
+
+impl SendRequest {
+    /// Parses an invocation payload, naming the field at fault on error.
+    pub fn from_value(value: Value) -> Result<Self, FrameError> {
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotAnObject);
+        };
+        let job_id = optional_field::<JobId>(&mut fields, "job_id")?
+            .ok_or_else(|| invalid_field("job_id", "is missing"))?;
+        let correlation_id = optional_field(&mut fields, "correlation_id")?;
+        let event_id = optional_field(&mut fields, "event_id")?;
+        let user_id = optional_field(&mut fields, "user_id")?;
+        let event = fields
+            .remove("event")
+            .ok_or_else(|| invalid_field("event", "is missing"))?;
+        let event = JobEvent::from_value(event).map_err(|err| match err {
+            FrameError::InvalidField { field, reason } => {
+                invalid_field(&format!("event.{field}"), reason)
+            }
+            FrameError::NotAnObject => invalid_field("event", "must be an object"),
+            other => other,
+        })?;
+        if let Some(field) = fields.keys().next() {
+            return Err(invalid_field(
+                field,
+                "is not a known field (expected job_id, event_id, event, user_id, correlation_id)",
+            ));
+        }
+        Ok(Self {
+            job_id,
+            event_id,
+            event,
+            correlation_id,
+            user_id,
+        })
+    }
+}
+
+/// A message for every connection of one user: `{user_id, message}`, or a hub's
+/// `{channel: "user_noti:{user_id}", message}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSendRequest {
+    pub user_id: UserId,
+    pub message: UserPayload,
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// A user message this server forwards, or one of a type it does not know (skipped).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserPayload {
+    Known(UserMessage),
+    Unknown(String),
+}
+
+/// The hub channel naming convention: `user_noti:{user_id}`.
+pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
+
+/// A pipeline declaring a job (and its owner) before its first event:
+/// `{"action": "register_job", "job_id", "user_id"?}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterJob {
+    pub job_id: JobId,
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+    #[serde(default)]
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// A pipeline stage asking about a job between steps: `{"action": "get_job" | "is_cancelled",
+/// "job_id"}`. Answered, never fanned out.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    pub job_id: JobId,
+    #[serde(default)]
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// What a [`JobQuery`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// The whole snapshot.
+    GetJob,
+    /// Only whether the job was cancelled (the cheap poll between steps).
+    IsCancelled,
+}
+
+/// Anything the sender takes: a job event (`event`), a user message (`message`), or an
+/// `action` (`register_job`, `get_job`, `is_cancelled`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SenderRequest {
+    Job(SendRequest),
+    User(UserSendRequest),
+    Register(RegisterJob),
+    Query(QueryKind, JobQuery),
+}
+
+/// The sender's actions, as documented.
+pub const SENDER_ACTIONS: [&str; 3] = ["register_job", "get_job", "is_cancelled"];
+
+impl SenderRequest {
+    pub fn from_value(value: Value) -> Result<Self, FrameError> {
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotAnObject);
+        };
+        if let Some(action) = fields.remove("action") {
+            return match action.as_str() {
+                Some("register_job") => from_fields(fields).map(Self::Register),
+                Some("get_job") => {
+                    from_fields(fields).map(|query| Self::Query(QueryKind::GetJob, query))
+                }
+                Some("is_cancelled") => {
+                    from_fields(fields).map(|query| Self::Query(QueryKind::IsCancelled, query))
+                }
+                _ => Err(invalid_field(
+                    "action",
+                    format!(
+                        "is not a sender action (expected one of: {})",
+                        SENDER_ACTIONS.join(", ")
+                    ),
+                )),
+            };
+        }
+        match (fields.contains_key("event"), fields.contains_key("message")) {
+            (true, false) => SendRequest::from_value(Value::Object(fields)).map(Self::Job),
+            (false, true) => UserSendRequest::from_value(Value::Object(fields)).map(Self::User),
+            (true, true) => Err(invalid_field(
+                "event",
+                "give a job event (`event`) or a user message (`message`), not both",
+            )),
+            (false, false) => Err(invalid_field(
+                "event",
+                "is missing (a job event needs `job_id` and `event`; a user message `user_id` and `message`)",
+            )),
+        }
+    }
+
+    /// What keeps order among SQS records: the job, or the user.
+    pub fn order_group(&self) -> String {
+        match self {
+            Self::Job(request) => request.job_id.to_string(),
+            Self::Register(request) => request.job_id.to_string(),
+            Self::Query(_, query) => query.job_id.to_string(),
+            Self::User(request) => format!("{USER_CHANNEL_PREFIX}{}", request.user_id),
+        }
+    }
+}
+
+impl UserSendRequest {
+    pub fn from_value(value: Value) -> Result<Self, FrameError> {
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotAnObject);
+        };
+        let user_id = optional_field::<UserId>(&mut fields, "user_id")?;
+        let channel = optional_field::<String>(&mut fields, "channel")?;
+        let user_id = match (user_id, channel) {
+            (Some(user_id), None) => user_id,
+            (None, Some(channel)) => {
+                let raw = channel.strip_prefix(USER_CHANNEL_PREFIX).ok_or_else(|| {
+                    invalid_field(
+                        "channel",
+                        format!("must be {USER_CHANNEL_PREFIX}{{user_id}}"),
+                    )
+                })?;
+                UserId::parse(raw.to_owned()).map_err(|err| {
+                    invalid_field("channel", format!("names no valid user: {err}"))
+                })?
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid_field(
+                    "channel",
+                    "give user_id or channel, not both",
+                ));
+            }
+            (None, None) => return Err(invalid_field("user_id", "is missing")),
+        };
+        let correlation_id = optional_field(&mut fields, "correlation_id")?;
+        let message = fields
+            .remove("message")
+            .ok_or_else(|| invalid_field("message", "is missing"))?;
+        let message = match UserMessage::from_value(message) {
+            Ok(message) => UserPayload::Known(message),
+            Err(UserMessageError::UnknownType(kind)) => UserPayload::Unknown(kind),
+            Err(UserMessageError::Invalid(err)) => {
+                return Err(match err {
+                    FrameError::InvalidField { field, reason } => {
+                        invalid_field(&format!("message.{field}"), reason)
+                    }
+                    FrameError::NotAnObject => invalid_field("message", "must be an object"),
+                    FrameError::InvalidJson(reason) => {
+                        invalid_field("message", format!("is not valid JSON: {reason}"))
+                    }
+                    other => other,
+                });
+            }
+        };
+        if let Some(field) = fields.keys().next() {
+            return Err(invalid_field(
+                field,
+                "is not a known field (expected user_id or channel, message, correlation_id)",
+            ));
+        }
+        Ok(Self {
+            user_id,
+            message,
+            correlation_id,
+        })
+    }
+}
+
+/// What the sender answers a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// Recorded with `seq` and fanned out.
+    Published {
+        job_id: JobId,
+        seq: Seq,
+        /// A retry of the event already recorded with `seq`: it was fanned out again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+        #[serde(flatten)]
+        delivery: DeliveryReport,
+    },
+    /// The job is registered (`created: false`: it already was, with the same owner).
+    Registered {
+        job_id: JobId,
+        created: bool,
+        status: JobState,
+    },
+    /// A user message, posted to every connection of the user.
+    Delivered {
+        user_id: UserId,
+        message_type: String,
+        #[serde(flatten)]
+        delivery: DeliveryReport,
+    },
+    /// A user message of a type this server does not know: logged, counted, not forwarded.
+    Ignored {
+        user_id: UserId,
+        message_type: String,
+        reason: String,
+    },
+    /// The answer to `get_job`: the job's snapshot.
+    Job {
+        #[serde(flatten)]
+        job: JobStatusReport,
+    },
+    /// The answer to `is_cancelled`: whether the pipeline should stop.
+    Cancellation {
+        job_id: JobId,
+        cancelled: bool,
+        status: JobState,
+    },
+    /// The answer to a query about a job that does not exist (or has expired).
+    NotFound { job_id: JobId },
+    /// Not recorded: the job had already finished.
+    Rejected {
+        job_id: JobId,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// What happened to one fan-out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeliveryReport {
+    pub delivered: u64,
+    /// Connections found closed (410) and removed from the store.
+    pub gone: u64,
+    /// Connections that could not be reached after every attempt, or refused the payload.
+    pub failed: u64,
+    /// Of `failed`, those whose last error may pass (throttling, 5xx, timeouts): trying the
+    /// event again later may reach them.
+    #[serde(default)]
+    pub failed_transient: u64,
+    /// Retries made, over all connections.
+    pub retried: u64,
+    pub duration_ms: u64,
+}

@@ -1,0 +1,125 @@
+//! One start-up path for every Lambda function: the settings are read once, logging is set
+//! up from them, then the function's own pieces are built (the SDK's configuration, the
+//! DynamoDB store, the service, the Management API; or the token verifier) and handed to the
+//! Lambda runtime. Each binary in `functions/` is only `startup::run(Function::…)`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
+};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::auth::{Authorizer, TokenVerifier, VerifierConfigError};
+use crate::gateway::ManagementApi;
+use crate::handlers::Jobcast;
+use crate::metrics::StdoutSink;
+use crate::settings::{ConfigError, Settings};
+use crate::store::DynamoStore;
+
+/// The Lambda functions of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `$connect`: records the connection.
+    Connect,
+    /// `$disconnect`: removes the connection and its subscriptions.
+    Disconnect,
+    /// `$default` and the action routes: every client frame.
+    Default,
+    /// The sender: pipelines' requests, invoked or through SQS.
+    Sender,
+    /// The `$connect` REQUEST authorizer.
+    Authorizer,
+}
+
+/// Why a function could not start: its configuration, found before it serves anything.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting could not be read.
+    #[error("reading settings: {0}")]
+    Settings(#[from] ConfigError),
+    /// The token verifier could not be built (no key, an unreadable JWKS).
+    #[error("building the token verifier: {0}")]
+    Verifier(#[from] VerifierConfigError),
+    /// The sender posts to connections it was not called from, so it must be told where.
+    #[error("the sender needs WEBSOCKET_ENDPOINT")]
+    NoEndpoint,
+}
+
+/// Reads the settings, sets up logging, builds what `function` needs and serves its events
+/// until the runtime stops.
+pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
+    let settings = Settings::from_env().map_err(StartupError::from)?;
+    crate::telemetry::init(&settings.logging);
+    if function == Function::Authorizer {
+        return authorizer(&settings).await;
+    }
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Without WEBSOCKET_ENDPOINT, replies go to the endpoint each request came through.
+    let management_api = ManagementApi::new(sdk.clone(), settings.websocket_endpoint.as_deref());
+    let store = DynamoStore::new(&sdk, settings.tables.clone());
+    // One Embedded Metric Format line per fan-out, on stdout for CloudWatch.
+    let service = Jobcast::new(store, settings).with_metrics(Arc::new(StdoutSink));
+    if function == Function::Sender {
+        return sender(&service, &management_api).await;
+    }
+    let (service, management_api) = (&service, &management_api);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            let request = &event.payload;
+            Ok::<_, lambda_runtime::Error>(match function {
+                Function::Connect => service.handle_connect(request).await,
+                Function::Disconnect => service.handle_disconnect(request).await,
+                _ => {
+                    let gateway = management_api.for_request(&request.request_context)?;
+                    service.handle_message(&gateway, request).await
+                }
+            })
+        },
+    ))
+    .await
+}
+
+/// The sender answers no WebSocket request, so it needs the configured endpoint. Delivery
+/// failures are counted in the answer, never raised; an SQS batch is answered with the
+/// records to redeliver.
+async fn sender(
+    service: &Jobcast<DynamoStore>,
+    management_api: &ManagementApi,
+) -> Result<(), lambda_runtime::Error> {
+    let gateway = &management_api
+        .configured()
+        .map_err(|_| StartupError::NoEndpoint)?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        service
+            .handle_sender_invocation(gateway, event.payload)
+            .await
+            .map_err(|err| Diagnostic {
+                error_type: err.error_type().to_owned(),
+                error_message: err.to_string(),
+            })
+    }))
+    .await
+}
+
+/// The authorizer verifies the client's JWT; failing with "Unauthorized" makes API Gateway
+/// answer 401. A JWKS URL is fetched here, once per cold start.
+async fn authorizer(settings: &Settings) -> Result<(), lambda_runtime::Error> {
+    let verifier = TokenVerifier::new(&settings.jwt)
+        .await
+        .map_err(StartupError::from)?;
+    let authorizer = &Authorizer::new(verifier);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+            authorizer
+                .authorize(&event.payload)
+                .await
+                .map_err(|unauthorized| Diagnostic {
+                    error_type: "Unauthorized".to_owned(),
+                    error_message: unauthorized.to_string(),
+                })
+        },
+    ))
+    .await
+}

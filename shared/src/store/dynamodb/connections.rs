@@ -1,0 +1,223 @@
+//! The connection store on DynamoDB: one partition per connection (its item and its
+//! subscriptions), found by job and by user through the `by_job` and `by_user` indexes.
+
+use chrono::{DateTime, Utc};
+
+use aws_sdk_dynamodb::types::ReturnValue;
+
+use super::DynamoStore;
+use super::errors::{corrupt, store_error};
+use super::items::{
+    CONNECTION_SORT_KEY, ConnectionItem, SUBSCRIPTION_PREFIX, SubscriptionItem, epoch_seconds,
+    from_millis, from_seconds, n, now_seconds, s,
+};
+use super::schema::{
+    BY_JOB_INDEX, BY_USER_INDEX, CONNECTION_ID, EXPIRES_AT, JOB_ID, SORT_KEY, USER_ID,
+};
+use crate::protocol::{ConnectionId, JobId, Seq, UserId};
+use crate::store::{
+    Connection, ConnectionStore, FrameBucket, FrameVerdict, Page, PageRequest, StoreError,
+    Subscription,
+};
+
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let item = ConnectionItem {
+            connection_id: connection.connection_id.to_string(),
+            sk: CONNECTION_SORT_KEY.to_owned(),
+            user_id: connection.user_id.to_string(),
+            connected_at: connection.connected_at.timestamp_millis(),
+            expires_at: epoch_seconds(connection.expires_at),
+        };
+        self.put(&self.tables.connections, item, "connection")
+            .await?;
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.connections)
+            .key(CONNECTION_ID, s(connection_id.as_str()))
+            .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let item: ConnectionItem =
+            serde_dynamo::from_item(item).map_err(|e| corrupt("connection", e))?;
+        if item.expires_at <= now_seconds() {
+            return Ok(None);
+        }
+        Ok(Some(Connection {
+            connection_id: connection_id.clone(),
+            user_id: UserId::parse(item.user_id).map_err(|e| corrupt("user_id", e))?,
+            connected_at: from_millis(item.connected_at),
+            expires_at: from_seconds(item.expires_at),
+        }))
+    }
+
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
+        let keys = self.keys_of_connection(connection_id).await?;
+        let subscriptions = keys
+            .iter()
+            .filter(|key| {
+                key.get(SORT_KEY)
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|sk| sk.starts_with(SUBSCRIPTION_PREFIX))
+            })
+            .count();
+        self.delete_all(&self.tables.connections, keys).await?;
+        Ok(subscriptions)
+    }
+
+    async fn touch_connection(
+        &self,
+        connection_id: &ConnectionId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if self.get_connection(connection_id).await?.is_none() {
+            return Ok(false);
+        }
+        let keys = self.keys_of_connection(connection_id).await?;
+        for key in keys {
+            // attribute_exists: never resurrect an item that $disconnect deleted meanwhile.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.tables.connections)
+                .set_key(Some(key))
+                .update_expression("SET #expires = :expires")
+                .condition_expression("attribute_exists(#id)")
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_values(":expires", n(epoch_seconds(expires_at)))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(store_error("UpdateItem", err)),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn take_frame_token(
+        &self,
+        connection_id: &ConnectionId,
+        now_ms: i64,
+        bucket: FrameBucket,
+    ) -> Result<Option<FrameVerdict>, StoreError> {
+        self.take_token(connection_id, now_ms, bucket).await
+    }
+
+    async fn subscribed_jobs(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        // One partition: the connection's own items, never the table.
+        let mut jobs = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .key_condition_expression("#id = :id AND begins_with(#sk, :prefix)")
+                .filter_expression("#expires > :now")
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_names("#job", JOB_ID)
+                .expression_attribute_values(":id", s(connection_id.as_str()))
+                .expression_attribute_values(":prefix", s(SUBSCRIPTION_PREFIX))
+                .expression_attribute_values(":now", n(now_seconds()))
+                .projection_expression("#job")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in output.items() {
+                let job = item
+                    .get(JOB_ID)
+                    .and_then(|value| value.as_s().ok())
+                    .ok_or_else(|| corrupt("subscription", "no job_id"))?;
+                jobs.push(JobId::parse(job.as_str()).map_err(|e| corrupt("job_id", e))?);
+                if jobs.len() >= limit {
+                    return Ok(jobs);
+                }
+            }
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(jobs);
+            }
+        }
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let item = SubscriptionItem {
+            connection_id: subscription.connection_id.to_string(),
+            sk: format!("{SUBSCRIPTION_PREFIX}{}", subscription.job_id),
+            job_id: subscription.job_id.to_string(),
+            subscriber: subscription.user_id.to_string(),
+            expires_at: epoch_seconds(subscription.expires_at),
+            live_after: subscription.live_after,
+        };
+        self.put(&self.tables.connections, item, "subscription")
+            .await?;
+        self.raise_subscribers_version(&subscription.job_id, subscription.expires_at)
+            .await
+    }
+
+    async fn delete_subscription(
+        &self,
+        connection_id: &ConnectionId,
+        job_id: &JobId,
+    ) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.connections)
+            .key(CONNECTION_ID, s(connection_id.as_str()))
+            .key(SORT_KEY, s(format!("{SUBSCRIPTION_PREFIX}{job_id}")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        let existed = output.attributes().is_some_and(|old| !old.is_empty());
+        if existed {
+            self.raise_subscribers_version(job_id, Utc::now()).await?;
+        }
+        Ok(existed)
+    }
+
+    async fn job_subscribers(
+        &self,
+        job_id: &JobId,
+        event_seq: Seq,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), Some(event_seq), page)
+            .await
+    }
+
+    async fn user_connections(
+        &self,
+        user_id: &UserId,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), None, page)
+            .await
+    }
+}

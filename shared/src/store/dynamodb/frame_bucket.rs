@@ -1,0 +1,111 @@
+//! The frame bucket on the connection item: GCRA (a token bucket kept as one timestamp, the
+//! theoretical arrival time) with conditional writes and no read.
+
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::DynamoStore;
+use super::errors::{conditional, corrupt, store_error};
+use super::items::{CONNECTION_SORT_KEY, n, now_seconds, number_of, s};
+use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY};
+use crate::protocol::ConnectionId;
+use crate::store::{FrameBucket, FrameVerdict, StoreError};
+
+impl DynamoStore {
+    /// Takes a token at `now_ms`; see [`crate::store::ConnectionStore::take_frame_token`].
+    pub(super) async fn take_token(
+        &self,
+        connection_id: &ConnectionId,
+        now_ms: i64,
+        bucket: FrameBucket,
+    ) -> Result<Option<FrameVerdict>, StoreError> {
+        // applies depends on the stored time, so each is tried under its own condition; a
+        // race with another frame of the same connection just moves on to the next.
+        let limit = now_ms + bucket.tolerance_ms();
+        for _ in 0..3 {
+            // Idle (the bucket is full): start counting from now.
+            let idle = self
+                .bucket_update("SET #tat = :next, #refused = :zero")
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .condition_expression(
+                    "attribute_exists(#id) AND #expires > :now_s AND (attribute_not_exists(#tat) OR #tat < :now)",
+                )
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_values(":now_s", n(now_seconds()))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":next", n(now_ms + bucket.interval_ms))
+                .expression_attribute_values(":zero", n(0))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let old = match idle {
+                Ok(_) => return Ok(Some(FrameVerdict::Admitted)),
+                Err(err) => match err.as_service_error() {
+                    Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
+                    _ => return Err(store_error("UpdateItem", err)),
+                },
+            };
+            let live = old.as_ref().is_some_and(|item| {
+                number_of(item, EXPIRES_AT).is_some_and(|expires| expires > now_seconds())
+            });
+            if !live {
+                return Ok(None);
+            }
+            // Busy, with a token left: take it.
+            let busy = self
+                .bucket_update("SET #tat = #tat + :interval, #refused = :zero")
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .condition_expression("attribute_exists(#id) AND #tat >= :now AND #tat <= :limit")
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":limit", n(limit))
+                .expression_attribute_values(":interval", n(bucket.interval_ms))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            if conditional(busy)? {
+                return Ok(Some(FrameVerdict::Admitted));
+            }
+            // Empty: refuse, and count the refusals in a row.
+            let refused = self
+                .bucket_update("ADD #refused :one")
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .condition_expression("attribute_exists(#id) AND #tat > :limit")
+                .expression_attribute_values(":limit", n(limit))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match refused {
+                Ok(output) => {
+                    let in_a_row = output
+                        .attributes()
+                        .and_then(|item| number_of(item, "frames_refused"))
+                        .ok_or_else(|| corrupt("connection", "no refusal count"))?;
+                    return Ok(Some(FrameVerdict::Refused {
+                        in_a_row: in_a_row.max(0) as u64,
+                    }));
+                }
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(store_error("UpdateItem", err)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "connection {connection_id}: its frame bucket kept changing"
+        )))
+    }
+    /// An UpdateItem on a connection item's frame bucket (the partition key is left to the
+    /// caller; the names every bucket expression uses are set).
+    pub(super) fn bucket_update(&self, expression: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+            .update_expression(expression)
+            .expression_attribute_names("#id", CONNECTION_ID)
+            .expression_attribute_names("#tat", "frame_tat")
+            .expression_attribute_names("#refused", "frames_refused")
+    }
+}

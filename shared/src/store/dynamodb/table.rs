@@ -1,0 +1,168 @@
+//! Table-level requests the adapter's rooms share: one page of an index, every key of a
+//! connection's partition, one put, and batched deletes with retry.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{DeleteRequest, ReturnConsumedCapacity, WriteRequest};
+use serde::Serialize;
+
+use super::DynamoStore;
+use super::errors::{corrupt, store_error};
+use super::items::{Item, decode_token, encode_token, n, now_seconds, s};
+use super::schema::{CONNECTION_ID, EXPIRES_AT, LIVE_AFTER, SORT_KEY};
+use crate::protocol::{ConnectionId, Seq};
+use crate::store::{Page, PageRequest, StoreError};
+
+pub(super) const BATCH_LIMIT: usize = 25;
+pub(super) const BATCH_ATTEMPTS: u32 = 6;
+
+impl DynamoStore {
+    /// One page of an index keyed by `key_name = key_value`, skipping expired items and, given
+    /// an event's seq, subscriptions made after it (`live_after >= seq`).
+    pub(super) async fn query_index(
+        &self,
+        index: &str,
+        key_name: &str,
+        key_value: &str,
+        event_seq: Option<Seq>,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        let start = page.after.as_ref().map(decode_token).transpose()?;
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.connections)
+            .index_name(index)
+            .key_condition_expression("#key = :key")
+            .expression_attribute_names("#key", key_name)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":key", s(key_value))
+            .expression_attribute_values(":now", n(now_seconds()));
+        query = match event_seq {
+            Some(seq) => query
+                .filter_expression(
+                    "#expires > :now AND (attribute_not_exists(#live) OR #live < :seq)",
+                )
+                .expression_attribute_names("#live", LIVE_AFTER)
+                .expression_attribute_values(":seq", n(seq)),
+            None => query.filter_expression("#expires > :now"),
+        };
+        let output = query
+            .limit(i32::try_from(page.limit.clamp(1, 10_000)).unwrap_or(1000))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        self.reads
+            .record(output.scanned_count(), output.consumed_capacity());
+        let items = output
+            .items()
+            .iter()
+            .map(|item| {
+                let id = item
+                    .get(CONNECTION_ID)
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("index item", "no connection_id"))?;
+                ConnectionId::parse(id.clone()).map_err(|e| corrupt("connection_id", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = output.last_evaluated_key().map(encode_token).transpose()?;
+        Ok(Page { items, next })
+    }
+
+    /// The keys of a connection's item and of all its subscriptions: one partition.
+    pub(super) async fn keys_of_connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .key_condition_expression("#id = :id")
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":id", s(connection_id.as_str()))
+                .projection_expression("#id, #sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            keys.extend(output.items().iter().cloned());
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Writes one item, as `what` for error messages.
+    pub(super) async fn put<T: Serialize>(
+        &self,
+        table: &str,
+        item: T,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let item: Item = serde_dynamo::to_item(item).map_err(|e| corrupt(what, e))?;
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Deletes `keys` in batches of 25, retrying what DynamoDB leaves unprocessed.
+    pub(super) async fn delete_all(&self, table: &str, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_LIMIT) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(key.clone()))
+                                .build()
+                                .expect("key is set"),
+                        )
+                        .build()
+                })
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                if attempt > BATCH_ATTEMPTS {
+                    return Err(StoreError::Throttled(format!(
+                        "{} deletes still unprocessed",
+                        pending.len()
+                    )));
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = output
+                    .unprocessed_items()
+                    .and_then(|items| items.get(table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    // Exponential backoff, full jitter: 0–50 ms, 0–100 ms, …
+                    let ceiling = 50u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=ceiling)))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
