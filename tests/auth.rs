@@ -1,5 +1,6 @@
-//! Authentication on `$connect`: the token verifier's matrix, the REQUEST authorizer on AWS's
-//! own event, and jobcast-local's `--auth jwt` with real WebSocket clients on both stores.
+//! Authentication on `$connect`: the token verifier's matrix, the REQUEST authorizer on an
+//! event in AWS's shape, and jobcast-local's `--auth jwt` with real WebSocket clients on both
+//! stores.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -316,7 +317,8 @@ async fn a_jwks_url_is_fetched_over_http() {
     );
 }
 
-/// AWS's own `$connect` authorizer event, with a token added where a client would put it.
+/// A `$connect` authorizer event in AWS's shape (`tests/fixtures/aws/`), with a token added
+/// where a client would put it.
 fn authorizer_event(header: Option<(&str, &str)>) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
     let mut event = aws_fixture("example-apigw-v2-custom-authorizer-websocket-request.json");
     if let Some((name, value)) = header {
@@ -329,7 +331,7 @@ fn authorizer_event(header: Option<(&str, &str)>) -> ApiGatewayCustomAuthorizerR
 #[tokio::test]
 async fn the_authorizer_answers_api_gateway_with_a_policy_for_the_connect_route() {
     let authorizer = Authorizer::new(verifier().await);
-    let method_arn = "arn:aws:execute-api:eu-west-1:123456789012:abcdef123/test/$connect";
+    let method_arn = "arn:aws:execute-api:eu-west-1:246813579024:jc7x2k9q4d/prod/$connect";
 
     let protocol = format!("jobcast, bearer.{}", rs256(&good_claims("ana")));
     let allowed = authorizer
@@ -469,7 +471,10 @@ async fn the_auth_matrix_holds_on<S: Store + ConnectionStore>(
         let store = emulator.service().store().clone();
         async move {
             store
-                .user_connections(&user, jobcast::store::PageRequest::first(10))
+                .connections_of(
+                    &jobcast::store::Audience::User(user.clone()),
+                    jobcast::store::PageRequest::first(10),
+                )
                 .await
                 .expect("the store answers")
                 .items

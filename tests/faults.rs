@@ -120,7 +120,10 @@ async fn a_connection_closed_mid_fan_out_is_removed_and_the_rest_hear() {
     let user = UserId::parse(last_user).unwrap();
     assert!(
         store
-            .user_connections(&user, PageRequest::first(10))
+            .connections_of(
+                &jobcast::store::Audience::User(user.clone()),
+                PageRequest::first(10)
+            )
             .await
             .unwrap()
             .items

@@ -7,7 +7,8 @@ use chrono::{Duration, Utc};
 use futures::StreamExt;
 use jobcast::protocol::{ConnectionId, EventId, JobEvent, JobId, JobState, UserId};
 use jobcast::store::{
-    AppendOutcome, Appended, Connection, NewEvent, PageRequest, Store, Subscription,
+    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, PageRequest, Store,
+    Subscription,
 };
 use serde_json::json;
 
@@ -92,7 +93,7 @@ async fn all_subscribers<S: Store>(
     let mut request = PageRequest::first(page_size);
     loop {
         let page = store
-            .job_subscribers(&job(job_id), u64::MAX, request)
+            .connections_of(&Audience::Job(job(job_id), u64::MAX), request)
             .await
             .unwrap();
         pages += 1;
@@ -157,7 +158,7 @@ async fn expired_items_are_invisible<S: Store>(store: S) {
             .is_none()
     );
     let page = store
-        .user_connections(&user("alice"), PageRequest::first(10))
+        .connections_of(&Audience::User(user("alice")), PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(page.items, vec![fresh.connection_id.clone()]);
@@ -226,7 +227,7 @@ async fn subscriptions_follow_their_connection<S: Store>(store: S) {
     let (b, _) = all_subscribers(&store, "job-b", 10).await;
     assert!(b.is_empty());
     let users = store
-        .user_connections(&user("u"), PageRequest::first(10))
+        .connections_of(&Audience::User(user("u")), PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(users.items, vec![connection_id(2), connection_id(3)]);
@@ -271,7 +272,7 @@ async fn user_connections_paginate<S: Store>(store: S) {
     let mut request = PageRequest::first(3);
     loop {
         let page = store
-            .user_connections(&user("many-tabs"), request)
+            .connections_of(&Audience::User(user("many-tabs")), request)
             .await
             .unwrap();
         found.extend(page.items);
@@ -317,7 +318,10 @@ async fn events_read_back_in_order<S: Store>(store: S) {
     for i in 1..=10 {
         append(&store, new_event("log-job", progress(f64::from(i)))).await;
     }
-    let events = store.events_after(&job("log-job"), 3, 4).await.unwrap();
+    let events = store
+        .events_after(&job("log-job"), LogPage::after(3, 4))
+        .await
+        .unwrap();
     assert_eq!(
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![4, 5, 6, 7]
@@ -325,7 +329,7 @@ async fn events_read_back_in_order<S: Store>(store: S) {
     assert_eq!(events[0].event, progress(4.0));
     assert_eq!(
         store
-            .events_after(&job("log-job"), 0, 100)
+            .events_after(&job("log-job"), LogPage::after(0, 100))
             .await
             .unwrap()
             .len(),
@@ -333,14 +337,14 @@ async fn events_read_back_in_order<S: Store>(store: S) {
     );
     assert!(
         store
-            .events_after(&job("log-job"), 10, 100)
+            .events_after(&job("log-job"), LogPage::after(10, 100))
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .events_after(&job("no-such-job"), 0, 100)
+            .events_after(&job("no-such-job"), LogPage::after(0, 100))
             .await
             .unwrap()
             .is_empty()
@@ -354,7 +358,7 @@ async fn expired_events_are_not_read_back<S: Store>(store: S) {
     append(&store, stale).await;
     append(&store, new_event("ttl-job", progress(3.0))).await;
     let seqs: Vec<u64> = store
-        .events_after(&job("ttl-job"), 0, 10)
+        .events_after(&job("ttl-job"), LogPage::after(0, 10))
         .await
         .unwrap()
         .iter()
@@ -413,7 +417,7 @@ async fn finished_jobs_take_no_more_events<S: Store>(store: S) {
     }
     assert_eq!(
         store
-            .events_after(&job("done-job"), 0, 10)
+            .events_after(&job("done-job"), LogPage::after(0, 10))
             .await
             .unwrap()
             .len(),
@@ -541,7 +545,7 @@ async fn a_retry_of_the_latest_event_is_recorded_once<S: Store>(store: S) {
     assert_eq!((again.event.seq, again.duplicate), (finish.event.seq, true));
     assert_eq!(
         store
-            .events_after(&job("idem"), 0, 100)
+            .events_after(&job("idem"), LogPage::after(0, 100))
             .await
             .unwrap()
             .len(),
@@ -660,7 +664,7 @@ async fn the_frame_bucket_refills_at_its_rate_and_holds_its_burst<S: Store>(stor
         let store = store.clone();
         async move {
             store
-                .take_frame_token(&connection_id(n), at, bucket)
+                .take_frame_token(&connection_id(n), bucket.at(at))
                 .await
                 .unwrap()
         }
@@ -789,18 +793,17 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
     use jobcast::store::{ReplayClaim, ReplayEnd};
     append(&store, new_event("claimed", progress(1.0))).await;
     let claim = ReplayClaim {
+        job_id: job("claimed"),
         connection_id: connection_id(1),
         until: Utc::now() + Duration::minutes(1),
     };
     let lapsed = ReplayClaim {
+        job_id: job("claimed"),
         connection_id: connection_id(2),
         until: Utc::now() - Duration::seconds(1),
     };
-    assert_eq!(
-        store.start_replay(&job("claimed"), &claim).await.unwrap(),
-        1
-    );
-    store.start_replay(&job("claimed"), &lapsed).await.unwrap();
+    assert_eq!(store.start_replay(&claim).await.unwrap(), 1);
+    store.start_replay(&lapsed).await.unwrap();
     let during = appended(&store, new_event("claimed", progress(2.0))).await;
     assert_eq!(during.event.seq, 2);
     assert_eq!(
@@ -809,20 +812,14 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
         "a lapsed claim holds nobody off"
     );
     assert_eq!(
-        store
-            .finish_replay(&job("claimed"), &claim, 1)
-            .await
-            .unwrap(),
+        store.finish_replay(&claim, 1).await.unwrap(),
         ReplayEnd::Behind { last_seq: 2 },
         "seq 2 came after the replay read the log"
     );
     let still = appended(&store, new_event("claimed", progress(3.0))).await;
     assert_eq!(still.replaying, vec![connection_id(1)]);
     assert_eq!(
-        store
-            .finish_replay(&job("claimed"), &claim, 3)
-            .await
-            .unwrap(),
+        store.finish_replay(&claim, 3).await.unwrap(),
         ReplayEnd::Live
     );
     let after = appended(&store, new_event("claimed", progress(4.0))).await;
@@ -843,7 +840,7 @@ async fn a_subscription_hears_only_events_after_its_live_after<S: Store>(store: 
         let store = store.clone();
         async move {
             store
-                .job_subscribers(&job("late"), seq, PageRequest::first(10))
+                .connections_of(&Audience::Job(job("late"), seq), PageRequest::first(10))
                 .await
                 .unwrap()
                 .items

@@ -62,7 +62,12 @@ async fn main() -> anyhow::Result<()> {
         let mut found = 0;
         let mut request = PageRequest::first(page_size);
         loop {
-            let page = store.job_subscribers(&job, u64::MAX, request).await?;
+            let page = store
+                .connections_of(
+                    &jobcast::store::Audience::Job(job.clone(), u64::MAX),
+                    request,
+                )
+                .await?;
             found += page.items.len() as u64;
             match page.next {
                 Some(after) => {

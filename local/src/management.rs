@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::App;
-use crate::registry::ServerClose;
+use crate::registry::{LiveConnection, ServerClose};
 
 /// An error as AWS's restJson1 services send it: the type in `x-amzn-ErrorType`, a message in
 /// the body.
@@ -52,6 +52,15 @@ pub(crate) struct ConnectionPath {
 /// The path's connection id; an id we could never have issued is simply gone.
 fn connection_id(raw: &str) -> Option<ConnectionId> {
     ConnectionId::parse(raw).ok()
+}
+
+impl ConnectionPath {
+    /// The open connection the path names, or the `GoneException` AWS answers for any other.
+    fn live<S: Store>(&self, app: &App<S>) -> Result<Arc<LiveConnection>, Response> {
+        connection_id(&self.connection_id)
+            .and_then(|id| app.registry.get(&id))
+            .ok_or_else(|| gone(&self.connection_id))
+    }
 }
 
 /// `POST @connections/{id}`: the body, as is, becomes one frame.
@@ -107,12 +116,11 @@ pub(crate) async fn post<S: Store>(
 /// `GET @connections/{id}`: when it connected, when it was last active, who it is.
 pub(crate) async fn get<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Path(ConnectionPath {
-        connection_id: raw_id,
-    }): Path<ConnectionPath>,
+    Path(path): Path<ConnectionPath>,
 ) -> Response {
-    let Some(live) = connection_id(&raw_id).and_then(|id| app.registry.get(&id)) else {
-        return gone(&raw_id);
+    let live = match path.live(&app) {
+        Ok(live) => live,
+        Err(gone) => return gone,
     };
     let mut identity = json!({ "sourceIp": live.source_ip });
     if let Some(agent) = &live.user_agent {
@@ -133,17 +141,15 @@ pub(crate) async fn get<S: Store>(
 /// `DELETE @connections/{id}`: closes the socket; `$disconnect` follows.
 pub(crate) async fn delete<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Path(ConnectionPath {
-        connection_id: raw_id,
-    }): Path<ConnectionPath>,
+    Path(path): Path<ConnectionPath>,
 ) -> Response {
-    let Some(live) = connection_id(&raw_id).and_then(|id| app.registry.get(&id)) else {
-        return gone(&raw_id);
+    let close = |live: Arc<LiveConnection>| {
+        tracing::info!(connection_id = %path.connection_id, "@connections delete");
+        live.request_close(ServerClose {
+            code: 1000,
+            reason: "Connection deleted",
+        });
+        StatusCode::NO_CONTENT.into_response()
     };
-    tracing::info!(connection_id = %raw_id, "@connections delete");
-    live.request_close(ServerClose {
-        code: 1000,
-        reason: "Connection deleted",
-    });
-    StatusCode::NO_CONTENT.into_response()
+    path.live(&app).map_or_else(|gone| gone, close)
 }

@@ -10,8 +10,8 @@ use futures::stream::FuturesUnordered;
 use rand::Rng;
 
 use crate::gateway::{ConnectionGateway, PostError};
-use crate::protocol::{ConnectionId, DeliveryReport, JobId, Seq, UserId};
-use crate::store::{ConnectionStore, PageRequest, StoreError};
+use crate::protocol::{ConnectionId, DeliveryReport};
+use crate::store::{Audience, ConnectionStore, PageRequest, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -43,16 +43,7 @@ impl Default for DeliverySettings {
     }
 }
 
-/// Who receives a payload.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Audience {
-    /// Every connection subscribed to a job that should hear its event of this seq from the
-    /// sender (see [`crate::store::ConnectionStore::job_subscribers`]).
-    Job(JobId, Seq),
-    /// Every connection of a user: all tabs and devices.
-    User(UserId),
-}
-
+/// How posting to one connection ended.
 enum Outcome {
     Delivered(Attempts),
     Gone(Attempts),
@@ -180,12 +171,7 @@ where
                     payload.clone(),
                 ));
             } else if let (Some(request), Some(audience)) = (next_page.take(), &audience) {
-                let page = match audience {
-                    Audience::Job(job_id, seq) => {
-                        store.job_subscribers(job_id, *seq, request).await?
-                    }
-                    Audience::User(user_id) => store.user_connections(user_id, request).await?,
-                };
+                let page = store.connections_of(audience, request).await?;
                 next_page = page.next.map(|after| PageRequest {
                     after: Some(after),
                     limit: page_size,

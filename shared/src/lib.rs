@@ -1,5 +1,27 @@
 //! jobcast's core: the message protocol, the ports (store, gateway), their adapters, and the
 //! handlers that the Lambda functions and jobcast-local both run.
+//!
+//! # Layout
+//!
+//! Dependencies run one way, from the top of this list down; nothing below imports anything
+//! above it.
+//!
+//! - [`startup`]: the one start-up path every Lambda `main` calls.
+//! - [`handlers`]: the service ([`handlers::Jobcast`]) and its entry points (`$connect`,
+//!   `$disconnect`, every client frame, every sender request), one file per client action and
+//!   per sender request, over the pieces they share (recording an event, access, replies).
+//! - [`publish`] (feature `publish`): the pipeline's side, a client of the sender.
+//! - [`settings`]: everything read from the environment, read once; [`telemetry`] sets up
+//!   logging from it.
+//! - [`delivery`]: fan-out of one payload to an audience, with bounded, adaptive concurrency and
+//!   retry; [`cache`]: a warm sender's subscriber lists; [`metrics`]: CloudWatch EMF lines.
+//! - Ports and their adapters: [`store`] (connections, subscriptions, jobs and their event log;
+//!   in memory or on DynamoDB) and [`gateway`] (posting to a connection; API Gateway's
+//!   Management API). [`auth`]: the tokens a client presents and the `$connect` authorizer.
+//! - [`protocol`], at the bottom: every wire type, parsed and validated before any handler
+//!   sees it; [`schemas`] writes them out as JSON Schema.
+
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod cache;

@@ -14,6 +14,7 @@ pub const NAMESPACE: &str = "jobcast";
 
 /// Where metric lines go.
 pub trait MetricsSink: Send + Sync {
+    /// Writes one metric line.
     fn emit(&self, line: &str);
 }
 
@@ -35,6 +36,7 @@ impl MetricsSink for NoMetrics {
     fn emit(&self, _line: &str) {}
 }
 
+/// A sink shared by every handler of a process.
 pub type SharedSink = Arc<dyn MetricsSink>;
 
 /// The EMF line for one fan-out of a `message_type` frame (`progress_update`, …).
@@ -62,6 +64,22 @@ pub fn fan_out_line(message_type: &str, report: &DeliveryReport) -> String {
         "FanOutLatency": report.duration_ms,
     })
     .to_string()
+}
+
+/// Reports a finished fan-out of a `message_type` frame: its EMF line to `sink`, and a log
+/// line with the same counts (in the span of whatever was fanned out).
+pub fn report_fan_out(sink: &dyn MetricsSink, message_type: &str, report: &DeliveryReport) {
+    sink.emit(&fan_out_line(message_type, report));
+    tracing::info!(
+        message_type,
+        delivered = report.delivered,
+        gone = report.gone,
+        failed = report.failed,
+        failed_transient = report.failed_transient,
+        retried = report.retried,
+        duration_ms = report.duration_ms,
+        "fanned out"
+    );
 }
 
 /// One line per user message of a type this server does not know (skipped, not forwarded).

@@ -107,7 +107,10 @@ impl Client {
         let page = emulator
             .service()
             .store()
-            .user_connections(&user, PageRequest::first(10))
+            .connections_of(
+                &jobcast::store::Audience::User(user.clone()),
+                PageRequest::first(10),
+            )
             .await
             .unwrap();
         assert_eq!(page.items.len(), 1, "one connection for {}", self.user);
@@ -398,21 +401,14 @@ pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::
     aws_sdk_apigatewaymanagement::Client::new(&sdk_config(endpoint).await)
 }
 
-/// AWS's own sample events, handed to the project beside the repository.
+/// An event in the shape of AWS's published samples, from `tests/fixtures/aws/`.
 pub fn aws_fixture(name: &str) -> Value {
-    let dir = std::env::var_os("JOBCAST_AWS_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/aws-event-fixtures")
-        });
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err} (set JOBCAST_AWS_FIXTURES to the fixtures folder)",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/aws")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 pub fn close_code(frame: &Option<CloseFrame>) -> Option<u16> {

@@ -34,7 +34,7 @@ pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
     let now_ms = Utc::now().timestamp_millis();
     let verdict = match service
         .store()
-        .take_frame_token(connection_id, now_ms, bucket)
+        .take_frame_token(connection_id, bucket.at(now_ms))
         .await
     {
         Ok(Some(verdict)) => verdict,

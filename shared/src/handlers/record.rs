@@ -8,14 +8,14 @@ use chrono::Utc;
 use super::errors::SendError;
 use super::service::Jobcast;
 use crate::cache::MAX_CACHED_SUBSCRIBERS;
-use crate::delivery::{Audience, Delivery, FanOut, Recipients, deliver};
+use crate::delivery::{Delivery, FanOut, Recipients, deliver};
 use crate::gateway::ConnectionGateway;
-use crate::metrics::fan_out_line;
+use crate::metrics::report_fan_out;
 use crate::protocol::{
     ConnectionId, CorrelationId, DeliveryReport, EventId, JobEvent, JobId, JobState,
     MAX_FRAME_BYTES, Seq, ServerFrame, ServerMessage, UserId,
 };
-use crate::store::{AppendOutcome, Appended, NewEvent, Store, StoreError};
+use crate::store::{AppendOutcome, Appended, Audience, NewEvent, Store, StoreError};
 
 /// A job event on its way to the store.
 pub(super) struct NewJobEvent {
@@ -116,17 +116,8 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         replaying: &replaying,
     };
     let delivery = fan_out(service, gateway, audience, Bytes::from(frame.to_json())).await?;
-    service.metrics().emit(&fan_out_line(event_type, &delivery));
-    tracing::info!(
-        seq,
-        event_type,
-        delivered = delivery.delivered,
-        gone = delivery.gone,
-        failed = delivery.failed,
-        retried = delivery.retried,
-        duration_ms = delivery.duration_ms,
-        "event published"
-    );
+    report_fan_out(service.metrics().as_ref(), event_type, &delivery);
+    tracing::info!(seq, duplicate, "event published");
     Ok(Recorded::Published {
         seq,
         duplicate,

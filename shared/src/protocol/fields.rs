@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::messages::{FrameError, MAX_FRAME_BYTES};
+use super::frame_error::{FrameError, MAX_FRAME_BYTES};
 
 /// A [`FrameError::InvalidField`] naming `field`.
 pub(crate) fn invalid_field(field: &str, reason: impl Into<String>) -> FrameError {

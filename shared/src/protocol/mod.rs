@@ -1,18 +1,24 @@
 //! The message protocol: typed, validated, serde. Everything that crosses a socket or an
 //! invocation boundary is parsed here before any handler sees it.
 
+mod client;
 mod errors;
+mod events;
 mod fields;
+mod frame_error;
 mod ids;
-mod messages;
 mod sender;
+mod server;
 mod user;
 mod values;
 
+pub use client::*;
 pub use errors::ErrorCode;
+pub use events::*;
+pub use frame_error::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, UserId};
-pub use messages::*;
 pub use sender::*;
+pub use server::*;
 pub use user::{
     Alert, AlertSeverity, HubTimestamp, Notification, NotificationLevel, ProjectEnvelope,
     ProjectPayload, ProjectStatus, UserMessage, UserMessageError,

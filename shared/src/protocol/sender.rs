@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::errors::ErrorCode;
+use super::events::{JobEvent, JobState, Seq};
 use super::fields::{from_fields, invalid_field, optional_field};
+use super::frame_error::FrameError;
 use super::ids::{CorrelationId, EventId, JobId, UserId};
-use super::messages::{FrameError, JobEvent, JobState, JobStatusReport, Seq};
+use super::server::JobStatusReport;
 use super::user::{UserMessage, UserMessageError};
 
 /// What a pipeline sends: one event about one job.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A percentage within 0–100 (fractions allowed).
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
+#[serde(try_from = "f64")]
 pub struct Percent(f64);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -44,12 +44,6 @@ impl TryFrom<f64> for Percent {
     }
 }
 
-impl From<Percent> for f64 {
-    fn from(percent: Percent) -> f64 {
-        percent.0
-    }
-}
-
 impl schemars::JsonSchema for StageName {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "StageName".into()
@@ -68,7 +62,7 @@ impl schemars::JsonSchema for StageName {
 
 /// A pipeline stage name: non-blank, at most 128 characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "String")]
 pub struct StageName(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,12 +92,6 @@ impl TryFrom<String> for StageName {
     type Error = InvalidStageName;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         Self::parse(value)
-    }
-}
-
-impl From<StageName> for String {
-    fn from(stage: StageName) -> String {
-        stage.0
     }
 }
 

@@ -5,9 +5,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use super::*;
+use super::{
+    AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict,
+    JobRecord, JobStore, LogPage, NewEvent, NewJob, Page, PageRequest, PageToken, RegisterOutcome,
+    ReplayClaim, ReplayEnd, StoreError, StoredEvent, Subscription,
+};
+use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -182,8 +187,7 @@ impl ConnectionStore for MemoryStore {
     async fn take_frame_token(
         &self,
         connection_id: &ConnectionId,
-        now_ms: i64,
-        bucket: FrameBucket,
+        FrameTake { bucket, now_ms }: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
         let now = Utc::now();
         let mut state = self.lock();
@@ -277,49 +281,38 @@ impl ConnectionStore for MemoryStore {
         Ok(existed)
     }
 
-    async fn job_subscribers(
+    async fn connections_of(
         &self,
-        job_id: &JobId,
-        event_seq: Seq,
+        audience: &Audience,
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         let after = resume_after(&page)?;
         let now = Utc::now();
         let state = self.lock();
-        let Some(subscribers) = state.subscriptions.get(job_id) else {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
+        let empty = BTreeSet::new();
+        let live: Vec<&ConnectionId> = match audience {
+            Audience::Job(job_id, event_seq) => state
+                .subscriptions
+                .get(job_id)
+                .into_iter()
+                .flat_map(|subscribers| subscribers.range((after.clone(), Bound::Unbounded)))
+                .filter(|(_, s)| s.expires_at > now && s.live_after < *event_seq)
+                .map(|(id, _)| id)
+                .collect(),
+            Audience::User(user_id) => state
+                .connections_of_user
+                .get(user_id)
+                .unwrap_or(&empty)
+                .range((after, Bound::Unbounded))
+                .filter(|id| {
+                    state
+                        .connections
+                        .get(*id)
+                        .is_some_and(|c| c.expires_at > now)
+                })
+                .collect(),
         };
-        let live = subscribers
-            .range((after, Bound::Unbounded))
-            .filter(|(_, s)| s.expires_at > now && s.live_after < event_seq)
-            .map(|(id, _)| id);
-        Ok(page_of(live, page.limit))
-    }
-
-    async fn user_connections(
-        &self,
-        user_id: &UserId,
-        page: PageRequest,
-    ) -> Result<Page<ConnectionId>, StoreError> {
-        let after = resume_after(&page)?;
-        let now = Utc::now();
-        let state = self.lock();
-        let Some(ids) = state.connections_of_user.get(user_id) else {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        };
-        let live = ids.range((after, Bound::Unbounded)).filter(|id| {
-            state
-                .connections
-                .get(*id)
-                .is_some_and(|c| c.expires_at > now)
-        });
-        Ok(page_of(live, page.limit))
+        Ok(page_of(live.into_iter(), page.limit))
     }
 }
 
@@ -389,13 +382,7 @@ impl JobStore for MemoryStore {
         }
         let seq = last_seq + 1;
         let record = JobRecord::after_event(previous, &new, seq);
-        let stored = StoredEvent {
-            job_id: new.job_id.clone(),
-            seq,
-            event: new.event,
-            correlation_id: new.correlation_id,
-            recorded_at: new.recorded_at,
-        };
+        let stored = new.recorded_as(seq);
         state.jobs.insert(new.job_id.clone(), record);
         let replaying = state.replaying(&new.job_id);
         match new.event_id {
@@ -428,8 +415,7 @@ impl JobStore for MemoryStore {
     async fn events_after(
         &self,
         job_id: &JobId,
-        after: Seq,
-        limit: usize,
+        LogPage { after, limit }: LogPage,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let now = Utc::now();
         let state = self.lock();
@@ -446,7 +432,8 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
-    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+        let job_id = &claim.job_id;
         let mut state = self.lock();
         state
             .replay_claims
@@ -458,10 +445,10 @@ impl JobStore for MemoryStore {
 
     async fn finish_replay(
         &self,
-        job_id: &JobId,
         claim: &ReplayClaim,
         through: Seq,
     ) -> Result<ReplayEnd, StoreError> {
+        let job_id = &claim.job_id;
         let mut state = self.lock();
         let last_seq = state.jobs.get(job_id).map_or(0, |job| job.last_seq);
         if last_seq != through {

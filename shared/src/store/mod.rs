@@ -41,6 +41,16 @@ pub struct Subscription {
     pub live_after: Seq,
 }
 
+/// Whose connections a lookup finds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Audience {
+    /// Every connection subscribed to a job that should hear its event of this seq from the
+    /// sender: subscriptions made before it (`live_after < seq`).
+    Job(JobId, Seq),
+    /// Every connection of a user: all tabs and devices.
+    User(UserId),
+}
+
 /// Where a paginated lookup resumes. Opaque to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken(pub(crate) String);
@@ -112,6 +122,9 @@ pub struct Appended {
 /// replayed event and a live one can never cross or repeat.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReplayClaim {
+    /// The job being replayed.
+    pub job_id: JobId,
+    /// The connection it is replayed to.
     pub connection_id: ConnectionId,
     /// After this the claim no longer holds (the replaying handler died): senders deliver
     /// again, and the client's seq dedupe absorbs any overlap.
@@ -129,12 +142,13 @@ impl ReplayClaim {
         format!("{} {}", self.connection_id, self.until.timestamp_millis())
     }
 
-    pub(crate) fn decode(value: &str) -> Option<Self> {
+    /// The connection and expiry of a claim as [`ReplayClaim::encode`] stored it.
+    pub(crate) fn decode(value: &str) -> Option<(ConnectionId, DateTime<Utc>)> {
         let (connection_id, until) = value.rsplit_once(' ')?;
-        Some(Self {
-            connection_id: ConnectionId::parse(connection_id).ok()?,
-            until: DateTime::from_timestamp_millis(until.parse().ok()?)?,
-        })
+        Some((
+            ConnectionId::parse(connection_id).ok()?,
+            DateTime::from_timestamp_millis(until.parse().ok()?)?,
+        ))
     }
 }
 
@@ -143,8 +157,11 @@ impl ReplayClaim {
 pub enum ReplayEnd {
     /// Released: the connection is live, senders deliver every event after the replayed ones.
     Live,
-    /// Not released: the job has moved on to `last_seq`; replay the rest first.
-    Behind { last_seq: Seq },
+    /// Not released: the job has moved on; replay the rest first.
+    Behind {
+        /// The job's last seq now.
+        last_seq: Seq,
+    },
 }
 
 /// An event to record, with how long the job and the event are kept.
@@ -164,6 +181,19 @@ pub struct NewEvent {
     pub owner: Option<UserId>,
 }
 
+impl NewEvent {
+    /// The event as logged with `seq`.
+    pub fn recorded_as(&self, seq: Seq) -> StoredEvent {
+        StoredEvent {
+            job_id: self.job_id.clone(),
+            seq,
+            event: self.event.clone(),
+            correlation_id: self.correlation_id.clone(),
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
 /// A connection's allowance of client frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameBucket {
@@ -177,6 +207,41 @@ impl FrameBucket {
     /// How far ahead of now the theoretical arrival time may run: `burst - 1` intervals.
     pub fn tolerance_ms(self) -> i64 {
         self.interval_ms * i64::from(self.burst.saturating_sub(1))
+    }
+}
+
+impl FrameBucket {
+    /// A take from this bucket at `now_ms`.
+    pub fn at(self, now_ms: i64) -> FrameTake {
+        FrameTake {
+            bucket: self,
+            now_ms,
+        }
+    }
+}
+
+/// One frame's take from its connection's bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTake {
+    /// The connection's allowance.
+    pub bucket: FrameBucket,
+    /// When the frame arrived, in Unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// Which of a job's logged events to read: those with `seq > after`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPage {
+    /// Read events after this seq.
+    pub after: Seq,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl LogPage {
+    /// At most `limit` events after `seq`.
+    pub fn after(seq: Seq, limit: usize) -> Self {
+        Self { after: seq, limit }
     }
 }
 
@@ -304,16 +369,13 @@ pub trait ConnectionStore: Send + Sync + 'static {
         job_id: &JobId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The live connections subscribed to a job, a page at a time.
-    /// Takes a token from the connection's frame bucket at `now_ms`, as GCRA does (a token
+    /// Takes a token from the connection's frame bucket at `take.now_ms`, as GCRA does (a token
     /// bucket kept as one timestamp, the theoretical arrival time): a token every
-    /// `bucket.interval_ms`, at most `bucket.burst` saved up. `None` when the connection is not
-    /// known.
+    /// `interval_ms`, at most `burst` saved up. `None` when the connection is not known.
     fn take_frame_token(
         &self,
         connection_id: &ConnectionId,
-        now_ms: i64,
-        bucket: FrameBucket,
+        take: FrameTake,
     ) -> impl Future<Output = Result<Option<FrameVerdict>, StoreError>> + Send;
 
     /// Up to `limit` of the jobs a connection is subscribed to (live subscriptions only).
@@ -323,19 +385,10 @@ pub trait ConnectionStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<JobId>, StoreError>> + Send;
 
-    /// The live connections that should hear the job's event `event_seq` from its sender:
-    /// subscriptions made before it (`live_after < event_seq`), a page at a time.
-    fn job_subscribers(
+    /// The live connections of `audience`, a page at a time.
+    fn connections_of(
         &self,
-        job_id: &JobId,
-        event_seq: Seq,
-        page: PageRequest,
-    ) -> impl Future<Output = Result<Page<ConnectionId>, StoreError>> + Send;
-
-    /// The live connections of a user (every tab and device), a page at a time.
-    fn user_connections(
-        &self,
-        user_id: &UserId,
+        audience: &Audience,
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<ConnectionId>, StoreError>> + Send;
 }
@@ -364,16 +417,14 @@ pub trait JobStore: Send + Sync + 'static {
     fn events_after(
         &self,
         job_id: &JobId,
-        after: Seq,
-        limit: usize,
+        page: LogPage,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
-    /// Records `claim` on the job, atomically with its seq counter: every append from now on
+    /// Records `claim` on its job, atomically with the seq counter: every append from now on
     /// lists the connection in [`Appended::replaying`] until the claim is released or lapses.
     /// Returns the job's last seq at that moment: the subscription's `live_after`.
     fn start_replay(
         &self,
-        job_id: &JobId,
         claim: &ReplayClaim,
     ) -> impl Future<Output = Result<Seq, StoreError>> + Send;
 
@@ -381,7 +432,6 @@ pub trait JobStore: Send + Sync + 'static {
     /// delivered everything up to it); otherwise says how far the job has gone.
     fn finish_replay(
         &self,
-        job_id: &JobId,
         claim: &ReplayClaim,
         through: Seq,
     ) -> impl Future<Output = Result<ReplayEnd, StoreError>> + Send;

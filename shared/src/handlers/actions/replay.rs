@@ -10,7 +10,7 @@ use crate::handlers::errors::ActionError;
 use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
 use crate::protocol::{JobId, Seq, ServerMessage};
-use crate::store::{JobRecord, ReplayClaim, ReplayEnd, Store, StoredEvent};
+use crate::store::{JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoredEvent};
 
 /// Events read from the log at a time.
 const REPLAY_PAGE: usize = 100;
@@ -35,7 +35,7 @@ pub(super) async fn first_page<S: Store>(
     if job.last_seq - last_seq <= MAX_REPLAY_EVENTS {
         let page = service
             .store()
-            .events_after(&job.job_id, last_seq, REPLAY_PAGE)
+            .events_after(&job.job_id, LogPage::after(last_seq, REPLAY_PAGE))
             .await?;
         if page.first().is_some_and(|event| event.seq == last_seq + 1) {
             return Ok((last_seq, true, page));
@@ -104,14 +104,16 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                 cursor = event.seq;
                 replayed += 1;
             }
-            let last_seq = match store.finish_replay(self.job_id, self.claim, cursor).await? {
+            let last_seq = match store.finish_replay(self.claim, cursor).await? {
                 ReplayEnd::Live => {
                     tracing::info!(replayed, through = cursor, "replay done; live");
                     return Ok(());
                 }
                 ReplayEnd::Behind { last_seq } => last_seq,
             };
-            pending = store.events_after(self.job_id, cursor, REPLAY_PAGE).await?;
+            pending = store
+                .events_after(self.job_id, LogPage::after(cursor, REPLAY_PAGE))
+                .await?;
             if pending.first().is_some_and(|event| event.seq == cursor + 1) {
                 log_misses = 0;
                 continue;

@@ -53,13 +53,14 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
 
     let now = Utc::now();
     let claim = ReplayClaim {
+        job_id: job_id.clone(),
         connection_id: caller.connection_id.clone(),
         until: service.expiry(now, REPLAY_CLAIM_TTL),
     };
     // The claim first. An event appended after it lists the claim, so its sender skips this
     // connection; one appended before it has a seq of at most `live_after`, which its sender
     // skips too should it find the subscription. The replay covers both.
-    let live_after = store.start_replay(&job_id, &claim).await?;
+    let live_after = store.start_replay(&claim).await?;
     let subscription = Subscription {
         connection_id: caller.connection_id.clone(),
         job_id: job_id.clone(),

@@ -4,16 +4,16 @@
 
 use bytes::Bytes;
 
-use crate::delivery::{Audience, Delivery, FanOut, Recipients, deliver};
+use crate::delivery::{Delivery, FanOut, Recipients, deliver};
 use crate::gateway::ConnectionGateway;
 use crate::handlers::errors::SendError;
 use crate::handlers::service::Jobcast;
-use crate::metrics::{fan_out_line, unknown_message_line};
+use crate::metrics::{report_fan_out, unknown_message_line};
 use crate::protocol::{
     MAX_FRAME_BYTES, SendOutcome, ServerFrame, ServerMessage, UserMessage, UserPayload,
     UserSendRequest,
 };
-use crate::store::Store;
+use crate::store::{Audience, Store};
 
 /// Posts the message to the user's connections; answers `delivered` or `ignored`.
 pub(super) async fn run<S: Store, G: ConnectionGateway>(
@@ -57,16 +57,7 @@ pub(super) async fn run<S: Store, G: ConnectionGateway>(
         Delivery::new(recipients, Bytes::from(payload)),
     )
     .await?;
-    service.metrics().emit(&fan_out_line(message_type, &report));
-    tracing::info!(
-        message_type,
-        delivered = report.delivered,
-        gone = report.gone,
-        failed = report.failed,
-        retried = report.retried,
-        duration_ms = report.duration_ms,
-        "user message delivered"
-    );
+    report_fan_out(service.metrics().as_ref(), message_type, &report);
     Ok(SendOutcome::Delivered {
         user_id,
         message_type: message_type.to_owned(),

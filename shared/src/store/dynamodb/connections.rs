@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::DynamoStore;
@@ -14,13 +15,30 @@ use super::items::{
 use super::schema::{
     BY_JOB_INDEX, BY_USER_INDEX, CONNECTION_ID, EXPIRES_AT, JOB_ID, SORT_KEY, USER_ID,
 };
-use crate::protocol::{ConnectionId, JobId, Seq, UserId};
+use crate::protocol::{ConnectionId, JobId, UserId};
 use crate::store::{
-    Connection, ConnectionStore, FrameBucket, FrameVerdict, Page, PageRequest, StoreError,
+    Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, Page, PageRequest, StoreError,
     Subscription,
 };
 
 impl ConnectionStore for DynamoStore {
+    async fn connections_of(
+        &self,
+        audience: &Audience,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        match audience {
+            Audience::Job(job_id, seq) => {
+                self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), Some(*seq), page)
+                    .await
+            }
+            Audience::User(user_id) => {
+                self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), None, page)
+                    .await
+            }
+        }
+    }
+
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let item = ConnectionItem {
             connection_id: connection.connection_id.to_string(),
@@ -112,57 +130,33 @@ impl ConnectionStore for DynamoStore {
         Ok(true)
     }
 
-    async fn take_frame_token(
-        &self,
-        connection_id: &ConnectionId,
-        now_ms: i64,
-        bucket: FrameBucket,
-    ) -> Result<Option<FrameVerdict>, StoreError> {
-        self.take_token(connection_id, now_ms, bucket).await
-    }
-
     async fn subscribed_jobs(
         &self,
         connection_id: &ConnectionId,
         limit: usize,
     ) -> Result<Vec<JobId>, StoreError> {
-        // One partition: the connection's own items, never the table.
         let mut jobs = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.tables.connections)
+        let select = |query: QueryFluentBuilder| {
+            query
                 .key_condition_expression("#id = :id AND begins_with(#sk, :prefix)")
                 .filter_expression("#expires > :now")
-                .expression_attribute_names("#id", CONNECTION_ID)
                 .expression_attribute_names("#sk", SORT_KEY)
                 .expression_attribute_names("#expires", EXPIRES_AT)
                 .expression_attribute_names("#job", JOB_ID)
-                .expression_attribute_values(":id", s(connection_id.as_str()))
                 .expression_attribute_values(":prefix", s(SUBSCRIPTION_PREFIX))
                 .expression_attribute_values(":now", n(now_seconds()))
                 .projection_expression("#job")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in output.items() {
-                let job = item
-                    .get(JOB_ID)
-                    .and_then(|value| value.as_s().ok())
-                    .ok_or_else(|| corrupt("subscription", "no job_id"))?;
-                jobs.push(JobId::parse(job.as_str()).map_err(|e| corrupt("job_id", e))?);
-                if jobs.len() >= limit {
-                    return Ok(jobs);
-                }
-            }
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(jobs);
-            }
-        }
+        };
+        self.partition_items(connection_id, select, |item| {
+            let job = item
+                .get(JOB_ID)
+                .and_then(|value| value.as_s().ok())
+                .ok_or_else(|| corrupt("subscription", "no job_id"))?;
+            jobs.push(JobId::parse(job.as_str()).map_err(|e| corrupt("job_id", e))?);
+            Ok(jobs.len() < limit)
+        })
+        .await?;
+        Ok(jobs)
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
@@ -202,22 +196,11 @@ impl ConnectionStore for DynamoStore {
         Ok(existed)
     }
 
-    async fn job_subscribers(
+    async fn take_frame_token(
         &self,
-        job_id: &JobId,
-        event_seq: Seq,
-        page: PageRequest,
-    ) -> Result<Page<ConnectionId>, StoreError> {
-        self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), Some(event_seq), page)
-            .await
-    }
-
-    async fn user_connections(
-        &self,
-        user_id: &UserId,
-        page: PageRequest,
-    ) -> Result<Page<ConnectionId>, StoreError> {
-        self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), None, page)
-            .await
+        connection_id: &ConnectionId,
+        take: FrameTake,
+    ) -> Result<Option<FrameVerdict>, StoreError> {
+        self.take_token(connection_id, take).await
     }
 }

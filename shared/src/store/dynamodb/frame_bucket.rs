@@ -9,15 +9,14 @@ use super::errors::{conditional, corrupt, store_error};
 use super::items::{CONNECTION_SORT_KEY, n, now_seconds, number_of, s};
 use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY};
 use crate::protocol::ConnectionId;
-use crate::store::{FrameBucket, FrameVerdict, StoreError};
+use crate::store::{FrameTake, FrameVerdict, StoreError};
 
 impl DynamoStore {
-    /// Takes a token at `now_ms`; see [`crate::store::ConnectionStore::take_frame_token`].
+    /// Takes a token; see [`crate::store::ConnectionStore::take_frame_token`].
     pub(super) async fn take_token(
         &self,
         connection_id: &ConnectionId,
-        now_ms: i64,
-        bucket: FrameBucket,
+        FrameTake { bucket, now_ms }: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
         // applies depends on the stored time, so each is tried under its own condition; a
         // race with another frame of the same connection just moves on to the next.

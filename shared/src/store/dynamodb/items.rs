@@ -110,8 +110,8 @@ impl JobHeadItem {
         self.replaying
             .iter()
             .filter_map(|value| ReplayClaim::decode(value))
-            .filter(|claim| claim.holds_at(now))
-            .map(|claim| claim.connection_id)
+            .filter(|(_, until)| *until > now)
+            .map(|(connection_id, _)| connection_id)
             .collect()
     }
 }

@@ -14,8 +14,8 @@ use super::items::{
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
 use crate::store::{
-    AppendOutcome, Appended, JobRecord, JobStore, NewEvent, NewJob, RegisterOutcome, ReplayClaim,
-    ReplayEnd, StoreError, StoredEvent,
+    AppendOutcome, Appended, JobRecord, JobStore, LogPage, NewEvent, NewJob, RegisterOutcome,
+    ReplayClaim, ReplayEnd, StoreError, StoredEvent,
 };
 
 impl DynamoStore {
@@ -86,13 +86,7 @@ impl DynamoStore {
         let event = match self.get_event(&new.job_id, seq).await? {
             Some(event) => event,
             None => {
-                let event = StoredEvent {
-                    job_id: new.job_id.clone(),
-                    seq,
-                    event: new.event,
-                    correlation_id: new.correlation_id,
-                    recorded_at: new.recorded_at,
-                };
+                let event = new.recorded_as(seq);
                 self.put_event(&event, new.event_expires_at).await?;
                 event
             }
@@ -124,6 +118,27 @@ impl DynamoStore {
 }
 
 impl JobStore for DynamoStore {
+    async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let head: JobHeadItem = serde_dynamo::from_item(item).map_err(|e| corrupt("job", e))?;
+        if head.expires_at <= now_seconds() || head.state.is_none() {
+            return Ok(None);
+        }
+        head.try_into().map(Some)
+    }
+
     async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
         let mut sets = vec![
             "#state = :pending",
@@ -252,13 +267,7 @@ impl JobStore for DynamoStore {
                 }
             }
         };
-        let stored = StoredEvent {
-            job_id: new.job_id.clone(),
-            seq,
-            event: new.event,
-            correlation_id: new.correlation_id,
-            recorded_at: new.recorded_at,
-        };
+        let stored = new.recorded_as(seq);
         self.put_event(&stored, new.event_expires_at).await?;
         Ok(AppendOutcome::Appended(Appended {
             event: stored,
@@ -268,32 +277,10 @@ impl JobStore for DynamoStore {
         }))
     }
 
-    async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let head: JobHeadItem = serde_dynamo::from_item(item).map_err(|e| corrupt("job", e))?;
-        if head.expires_at <= now_seconds() || head.state.is_none() {
-            return Ok(None);
-        }
-        head.try_into().map(Some)
-    }
-
     async fn events_after(
         &self,
         job_id: &JobId,
-        after: Seq,
-        limit: usize,
+        LogPage { after, limit }: LogPage,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::new();
         let mut start = None;
@@ -330,7 +317,8 @@ impl JobStore for DynamoStore {
         Ok(events)
     }
 
-    async fn start_replay(&self, job_id: &JobId, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+        let job_id = &claim.job_id;
         // On the head, beside the seq counter: an append either precedes this (and the replay
         // reads its event) or follows it (and sees the claim).
         let output = self
@@ -354,12 +342,11 @@ impl JobStore for DynamoStore {
 
     async fn finish_replay(
         &self,
-        job_id: &JobId,
         claim: &ReplayClaim,
         through: Seq,
     ) -> Result<ReplayEnd, StoreError> {
         let released = self
-            .update_job_head(job_id.as_str())
+            .update_job_head(claim.job_id.as_str())
             .update_expression("DELETE #replaying :claim")
             .condition_expression("#last_seq = :through")
             .expression_attribute_names("#replaying", REPLAYING)
@@ -392,19 +379,19 @@ impl JobStore for DynamoStore {
             .and_then(|value| value.as_ss().ok())
             .into_iter()
             .flatten()
-            .filter(|value| ReplayClaim::decode(value).is_none_or(|held| !held.holds_at(now)))
+            .filter(|value| ReplayClaim::decode(value).is_none_or(|(_, until)| until <= now))
             .cloned()
             .collect();
         if !lapsed.is_empty()
             && let Err(err) = self
-                .update_job_head(job_id.as_str())
+                .update_job_head(claim.job_id.as_str())
                 .update_expression("DELETE #replaying :lapsed")
                 .expression_attribute_names("#replaying", REPLAYING)
                 .expression_attribute_values(":lapsed", AttributeValue::Ss(lapsed))
                 .send()
                 .await
         {
-            tracing::debug!(%job_id, error = ?err, "could not tidy lapsed replay claims");
+            tracing::debug!(job_id = %claim.job_id, error = ?err, "could not tidy lapsed replay claims");
         }
         Ok(ReplayEnd::Live)
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{DeleteRequest, ReturnConsumedCapacity, WriteRequest};
 use serde::Serialize;
 
@@ -71,33 +72,57 @@ impl DynamoStore {
         Ok(Page { items, next })
     }
 
-    /// The keys of a connection's item and of all its subscriptions: one partition.
+    /// The items of one connection's partition that `query` selects (never the table), page
+    /// by page, each handed to `take` until it answers false.
+    pub(super) async fn partition_items(
+        &self,
+        connection_id: &ConnectionId,
+        query: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
+        mut take: impl FnMut(&Item) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut start = None;
+        loop {
+            let request = self
+                .client
+                .query()
+                .table_name(&self.tables.connections)
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_values(":id", s(connection_id.as_str()));
+            let output = query(request)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in output.items() {
+                if !take(item)? {
+                    return Ok(());
+                }
+            }
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The keys of a connection's item and of all its subscriptions.
     pub(super) async fn keys_of_connection(
         &self,
         connection_id: &ConnectionId,
     ) -> Result<Vec<Item>, StoreError> {
         let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.tables.connections)
+        let select = |query: QueryFluentBuilder| {
+            query
                 .key_condition_expression("#id = :id")
-                .expression_attribute_names("#id", CONNECTION_ID)
                 .expression_attribute_names("#sk", SORT_KEY)
-                .expression_attribute_values(":id", s(connection_id.as_str()))
                 .projection_expression("#id, #sk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            keys.extend(output.items().iter().cloned());
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(keys);
-            }
-        }
+        };
+        self.partition_items(connection_id, select, |key| {
+            keys.push(key.clone());
+            Ok(true)
+        })
+        .await?;
+        Ok(keys)
     }
 
     /// Writes one item, as `what` for error messages.
