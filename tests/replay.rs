@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use jobcast::settings::Settings;
-use jobcast::store::{MemoryStore, Store};
-use jobcast_local::{Emulator, EmulatorConfig};
+use chrono::Utc;
+use jobcast::handlers::Jobcast;
+use jobcast::protocol::JobId;
+use jobcast::store::{MemoryStore, NewEvent, Store};
+use jobcast_local::{Emulator, EmulatorConfig, Faults};
 use jobcast_tests::*;
 use serde_json::{Value, json};
 
@@ -35,6 +37,20 @@ fn run_pipeline<S: Store>(
         let (_, _, outcome) = invoke_sender_at(&url, &done).await;
         assert_eq!(outcome["outcome"], "published", "{outcome}");
     })
+}
+
+/// Waits until the job's last seq is at least `seq`.
+async fn wait_until_job_reaches<S: Store>(emulator: &Emulator<S>, job_id: &str, seq: u64) {
+    let store = emulator.service().store().clone();
+    let job = JobId::parse(job_id).unwrap();
+    eventually(&format!("job {job_id} reaches seq {seq}"), || {
+        let (store, job) = (store.clone(), job.clone());
+        async move {
+            let job = store.get_job(&job).await.unwrap();
+            job.is_some_and(|job| job.last_seq >= seq)
+        }
+    })
+    .await;
 }
 
 /// What one client has seen of a job: the seq it resumes from, checked frame by frame.
@@ -112,8 +128,9 @@ async fn reconnecting_mid_job_loses_and_repeats_nothing<S: Store>(store: S) {
                 }
             }
             Incoming::Closed => {
-                // Offline for a moment while the pipeline goes on.
-                tokio::time::sleep(Duration::from_millis(60)).await;
+                // Offline while the pipeline goes on: reconnect only once the job has moved
+                // three events past what the client saw, so the replay has something to do.
+                wait_until_job_reaches(&emulator, job_id, watch.last_seq + 3).await;
                 client = Client::connect_as(&emulator, "rita").await;
                 watch.resubscribe(&mut client).await;
             }
@@ -136,17 +153,33 @@ async fn reconnecting_mid_job_loses_and_repeats_nothing_on_dynamodb() {
     reconnecting_mid_job_loses_and_repeats_nothing(dynamo_store().await).await;
 }
 
-/// Clients resubscribe from points in the past while the pipeline sends as fast as it can:
-/// the replay and the live sends race, and each client must still hear every event after its
-/// `last_seq` once, in order.
+/// Clients resubscribe from points in the past while the pipeline keeps sending: the replay
+/// and the live sends race, and each client must still hear every event after its `last_seq`
+/// once, in order. Two lags are longer than a replay page (100 events), and the test shows the
+/// race really happened: events were appended while replays held their claims, and replays had
+/// to go round again because the job had moved on.
 async fn replay_and_live_sends_never_cross<S: Store>(store: S) {
-    let emulator = start_on(store).await;
+    let store = ObservedStore::new(store);
+    let seen = store.observations();
+    // Every post takes a millisecond, as a round trip to API Gateway does: a replay of a few
+    // hundred events then spans many of the pipeline's sends.
+    let config = EmulatorConfig {
+        faults: Faults {
+            post_latency: Duration::from_millis(1),
+            ..Faults::default()
+        },
+        ..EmulatorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = Emulator::start(listener, Jobcast::new(store, test_settings()), config).unwrap();
     let job_id = "busy-job";
     register_job(&emulator, job_id, None).await;
-    let steps = 120;
-    let pipeline = run_pipeline(&emulator, job_id, steps, Duration::ZERO);
+    let steps = 400;
+    let pipeline = run_pipeline(&emulator, job_id, steps, Duration::from_millis(2));
     let mut watchers = Vec::new();
-    for lag in [0u64, 3, 10, 25, 60] {
+    for lag in [0u64, 3, 25, 150, 260] {
+        // Each client starts once the job is far enough along for its lag.
+        wait_until_job_reaches(&emulator, job_id, lag + 10).await;
         let url = emulator.websocket_url();
         let http = emulator.http_url();
         watchers.push(tokio::spawn(async move {
@@ -168,12 +201,18 @@ async fn replay_and_live_sends_never_cross<S: Store>(store: S) {
             assert_eq!(watch.seen, (from + 1..=steps + 1).collect::<Vec<_>>());
             client.expect_silence().await;
         }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for watcher in watchers {
         watcher.await.unwrap();
     }
     pipeline.await.unwrap();
+    let appended_during_replay = Observations::get(&seen.appends_during_replay);
+    let behind = Observations::get(&seen.replays_behind);
+    assert!(
+        appended_during_replay > 0 && behind > 0,
+        "the replays never raced the pipeline ({appended_during_replay} appends during a replay, \
+         {behind} replays behind): this run proves nothing"
+    );
     emulator.shutdown().await;
 }
 
@@ -189,23 +228,30 @@ async fn replay_and_live_sends_never_cross_on_dynamodb() {
 
 /// When the log no longer holds what the client missed, it is told so and gets the status.
 async fn an_expired_log_is_never_a_silent_partial_replay<S: Store>(store: S) {
-    let mut settings: Settings = test_settings();
-    settings.event_ttl = Duration::from_secs(3);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let emulator = Emulator::start(
-        listener,
-        jobcast::handlers::Jobcast::new(store, settings),
-        EmulatorConfig::default(),
-    )
-    .unwrap();
+    let emulator = start_on(store).await;
     let job_id = "old-news";
+    // Three early events whose log entries have already expired (as DynamoDB's TTL and every
+    // read see them), written straight to the store: no clock to wait for.
+    let store = emulator.service().store();
+    let now = Utc::now();
     for step in 1..=3 {
-        invoke_sender(&emulator, &progress(job_id, step as f64 * 10.0, "early")).await;
+        let event: jobcast::protocol::JobEvent =
+            serde_json::from_value(progress(job_id, step as f64 * 10.0, "early")["event"].clone())
+                .unwrap();
+        store
+            .append_event(NewEvent {
+                job_id: JobId::parse(job_id).unwrap(),
+                event_id: None,
+                event,
+                correlation_id: None,
+                recorded_at: now,
+                job_expires_at: now + chrono::Duration::hours(1),
+                event_expires_at: now - chrono::Duration::minutes(1),
+                owner: None,
+            })
+            .await
+            .unwrap();
     }
-    // DynamoDB keeps expiry in whole seconds, rounded down: an event lives between 2 and 3 s.
-    // So the early ones are gone after 4.1 s, and the fresh one lives 2 s more, enough for
-    // the rest of the test.
-    tokio::time::sleep(Duration::from_millis(4100)).await;
     invoke_sender(&emulator, &progress(job_id, 40.0, "fresh")).await;
 
     let mut client = Client::connect(&emulator).await;

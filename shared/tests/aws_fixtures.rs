@@ -1,5 +1,5 @@
-//! AWS's own sample events (handed to the project beside the repository) deserialize into the
-//! types the handlers take, and the handlers answer them sensibly.
+//! Events in the shapes of AWS's published samples (the repository's `tests/fixtures/aws/`)
+//! deserialize into the types the handlers take, and the handlers answer them sensibly.
 
 mod common;
 
@@ -15,12 +15,9 @@ use jobcast::settings::{AuthMode, Settings};
 use jobcast::store::MemoryStore;
 use serde_json::Value;
 
+/// A fixture from the repository's `tests/fixtures/aws/` (this crate is `shared/`).
 fn fixture(name: &str) -> Value {
-    let dir = std::env::var_os("JOBCAST_AWS_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/aws-event-fixtures")
-        });
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/aws");
     read_json(&dir.join(name))
 }
 
@@ -68,7 +65,8 @@ async fn the_handlers_answer_aws_sample_events() {
     assert_eq!(service.handle_connect(&connect).await.status_code, 200);
     assert_eq!(service.store().connection_count(), 1);
 
-    // AWS's MESSAGE sample carries `{"a": 1}`: no action, so a typed error goes back.
+    // The MESSAGE fixture carries `{"job_id": "nightly-export-42"}`: no action, so a typed
+    // error goes back.
     let mut message = websocket("example-apigw-websocket-request.json");
     message.request_context.connection_id = connect.request_context.connection_id.clone();
     assert_eq!(
@@ -101,7 +99,7 @@ async fn without_an_authorizer_principal_connect_is_refused_in_production_mode()
 async fn the_sender_takes_aws_sample_sqs_event_and_drops_its_poison_body() {
     let service = Jobcast::new(MemoryStore::new(), Settings::default());
     let gateway = RecordingGateway::default();
-    // AWS's sample body is plain text, not a send request: logged and not retried, since a
+    // The fixture's body is plain text, not a send request: logged and not retried, since a
     // poison message must not loop until the DLQ.
     let answer = service
         .handle_sender_invocation(&gateway, fixture("example-sqs-event.json"))

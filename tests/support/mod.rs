@@ -1,5 +1,8 @@
 //! Test support: an emulator on a free port, real WebSocket clients, real AWS SDK clients.
 
+mod observed;
+pub use observed::{Observations, ObservedStore};
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -6,6 +6,55 @@ import { after, before, describe, test } from "node:test";
 import { JobcastClient, JobcastError } from "../jobcast.js";
 import { STORES, sleep, startLocal, until } from "./local.mjs";
 
+/** Whether the connection states show a reconnect: "reconnecting", then "open" again. */
+function reconnected(states) {
+  const lost = states.indexOf("reconnecting");
+  return lost !== -1 && states.indexOf("open", lost) !== -1;
+}
+
+/** Keepalive timings short enough to watch a pong timeout happen in a test. */
+const KEEPALIVE = { pingIntervalMs: 50, pongTimeoutMs: 500 };
+
+/**
+ * The global WebSocket, watched: how many sockets the client opened, the pings it sent, the
+ * pongs the server sent back, and what the client closed with. With `losePongs`, the pongs
+ * never reach the client, as on a connection that died without a close.
+ */
+function watchedSockets({ losePongs = false } = {}) {
+  const log = { sockets: 0, pings: 0, pongs: 0, closes: [], firstPingAt: null, closedAt: null };
+  class Watched extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      log.sockets += 1;
+    }
+    send(text) {
+      if (JSON.parse(text).action === "ping") {
+        log.pings += 1;
+        log.firstPingAt ??= performance.now();
+      }
+      super.send(text);
+    }
+    close(code, reason) {
+      log.closes.push({ code, reason });
+      log.closedAt ??= performance.now();
+      super.close(code, reason);
+    }
+    get onmessage() {
+      return super.onmessage;
+    }
+    set onmessage(listener) {
+      super.onmessage = (message) => {
+        if (JSON.parse(message.data).type === "pong") {
+          log.pongs += 1;
+          if (losePongs) return;
+        }
+        listener(message);
+      };
+    }
+  }
+  return { log, Watched };
+}
+
 for (const store of STORES) {
   describe(`against jobcast-local (${store} store)`, () => {
     let local;
@@ -13,13 +62,14 @@ for (const store of STORES) {
       local = await startLocal(store);
     });
     after(async () => {
-      await local.stop();
+      await local?.stop();
     });
 
-    test("a connection dropped mid-job loses and repeats nothing", async () => {
+    test("a connection dropped mid-job loses and repeats nothing", async (t) => {
       const jobId = `node-${store}-drop`;
       await local.invoke({ action: "register_job", job_id: jobId, user_id: "nora" });
       const client = new JobcastClient(`${local.wsUrl}/?user_id=nora`, { initialBackoffMs: 100 });
+      t.after(() => client.close());
       const seen = [];
       const states = [];
       let completed = 0;
@@ -44,20 +94,31 @@ for (const store of STORES) {
       })();
 
       await until("8 events arrived", () => seen.length >= 8);
+      const [dropped] = await local.connectionIds();
       assert.equal(await local.dropAllConnections(), 1);
-      await until("the client is back", () => states.lastIndexOf("open") > states.indexOf("reconnecting"));
+      // The drop must be noticed and repaired: a client that never lost its socket would see
+      // every event too, and prove nothing.
+      await until("the client noticed the drop and is back", () => reconnected(states));
+      const [current] = await local.connectionIds();
+      assert.ok(current && current !== dropped, `a new connection (${dropped} was dropped, ${current} is open)`);
       await pipeline;
       await until("the job completed", () => completed === 1);
-      await sleep(200);
+      // The answer to a request on the same socket comes after everything the server sent before
+      // it: a late duplicate (a replay after the reconnect) would have been seen by now.
+      const status = await client.status(jobId);
+      assert.equal(status.status, "completed");
+      assert.equal(status.last_seq, steps + 1);
       assert.deepEqual(seen, Array.from({ length: steps + 1 }, (_, i) => i + 1));
       assert.equal(client.lastSeq(jobId), steps + 1);
+      assert.equal(states.filter((s) => s === "reconnecting").length, 1, `one reconnect: ${states}`);
       client.close();
     });
 
-    test("status, cancel and errors are answered as promises", async () => {
+    test("status, cancel and errors are answered as promises", async (t) => {
       const jobId = `node-${store}-cancel`;
       await local.invoke({ action: "register_job", job_id: jobId, user_id: "olga" });
       const client = new JobcastClient(`${local.wsUrl}/?user_id=olga`);
+      t.after(() => client.close());
       const cancelled = [];
       client.on("cancelled", (e) => cancelled.push(e));
       await client.connect();
@@ -76,20 +137,50 @@ for (const store of STORES) {
       client.close();
     });
 
-    test("a ping is answered, so a quiet connection stays open", async () => {
-      const client = new JobcastClient(`${local.wsUrl}/?user_id=quiet`, { pingIntervalMs: 50, pongTimeoutMs: 2000 });
+    test("a ping is answered, so a quiet connection stays open", async (t) => {
+      const { log, Watched } = watchedSockets();
+      const client = new JobcastClient(`${local.wsUrl}/?user_id=quiet`, { WebSocket: Watched, ...KEEPALIVE });
+      t.after(() => client.close());
       const states = [];
       client.on("connection", (c) => states.push(c.state));
       await client.connect();
-      await sleep(400);
+      // Pings go out every 50 ms, so 25 pongs take at least 1.25 s: 2.5 pong timeouts, in
+      // which a ping left unanswered would have closed the socket (see the next test).
+      await until("25 pings were answered", () => log.pongs >= 25);
       assert.deepEqual(states, ["connecting", "open"], "no reconnect: every ping had its pong");
+      assert.equal(log.sockets, 1, "one socket all along");
+      assert.deepEqual(log.closes, [], "the client closed nothing");
+      client.close();
+    });
+
+    test("a ping whose pong never reaches the client closes the socket and reconnects", async (t) => {
+      // The server answers, but the pongs are lost on the way: the socket looks open and is dead.
+      const { log, Watched } = watchedSockets({ losePongs: true });
+      const client = new JobcastClient(`${local.wsUrl}/?user_id=deaf`, { WebSocket: Watched, ...KEEPALIVE, initialBackoffMs: 1 });
+      t.after(() => client.close());
+      const states = [];
+      client.on("connection", (c) => states.push(c.state));
+      await client.connect();
+      await until("the client closed the socket", () => log.closes.length > 0);
+      assert.deepEqual(log.closes[0], { code: 4000, reason: "ping timeout" });
+      assert.ok(log.pongs > 0, "the server did answer: only the lost pongs made the client close");
+      assert.ok(
+        log.closedAt - log.firstPingAt >= KEEPALIVE.pongTimeoutMs - 1,
+        `closed ${log.closedAt - log.firstPingAt} ms after the first ping, not before the pong timeout`,
+      );
+      await until("the client is back on a new socket", () => reconnected(states));
+      assert.equal(log.sockets, 2);
       client.close();
     });
   });
 }
 
-/** A WebSocket the test drives: it records what the client sends and plays server frames. */
-function scriptedSockets() {
+/**
+ * A WebSocket the test drives: it records what the client sends and how it closes the socket,
+ * and plays server frames. With `answerPings`, every ping is answered with a pong, as the
+ * server does: soon after, never within the `send` call.
+ */
+function scriptedSockets({ answerPings = false } = {}) {
   const sockets = [];
   class ScriptedSocket {
     constructor(url, protocols) {
@@ -97,14 +188,22 @@ function scriptedSockets() {
       this.protocols = protocols;
       this.readyState = 0;
       this.sent = [];
+      this.sentAt = [];
+      this.closedWith = null;
       sockets.push(this);
     }
     send(text) {
-      this.sent.push(JSON.parse(text));
+      const frame = JSON.parse(text);
+      this.sent.push(frame);
+      this.sentAt.push(performance.now());
+      if (answerPings && frame.action === "ping") {
+        queueMicrotask(() => this.readyState === 1 && this.deliver({ type: "pong" }));
+      }
     }
-    close() {
+    close(code = 1005, reason = "") {
+      this.closedWith = { code, reason, at: performance.now() };
       this.readyState = 3;
-      this.onclose?.({ code: 1000 });
+      this.onclose?.({ code });
     }
     open() {
       this.readyState = 1;
@@ -119,9 +218,10 @@ function scriptedSockets() {
 
 const event = (seq, type = "progress_update") => ({ type, job_id: "j", seq, stage: "s", progress: seq, message: "" });
 
-test("the token travels as the bearer subprotocol", async () => {
+test("the token travels as the bearer subprotocol", async (t) => {
   const { sockets, ScriptedSocket } = scriptedSockets();
   const client = new JobcastClient("wss://example.test/prod", { WebSocket: ScriptedSocket, token: async () => "aaa.bbb.ccc" });
+  t.after(() => client.close());
   const connected = client.connect();
   await until("a socket exists", () => sockets.length === 1);
   sockets[0].open();
@@ -130,9 +230,10 @@ test("the token travels as the bearer subprotocol", async () => {
   client.close();
 });
 
-test("duplicates are dropped, a gap asks again from the last seq, and order holds", async () => {
+test("duplicates are dropped, a gap asks again from the last seq, and order holds", async (t) => {
   const { sockets, ScriptedSocket } = scriptedSockets();
   const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket });
+  t.after(() => client.close());
   const seen = [];
   client.on("event", (e) => seen.push(e.seq));
   const connected = client.connect();
@@ -164,9 +265,10 @@ test("duplicates are dropped, a gap asks again from the last seq, and order hold
   client.close();
 });
 
-test("reconnects back off exponentially with full jitter, then resubscribe from the last seq", async () => {
+test("reconnects back off exponentially with full jitter, then resubscribe from the last seq", async (t) => {
   const { sockets, ScriptedSocket } = scriptedSockets();
   const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, initialBackoffMs: 10, maxBackoffMs: 40, random: () => 1 });
+  t.after(() => client.close());
   const delays = [];
   client.on("connection", (c) => c.state === "reconnecting" && delays.push(c.delayMs));
   const connected = client.connect();
@@ -188,6 +290,7 @@ test("reconnects back off exponentially with full jitter, then resubscribe from 
 
   const { sockets: jittered, ScriptedSocket: Jittered } = scriptedSockets();
   const halves = new JobcastClient("ws://x", { WebSocket: Jittered, initialBackoffMs: 100, random: () => 0.5 });
+  t.after(() => halves.close());
   const jitter = [];
   halves.on("connection", (c) => c.state === "reconnecting" && jitter.push(c.delayMs));
   halves.connect();
@@ -197,14 +300,45 @@ test("reconnects back off exponentially with full jitter, then resubscribe from 
   halves.close();
 });
 
-test("a ping without a pong closes the dead socket and reconnects", async () => {
+test("a ping without a pong closes the dead socket and reconnects", async (t) => {
   const { sockets, ScriptedSocket } = scriptedSockets();
   const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, pingIntervalMs: 20, pongTimeoutMs: 30, initialBackoffMs: 1 });
+  t.after(() => client.close());
+  const states = [];
+  client.on("connection", (c) => states.push(c.state));
+  const connected = client.connect();
+  await until("a socket exists", () => sockets.length === 1);
+  const dead = sockets[0];
+  dead.open();
+  await connected;
+  await until("a ping was sent", () => dead.sent.some((f) => f.action === "ping"));
+  await until("the client closed the socket", () => dead.closedWith);
+  assert.equal(dead.closedWith.code, 4000);
+  assert.equal(dead.closedWith.reason, "ping timeout");
+  const firstPing = dead.sentAt[dead.sent.findIndex((f) => f.action === "ping")];
+  assert.ok(dead.closedWith.at - firstPing >= 30 - 1, "closed once the pong timeout ran out, not before");
+  assert.ok(dead.sent.every((f) => f.action === "ping"), "nothing but pings went out");
+  await until("a new socket after the missing pong", () => sockets.length === 2);
+  sockets[1].open();
+  assert.deepEqual(states, ["connecting", "open", "reconnecting", "connecting", "open"]);
+  client.close();
+});
+
+test("pings that are answered keep the socket open", async (t) => {
+  const { sockets, ScriptedSocket } = scriptedSockets({ answerPings: true });
+  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, pingIntervalMs: 20, pongTimeoutMs: 30, initialBackoffMs: 1 });
+  t.after(() => client.close());
+  const states = [];
+  client.on("connection", (c) => states.push(c.state));
   const connected = client.connect();
   await until("a socket exists", () => sockets.length === 1);
   sockets[0].open();
   await connected;
-  await until("a ping was sent", () => sockets[0].sent.some((f) => f.action === "ping"));
-  await until("a new socket after the missing pong", () => sockets.length === 2);
+  // 15 pings 20 ms apart span at least 280 ms: over 9 pong timeouts, any of which would have
+  // closed the socket (as the previous test shows) had its pong not cleared it.
+  await until("15 pings were answered", () => sockets[0].sent.filter((f) => f.action === "ping").length >= 15);
+  assert.equal(sockets[0].closedWith, null, "the socket was never closed");
+  assert.equal(sockets.length, 1, "no reconnect");
+  assert.deepEqual(states, ["connecting", "open"]);
   client.close();
 });

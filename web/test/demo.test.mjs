@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { STORES, startLocal } from "./local.mjs";
+import { STORES, startLocal, until } from "./local.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 
@@ -45,7 +45,8 @@ for (const store of STORES) {
     let page;
     const errors = [];
     before(async () => {
-      local = await startLocal(store);
+      // The demo pipelines' own log lines too: the cancel test hears the pipeline stop.
+      local = await startLocal(store, { watchDemo: true });
       page = await browser.newPage();
       page.on("pageerror", (err) => errors.push(String(err)));
       await page.goto(`${local.httpUrl}/?steps=30&interval_ms=60`);
@@ -82,6 +83,7 @@ for (const store of STORES) {
     });
 
     test("cancel stops the pipeline and lands in the finished list", async () => {
+      // A step every 50 ms: the pipeline sleeps, polls is_cancelled, then reports the step.
       await page.goto(`${local.httpUrl}/?steps=200&interval_ms=50`);
       await page.waitForSelector("#connection[data-state=open]");
       const jobId = await startJob(page, "#start");
@@ -90,15 +92,51 @@ for (const store of STORES) {
       await card.locator("button.cancel").click();
       await page.waitForSelector(`#finished li[data-job-id="${jobId}"][data-status=cancelled]`);
       assert.equal(await card.getAttribute("data-status"), "cancelled");
+
+      // Where the job stood when the cancel landed, on the page and in the store.
+      const atCancel = await shown(page, jobId);
+      assertGapless(atCancel, jobId);
+      assert.equal(atCancel.at(-1)[1], "job_cancelled");
+      assert.ok(atCancel.some(([, type]) => type === "progress_update"), "the pipeline was running");
+      const recorded = await local.invoke({ action: "get_job", job_id: jobId });
+      assert.equal(recorded.status, "cancelled");
+      assert.equal(recorded.last_seq, atCancel.length, "the page saw the job's every event");
       const poll = await local.invoke({ action: "is_cancelled", job_id: jobId });
       assert.equal(poll.cancelled, true);
-      // The pipeline polls between steps and stops: nothing follows the cancel.
-      await page.waitForTimeout(300);
-      const events = await shown(page, jobId);
-      assertGapless(events, jobId);
-      assert.equal(events.at(-1)[1], "job_cancelled");
-      const status = await local.invoke({ action: "get_job", job_id: jobId });
-      assert.equal(status.last_seq, events.length, "the page saw the job's every event");
+      // The sender refuses events for a finished job, so the page alone cannot tell a stopped
+      // pipeline from one still sending: the pipeline says when it stops (jobcast-local's demo
+      // logs it, as JSON here).
+      await until("the job's pipeline stopped", () =>
+        local.logs.some((line) => line.job_id === jobId && /pipeline stops/.test(line.message ?? "")));
+
+      // A clock that runs at the pipeline's own pace: a second job with the same step interval,
+      // started after the cancel. Once it has made 8 steps, the cancelled job's pipeline has had
+      // 8 step intervals (its poll comes at most one step after the cancel) to send something.
+      const clockId = await startJob(page, "#start");
+      assert.notEqual(clockId, jobId);
+      await page.waitForFunction(
+        (id) => window.demo.log.filter((e) => e.job_id === id && e.type === "progress_update").length >= 8,
+        clockId,
+        { timeout: 15_000 },
+      );
+
+      // Nothing followed the cancel: not on the page, not in the store.
+      assert.deepEqual(await shown(page, jobId), atCancel, "no event for the job after job_cancelled");
+      assert.equal(await card.getAttribute("data-last-seq"), String(atCancel.length));
+      const later = await local.invoke({ action: "get_job", job_id: jobId });
+      assert.equal(later.status, "cancelled");
+      assert.equal(later.cancel_requested, true);
+      assert.equal(later.last_seq, recorded.last_seq, "nothing more was recorded for the job");
+      // And the job's status, as the page's client asks for it over its socket.
+      const snapshot = await page.evaluate((id) => window.demo.client.status(id), jobId);
+      assert.equal(snapshot.type, "job_status");
+      assert.equal(snapshot.status, "cancelled");
+      assert.equal(snapshot.last_seq, atCancel.length);
+
+      // Stop the clock.
+      await page.locator(`.job[data-job-id="${clockId}"] button.cancel`).click();
+      await page.waitForSelector(`#finished li[data-job-id="${clockId}"][data-status=cancelled]`);
+      assertGapless(await shown(page, clockId), clockId);
     });
 
     test("a failing job shows its error", async () => {

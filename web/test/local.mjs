@@ -2,6 +2,7 @@
 // (when JOBCAST_DYNAMODB_ENDPOINT is set), and stops it by its PID.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
@@ -10,9 +11,17 @@ const binary = process.env.JOBCAST_LOCAL_BIN || `${repo}target/debug/jobcast-loc
 /** The stores to run every scenario on: memory always, DynamoDB Local when one is running. */
 export const STORES = process.env.JOBCAST_DYNAMODB_ENDPOINT ? ["memory", "dynamodb"] : ["memory"];
 
-export async function startLocal(store = "memory") {
+/**
+ * With `watchDemo`, the server's log lines come as JSON and include the demo pipelines' own
+ * (info) lines, kept in `logs` for a test to look at; warnings and errors still reach stderr.
+ */
+export async function startLocal(store = "memory", { watchDemo = false } = {}) {
   const args = ["--port", "0"];
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" };
+  if (watchDemo) {
+    env.LOG_FORMAT = "json";
+    env.RUST_LOG += ",jobcast_local::demo=info";
+  }
   if (store === "dynamodb") {
     args.push("--store", "dynamodb", "--dynamodb-endpoint", process.env.JOBCAST_DYNAMODB_ENDPOINT);
     // Tables of its own: tests run side by side.
@@ -20,12 +29,32 @@ export async function startLocal(store = "memory") {
     env.CONNECTIONS_TABLE_NAME = `web-connections-${suffix}`;
     env.JOBS_TABLE_NAME = `web-jobs-${suffix}`;
   }
-  const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", watchDemo ? "pipe" : "inherit"] });
+  const logs = [];
+  if (watchDemo) {
+    createInterface({ input: child.stderr }).on("line", (line) => {
+      let entry;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        entry = null;
+      }
+      if (entry && typeof entry === "object") logs.push(entry);
+      if (!entry || entry.level === "WARN" || entry.level === "ERROR") process.stderr.write(`${line}\n`);
+    });
+  }
   const wsUrl = await new Promise((resolve, reject) => {
     let seen = "";
     const timer = setTimeout(() => reject(new Error(`jobcast-local did not start: ${seen}`)), 30_000);
-    child.on("error", reject);
-    child.on("exit", (code) => reject(new Error(`jobcast-local exited with ${code}: ${seen}`)));
+    // A failed start must not leave the timer holding the test process open.
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`jobcast-local exited with ${code}: ${seen}`));
+    });
     child.stdout.on("data", (chunk) => {
       seen += chunk;
       const match = /listening on (ws:\/\/[^\s]+)/.exec(seen);
@@ -40,6 +69,8 @@ export async function startLocal(store = "memory") {
     wsUrl,
     httpUrl,
     pid: child.pid,
+    /** The server's log lines as objects (only with `watchDemo`). */
+    logs,
     async stop() {
       child.removeAllListeners("exit");
       const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -53,6 +84,11 @@ export async function startLocal(store = "memory") {
         body: JSON.stringify(payload),
       });
       return response.json();
+    },
+    /** The ids of the open connections. */
+    async connectionIds() {
+      const { connections } = await (await fetch(`${httpUrl}/connections`)).json();
+      return connections.map(({ connection_id }) => connection_id);
     },
     /** Drops every open connection from the server side, as API Gateway may at any time. */
     async dropAllConnections() {

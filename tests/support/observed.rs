@@ -1,0 +1,162 @@
+//! A store that counts what the handlers asked of it, around any real store: so a test can
+//! show that the case it names happened (a replay raced live sends, a fan-out was served from
+//! the warm cache) instead of hoping it did.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use jobcast::protocol::{ConnectionId, JobId, Seq};
+use jobcast::store::{
+    AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
+    JobStore, LogPage, NewEvent, NewJob, Page, PageRequest, RegisterOutcome, ReplayClaim,
+    ReplayEnd, StoreError, StoredEvent, Subscription,
+};
+
+/// What an [`ObservedStore`] has seen.
+#[derive(Debug, Default)]
+pub struct Observations {
+    /// Lookups of an audience's connections (a fan-out that did not use the warm cache).
+    pub audience_lookups: AtomicU64,
+    /// Appends made while some connection held a replay claim on the job: a live send that
+    /// left a replaying connection to its replay.
+    pub appends_during_replay: AtomicU64,
+    /// Replays that could not be released at once because the job had moved on.
+    pub replays_behind: AtomicU64,
+}
+
+impl Observations {
+    /// A counter's value now.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+/// `S`, counting as it goes.
+#[derive(Clone)]
+pub struct ObservedStore<S> {
+    inner: S,
+    seen: Arc<Observations>,
+}
+
+impl<S> ObservedStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            seen: Arc::default(),
+        }
+    }
+
+    /// The counters, shared with every clone.
+    pub fn observations(&self) -> Arc<Observations> {
+        self.seen.clone()
+    }
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.inner.put_connection(connection).await
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        self.inner.get_connection(id).await
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<usize, StoreError> {
+        self.inner.delete_connection(id).await
+    }
+
+    async fn touch_connection(
+        &self,
+        id: &ConnectionId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.touch_connection(id, expires_at).await
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.inner.put_subscription(subscription).await
+    }
+
+    async fn delete_subscription(
+        &self,
+        id: &ConnectionId,
+        job: &JobId,
+    ) -> Result<bool, StoreError> {
+        self.inner.delete_subscription(id, job).await
+    }
+
+    async fn take_frame_token(
+        &self,
+        id: &ConnectionId,
+        take: FrameTake,
+    ) -> Result<Option<FrameVerdict>, StoreError> {
+        self.inner.take_frame_token(id, take).await
+    }
+
+    async fn subscribed_jobs(
+        &self,
+        id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<JobId>, StoreError> {
+        self.inner.subscribed_jobs(id, limit).await
+    }
+
+    async fn connections_of(
+        &self,
+        audience: &Audience,
+        page: PageRequest,
+    ) -> Result<Page<ConnectionId>, StoreError> {
+        count(&self.seen.audience_lookups);
+        self.inner.connections_of(audience, page).await
+    }
+}
+
+impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
+    async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
+        self.inner.register_job(job).await
+    }
+
+    async fn append_event(&self, event: NewEvent) -> Result<AppendOutcome, StoreError> {
+        let outcome = self.inner.append_event(event).await?;
+        if let AppendOutcome::Appended(appended) = &outcome
+            && !appended.replaying.is_empty()
+        {
+            count(&self.seen.appends_during_replay);
+        }
+        Ok(outcome)
+    }
+
+    async fn get_job(&self, job: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.get_job(job).await
+    }
+
+    async fn events_after(
+        &self,
+        job: &JobId,
+        page: LogPage,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_after(job, page).await
+    }
+
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+        self.inner.start_replay(claim).await
+    }
+
+    async fn finish_replay(
+        &self,
+        claim: &ReplayClaim,
+        through: Seq,
+    ) -> Result<ReplayEnd, StoreError> {
+        let end = self.inner.finish_replay(claim, through).await?;
+        if matches!(end, ReplayEnd::Behind { .. }) {
+            count(&self.seen.replays_behind);
+        }
+        Ok(end)
+    }
+}
