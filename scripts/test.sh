@@ -21,6 +21,10 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "docs"
+# Every public item of the jobcast crate is documented, and every intra-doc link resolves.
+RUSTDOCFLAGS="-D warnings" cargo doc -p jobcast --no-deps --features publish --locked
+
 target_dir="$(scripts/target-dir.sh)"
 
 step "template and Lambda builds"

@@ -6,6 +6,7 @@ use serde_json::json;
 #[tokio::test]
 async fn bad_frames_get_typed_error_replies() {
     let emulator = start().await;
+    register_job(&emulator, "j", None).await;
     let mut client = Client::connect(&emulator).await;
     let cases: Vec<(String, &str, Option<&str>)> = vec![
         ("{not json".into(), "invalid_json", None),
@@ -65,6 +66,15 @@ async fn bad_frames_get_typed_error_replies() {
     }
     let store = emulator.service().store();
     assert_eq!(store.subscription_count(), 0, "nothing was stored half-way");
+    assert_eq!(
+        store.connection_count(),
+        1,
+        "and the connection is still there"
+    );
+    // The same connection, with a frame that is right, does store a subscription: the count
+    // above would have seen one.
+    client.subscribe("j").await;
+    assert_eq!(store.subscription_count(), 1);
     emulator.shutdown().await;
 }
 

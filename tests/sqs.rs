@@ -174,14 +174,136 @@ async fn throttled_out_records_come_back_with_their_group_and_a_redelivery_takes
     emulator.shutdown().await;
 }
 
+/// Posts fail as throttled for some connections, and reach the others.
+struct ThrottledFor(Vec<jobcast::protocol::ConnectionId>, RecordingPosts);
+
+/// Every post that went through: (connection, frame).
+type RecordingPosts = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+impl jobcast::gateway::ConnectionGateway for ThrottledFor {
+    async fn post_to_connection(
+        &self,
+        connection_id: &jobcast::protocol::ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), jobcast::gateway::PostError> {
+        if self.0.contains(connection_id) {
+            return Err(jobcast::gateway::PostError::Throttled);
+        }
+        let frame = serde_json::from_slice(&payload).unwrap();
+        self.1
+            .lock()
+            .unwrap()
+            .push((connection_id.to_string(), frame));
+        Ok(())
+    }
+
+    async fn delete_connection(
+        &self,
+        _: &jobcast::protocol::ConnectionId,
+    ) -> Result<(), jobcast::gateway::PostError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_failed_group_leaves_the_other_groups_alone() {
+    use jobcast::store::{Connection, ConnectionStore, MemoryStore, Subscription};
+    let store = MemoryStore::new();
+    let mut settings = test_settings();
+    settings.delivery.max_attempts = 2;
+    let service = Jobcast::new(store.clone(), settings);
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::hours(1);
+    // Connection "busy" follows job-busy and is always throttled; "calm" follows job-calm.
+    for (id, job) in [("busy", "job-busy"), ("calm", "job-calm")] {
+        let connection_id = jobcast::protocol::ConnectionId::parse(id).unwrap();
+        let user_id = jobcast::protocol::UserId::parse("u").unwrap();
+        store
+            .put_connection(&Connection {
+                connection_id: connection_id.clone(),
+                user_id: user_id.clone(),
+                connected_at: now,
+                expires_at: later,
+            })
+            .await
+            .unwrap();
+        store
+            .put_subscription(&Subscription {
+                connection_id,
+                job_id: JobId::parse(job).unwrap(),
+                user_id,
+                expires_at: later,
+                live_after: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let posts = RecordingPosts::default();
+    let gateway = ThrottledFor(
+        vec![jobcast::protocol::ConnectionId::parse("busy").unwrap()],
+        posts.clone(),
+    );
+    // The calm group's records come before, between and after the busy group's.
+    let records = batch(vec![
+        record(
+            "c-1",
+            Some("job-calm"),
+            &progress("job-calm", 10.0, "c1").to_string(),
+        ),
+        record(
+            "b-1",
+            Some("job-busy"),
+            &progress("job-busy", 10.0, "b1").to_string(),
+        ),
+        record(
+            "c-2",
+            Some("job-calm"),
+            &progress("job-calm", 20.0, "c2").to_string(),
+        ),
+        record(
+            "b-2",
+            Some("job-busy"),
+            &progress("job-busy", 20.0, "b2").to_string(),
+        ),
+        record(
+            "c-3",
+            Some("job-calm"),
+            &progress("job-calm", 30.0, "c3").to_string(),
+        ),
+    ]);
+    let answer = service
+        .handle_sender_invocation(&gateway, records)
+        .await
+        .unwrap();
+    assert_eq!(
+        failures(&answer),
+        ["b-1", "b-2"],
+        "the busy group comes back whole, the calm one not at all: {answer}"
+    );
+    let calm: Vec<(String, Value)> = posts.lock().unwrap().clone();
+    let messages: Vec<&str> = calm
+        .iter()
+        .map(|(to, frame)| {
+            assert_eq!(to, "calm");
+            frame["message"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(messages, ["c1", "c2", "c3"], "in order, each once");
+    let job_calm = store.get_job(&JobId::parse("job-calm").unwrap()).await;
+    assert_eq!(job_calm.unwrap().unwrap().last_seq, 3);
+    let job_busy = store.get_job(&JobId::parse("job-busy").unwrap()).await;
+    assert_eq!(
+        job_busy.unwrap().unwrap().last_seq,
+        1,
+        "b-2 waited behind b-1; b-1 keeps its seq for the redelivery"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_store_hands_every_record_back() {
-    // A DynamoDB store whose endpoint refuses connections: the store is "unavailable".
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // A DynamoDB store whose endpoint hangs up on every request: the store is "unavailable".
     let store = jobcast::store::DynamoStore::new(
-        &sdk_config(&dead).await,
+        &sdk_config(&refusing_endpoint().await).await,
         jobcast::store::dynamodb::schema::TableNames {
             connections: "connections".into(),
             jobs: "jobs".into(),

@@ -5,7 +5,10 @@ use jobcast_tests::*;
 
 #[tokio::test]
 async fn a_subscriber_who_joins_after_a_cached_fan_out_hears_the_next_event() {
-    let emulator = start().await;
+    let store = ObservedStore::new(jobcast::store::MemoryStore::new());
+    let seen = store.observations();
+    let lookups = || Observations::get(&seen.audience_lookups);
+    let emulator = start_on(store).await;
     assert!(
         !emulator
             .service()
@@ -17,11 +20,13 @@ async fn a_subscriber_who_joins_after_a_cached_fan_out_hears_the_next_event() {
     );
     let mut early = Client::connect(&emulator).await;
     early.subscribe("cached").await;
-    // Two events: the first fills the cache, the second is served from it.
-    for n in 1..=2 {
+    // Two events: the first reads the subscribers from the store and fills the cache, the
+    // second is served from it without a lookup.
+    for (n, lookups_after) in [(1, 1), (2, 1)] {
         let (_, _, report) = invoke_sender(&emulator, &progress("cached", f64::from(n), "")).await;
         assert_eq!(report["delivered"], 1, "{report}");
         early.expect("progress_update").await;
+        assert_eq!(lookups(), lookups_after, "store lookups after event {n}");
     }
     let mut late = Client::connect(&emulator).await;
     assert_eq!(late.subscribe("cached").await["last_seq"], 2);
@@ -29,6 +34,11 @@ async fn a_subscriber_who_joins_after_a_cached_fan_out_hears_the_next_event() {
     assert_eq!(
         report["delivered"], 2,
         "the new subscriber was not missed: {report}"
+    );
+    assert_eq!(
+        lookups(),
+        2,
+        "the new subscription made the cached list stale"
     );
     assert_eq!(late.expect("progress_update").await["seq"], 3);
     assert_eq!(early.expect("progress_update").await["seq"], 3);

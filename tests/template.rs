@@ -172,7 +172,9 @@ fn no_statement_grants_more_than_it_names() {
         for action in actions.split(',') {
             assert!(!action.contains('*'), "{name}: a wildcard action {action}");
         }
-        assert_ne!(resources, "*", "{name}: {actions} on every resource");
+        if let Some(problem) = too_wide(&statement["Resource"]) {
+            panic!("{name}: {actions}: {problem}");
+        }
         if actions.contains("execute-api:ManageConnections") {
             for resource in resources.split(',') {
                 assert!(resource.contains("/@connections/"), "{name}: {resource}");
@@ -192,5 +194,60 @@ fn no_statement_grants_more_than_it_names() {
         "EventQueueUrl",
     ] {
         assert!(outputs.contains(output), "output {output}");
+    }
+}
+
+/// Why a statement's `Resource` grants more than it names, if it does: every resource must be
+/// one of this stack's (`!GetAtt`, or a `!Sub` naming one), and the only wildcard allowed is a
+/// connection id at the end of an `@connections/` ARN.
+fn too_wide(resource: &Value) -> Option<String> {
+    match resource {
+        Value::Sequence(items) if items.is_empty() => Some("an empty resource list".into()),
+        Value::Sequence(items) => items.iter().find_map(too_wide),
+        Value::Tagged(tagged) if tagged.tag == "GetAtt" => match &tagged.value {
+            Value::String(target) if !target.contains('*') => None,
+            other => Some(format!("!GetAtt of {other:?}")),
+        },
+        Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            let arn = text(&tagged.value);
+            let names_ours = arn.starts_with("${") || arn.contains(":${WebSocketApi}/");
+            let wildcards = arn.matches('*').count();
+            let connection_wildcard = arn.ends_with("/@connections/*");
+            if !names_ours {
+                Some(format!("{arn} names no resource of this stack"))
+            } else if wildcards > usize::from(connection_wildcard) {
+                Some(format!("{arn} has a wildcard that is not a connection id"))
+            } else {
+                None
+            }
+        }
+        other => Some(format!("{} is not a resource of this stack", text(other))),
+    }
+}
+
+#[test]
+fn the_resource_check_refuses_what_it_should() {
+    let parse = |yaml: &str| -> Value { serde_norway::from_str(yaml).unwrap() };
+    for wide in [
+        "'*'",
+        "['*']",
+        "[!GetAtt JobsTable.Arn, '*']",
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/*",
+        "!Sub arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*",
+        "!Sub ${ConnectionsTable.Arn}/*",
+        "!Sub ${ConnectionsTable.Arn}/index/*",
+        "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*",
+        "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*/POST/@connections/*",
+        "[]",
+    ] {
+        assert!(too_wide(&parse(wide)).is_some(), "{wide} passed");
+    }
+    for narrow in [
+        "!GetAtt JobsTable.Arn",
+        "!Sub ${ConnectionsTable.Arn}/index/by_job",
+        "[!GetAtt JobsTable.Arn, !Sub '${ConnectionsTable.Arn}/index/by_user']",
+        "!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}/POST/@connections/*",
+    ] {
+        assert_eq!(too_wide(&parse(narrow)), None, "{narrow}");
     }
 }

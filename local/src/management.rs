@@ -55,11 +55,9 @@ fn connection_id(raw: &str) -> Option<ConnectionId> {
 }
 
 impl ConnectionPath {
-    /// The open connection the path names, or the `GoneException` AWS answers for any other.
-    fn live<S: Store>(&self, app: &App<S>) -> Result<Arc<LiveConnection>, Response> {
-        connection_id(&self.connection_id)
-            .and_then(|id| app.registry.get(&id))
-            .ok_or_else(|| gone(&self.connection_id))
+    /// The open connection the path names, if it is open.
+    fn live<S: Store>(&self, app: &App<S>) -> Option<Arc<LiveConnection>> {
+        connection_id(&self.connection_id).and_then(|id| app.registry.get(&id))
     }
 }
 
@@ -118,9 +116,8 @@ pub(crate) async fn get<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(path): Path<ConnectionPath>,
 ) -> Response {
-    let live = match path.live(&app) {
-        Ok(live) => live,
-        Err(gone) => return gone,
+    let Some(live) = path.live(&app) else {
+        return gone(&path.connection_id);
     };
     let mut identity = json!({ "sourceIp": live.source_ip });
     if let Some(agent) = &live.user_agent {
@@ -151,5 +148,6 @@ pub(crate) async fn delete<S: Store>(
         });
         StatusCode::NO_CONTENT.into_response()
     };
-    path.live(&app).map_or_else(|gone| gone, close)
+    path.live(&app)
+        .map_or_else(|| gone(&path.connection_id), close)
 }

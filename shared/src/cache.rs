@@ -17,6 +17,8 @@ const MAX_JOBS: usize = 1_024;
 /// Subscribers per job remembered at most; a bigger audience is always looked up.
 pub const MAX_CACHED_SUBSCRIBERS: usize = 20_000;
 
+/// A warm sender's subscriber lists, one per job, each good for the subscription version it was
+/// taken at and for at most a TTL.
 #[derive(Debug)]
 pub struct SubscriberCache {
     ttl: Duration,
@@ -39,6 +41,7 @@ impl SubscriberCache {
         }
     }
 
+    /// Whether the cache is on (its TTL is not zero).
     pub fn is_enabled(&self) -> bool {
         !self.ttl.is_zero()
     }
@@ -66,6 +69,9 @@ impl SubscriberCache {
         }
     }
 
+    /// Remembers a job's subscribers as of `version`; does nothing when the cache is off or the
+    /// list is longer than `MAX_CACHED_SUBSCRIBERS`. A full cache drops expired entries, then the
+    /// oldest.
     pub fn put(&self, job_id: JobId, version: u64, connections: Vec<ConnectionId>) {
         if !self.is_enabled() || connections.len() > MAX_CACHED_SUBSCRIBERS {
             return;

@@ -13,6 +13,9 @@ use crate::gateway::{ConnectionGateway, PostError};
 use crate::protocol::{ConnectionId, DeliveryReport};
 use crate::store::{Audience, ConnectionStore, PageRequest, StoreError};
 
+/// How a fan-out posts: concurrency, retries and backoff, lookup page size, and the warm
+/// sender's subscriber cache. `settings` reads all but the page size from the environment
+/// (`SEND_*`, `SUBSCRIBER_CACHE_TTL_MS`).
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     /// Posts in flight at once.
@@ -21,6 +24,7 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
     /// Backoff before retry n is uniform in [0, min(max, base × 2ⁿ⁻¹)] ("full jitter").
     pub backoff_base: Duration,
+    /// The longest backoff before a retry.
     pub backoff_max: Duration,
     /// Connections read from the store per lookup page.
     pub page_size: usize,
@@ -62,6 +66,7 @@ pub enum Recipients {
 /// A fan-out's report, and the connections it looked up when asked to remember them.
 #[derive(Debug, Clone)]
 pub struct FanOut {
+    /// What the fan-out reached.
     pub report: DeliveryReport,
     /// Every connection the lookup returned, when remembering was asked for and the audience
     /// fit within the limit.
@@ -71,6 +76,7 @@ pub struct FanOut {
 /// What it took to post to one connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Attempts {
+    /// Attempts after the first.
     pub retries: u32,
     /// Attempts answered with 429.
     pub throttled: u32,
@@ -303,6 +309,7 @@ pub struct AdaptiveLimit {
 }
 
 impl AdaptiveLimit {
+    /// A limit starting at `max` (at least 1), never rising above it.
     pub fn new(max: usize) -> Self {
         let max = max.max(1);
         Self {
@@ -313,10 +320,13 @@ impl AdaptiveLimit {
         }
     }
 
+    /// How many posts may be in flight now.
     pub fn current(&self) -> usize {
         self.current
     }
 
+    /// A post was throttled: halves the limit (at least 1), unless the post was already in flight
+    /// when it last fell.
     pub fn on_throttled(&mut self) {
         self.successes = 0;
         if self.grace > 0 {
@@ -328,6 +338,7 @@ impl AdaptiveLimit {
         self.current = (self.current / 2).max(1);
     }
 
+    /// A post went through unthrottled: after as many of those as the limit, raises it by one.
     pub fn on_success(&mut self) {
         self.grace = self.grace.saturating_sub(1);
         self.successes += 1;

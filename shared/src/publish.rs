@@ -41,7 +41,12 @@ pub enum PublishError {
     /// The sender ran and refused the request (`errorType` as the sender names it, e.g.
     /// `InvalidRequest`, `PayloadTooLarge`, `StoreUnavailable`).
     #[error("the sender refused the request ({error_type}): {message}")]
-    Refused { error_type: String, message: String },
+    Refused {
+        /// The sender's `errorType` (`Unhandled` when the answer names none).
+        error_type: String,
+        /// The sender's `errorMessage`, naming the field at fault for an invalid request.
+        message: String,
+    },
     /// Only a direct invocation answers: configure one with [`Publisher::with_invoke`].
     #[error(
         "this publisher only queues; questions and registrations need the sender's function (with_invoke)"
@@ -67,7 +72,9 @@ pub enum Receipt {
     Answered(SendOutcome),
     /// Queued: the sender will take it from the queue, in order within its job.
     Queued {
+        /// SQS's id for the message.
         message_id: String,
+        /// The message's sequence number in its group (FIFO queues give one).
         sequence_number: Option<String>,
     },
 }

@@ -51,6 +51,7 @@ pub struct Settings {
     pub event_ttl: Duration,
     /// The `@connections` endpoint; derived from each request when unset.
     pub websocket_endpoint: Option<String>,
+    /// How fan-outs post (`SEND_*`, `SUBSCRIBER_CACHE_TTL_MS`).
     pub delivery: DeliverySettings,
     /// How many jobs one connection may follow at once.
     pub max_subscriptions_per_connection: usize,

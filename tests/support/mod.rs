@@ -404,6 +404,22 @@ pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::
     aws_sdk_apigatewaymanagement::Client::new(&sdk_config(endpoint).await)
 }
 
+/// An endpoint of this test's own that hangs up on every connection: a store or service that
+/// cannot be reached, on a port nobody else can take meanwhile (unlike binding a port, dropping
+/// it and hoping it stays free).
+pub async fn refusing_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    let address = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    format!("http://{address}")
+}
+
 /// An event in the shape of AWS's published samples, from `tests/fixtures/aws/`.
 pub fn aws_fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -37,6 +37,7 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
+    /// An authorizer that checks tokens with `verifier`.
     pub fn new(verifier: TokenVerifier) -> Self {
         Self { verifier }
     }

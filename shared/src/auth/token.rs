@@ -27,6 +27,7 @@ pub enum TokenSource {
 }
 
 impl TokenSource {
+    /// The source's name, as logged and as the authorizer context's `tokenSource`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Subprotocol => "subprotocol",
@@ -39,7 +40,9 @@ impl TokenSource {
 /// A token as the client presented it: not yet verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresentedToken {
+    /// The token, as presented (never empty).
     pub token: String,
+    /// Where it was found.
     pub source: TokenSource,
 }
 

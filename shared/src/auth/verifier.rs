@@ -23,7 +23,10 @@ const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the JWKS document lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
+    /// A JWKS document on disk, read once at start.
     File(PathBuf),
+    /// A JWKS document at an `http(s)://` URL, fetched at start and again (at most every five
+    /// minutes) when a token names a key not in it.
     Url(String),
 }
 
@@ -67,37 +70,56 @@ impl JwtSettings {
 /// Why a verifier could not be built: configuration, found at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierConfigError {
+    /// Neither an HS256 secret nor a JWKS is configured.
     #[error("no key configured: set JWT_HS256_SECRET and/or JWT_JWKS")]
     NoKeys,
+    /// The JWKS document could not be read, fetched or parsed.
     #[error("reading the JWKS document {source_name}: {reason}")]
-    Jwks { source_name: String, reason: String },
+    Jwks {
+        /// The file's path or the URL.
+        source_name: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Why a token was refused. Each says what was wrong with the token, never with the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// No token on the upgrade request.
     #[error(
         "no token: send one as the subprotocol `bearer.<token>`, ?token= or the access_token cookie"
     )]
     Missing,
+    /// Not a well-formed JWT: not three base64url parts, or a header or claims that do not read.
     #[error("the token is not a well-formed JWT")]
     Malformed,
+    /// An algorithm not accepted, or not configured (`alg: none` among them).
     #[error("the token's algorithm {0:?} is not accepted")]
     AlgorithmNotAllowed(String),
+    /// No configured key matches the token's `kid` (or, without a `kid`, no single key of its
+    /// algorithm).
     #[error("the token is signed with a key this server does not know")]
     UnknownKey,
+    /// The signature does not verify with the key.
     #[error("the token's signature does not verify")]
     BadSignature,
+    /// `exp` has passed (beyond the leeway).
     #[error("the token has expired")]
     Expired,
+    /// `nbf` is still ahead (beyond the leeway).
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// A required claim (`exp`, `sub`) is absent.
     #[error("the token lacks the {0} claim")]
     MissingClaim(String),
+    /// `iss` is not the configured issuer.
     #[error("the token was issued by someone else")]
     WrongIssuer,
+    /// `aud` does not contain the configured audience.
     #[error("the token is meant for another audience")]
     WrongAudience,
+    /// `sub` is not a valid user id.
     #[error("the token's subject is not a valid user id")]
     InvalidSubject,
 }
@@ -133,6 +155,7 @@ impl TokenError {
 /// What a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
+    /// The user: the token's `sub`.
     pub user_id: UserId,
 }
 
@@ -186,6 +209,8 @@ struct Jwks {
 }
 
 impl TokenVerifier {
+    /// Builds the verifier from `settings`, loading the JWKS (fetching it, for a URL) if one is
+    /// configured. Fails when no key is configured or the JWKS cannot be loaded.
     pub async fn new(settings: &JwtSettings) -> Result<Self, VerifierConfigError> {
         if !settings.is_configured() {
             return Err(VerifierConfigError::NoKeys);

@@ -17,7 +17,10 @@ pub enum PostError {
     Gone,
     /// 413: the payload exceeds the 128 KB message limit.
     #[error("payload too large ({size} bytes)")]
-    PayloadTooLarge { size: usize },
+    PayloadTooLarge {
+        /// The payload's size, in bytes.
+        size: usize,
+    },
     /// 429: the account's API Gateway quota is exhausted for now.
     #[error("throttled")]
     Throttled,
@@ -26,7 +29,11 @@ pub enum PostError {
     Forbidden(String),
     /// 5xx from the gateway.
     #[error("gateway error (HTTP {status})")]
-    ServerError { status: u16 },
+    ServerError {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The request got no answer in time.
     #[error("timed out")]
     Timeout,
     /// The request never got an answer (connection refused, TLS, DNS).
@@ -60,12 +67,14 @@ impl PostError {
 /// Posts to and closes client connections: API Gateway's Management API in AWS, the
 /// emulator's sockets in jobcast-local.
 pub trait ConnectionGateway: Send + Sync {
+    /// Posts `payload`, one text frame, to the connection.
     fn post_to_connection(
         &self,
         connection_id: &ConnectionId,
         payload: Bytes,
     ) -> impl Future<Output = Result<(), PostError>> + Send;
 
+    /// Closes the connection.
     fn delete_connection(
         &self,
         connection_id: &ConnectionId,

@@ -13,10 +13,15 @@ use super::ids::{CorrelationId, JobId};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ClientMessage {
+    /// Follow a job's events; with `last_seq`, first replay those the client missed.
     Subscribe(Subscribe),
+    /// Stop following a job.
     Unsubscribe(JobRef),
+    /// Cancel a job: recorded as its final event, `job_cancelled`.
     CancelJob(CancelJob),
+    /// Ask for the job's latest `job_status`.
     RequestStatus(JobRef),
+    /// Keep the connection open; answered with `pong`.
     Ping,
 }
 
@@ -30,6 +35,7 @@ impl ClientMessage {
         "ping",
     ];
 
+    /// The `action` this message goes by.
     pub fn action(&self) -> &'static str {
         match self {
             Self::Subscribe(_) => "subscribe",
@@ -40,6 +46,7 @@ impl ClientMessage {
         }
     }
 
+    /// The job the action is about (`None` for `ping`).
     pub fn job_id(&self) -> Option<&JobId> {
         match self {
             Self::Subscribe(Subscribe { job_id, .. })
@@ -51,25 +58,32 @@ impl ClientMessage {
     }
 }
 
+/// The fields of `subscribe`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscribe {
+    /// The job to follow.
     pub job_id: JobId,
     /// The last `seq` the client saw; events after it are replayed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<Seq>,
 }
 
+/// A message that names a job and nothing else (`unsubscribe`, `request_status`, `unsubscribed`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRef {
+    /// The job.
     pub job_id: JobId,
 }
 
+/// The fields of `cancel_job`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelJob {
+    /// The job to cancel.
     pub job_id: JobId,
+    /// Why, in the client's words; carried by the `job_cancelled` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -81,8 +95,10 @@ struct NoFields {}
 /// One client frame: the action and the id the client wants echoed in the reply.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ClientRequest {
+    /// The action and its fields.
     #[serde(flatten)]
     pub message: ClientMessage,
+    /// Echoed on the reply, when given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The machine-readable `code` of an `error` reply: what kind of failure it reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

@@ -16,10 +16,15 @@ pub type Seq = u64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
+    /// How far a stage has got.
     ProgressUpdate(ProgressUpdate),
+    /// A stage has finished.
     StageComplete(StageComplete),
+    /// The job has finished successfully (final).
     JobComplete(JobComplete),
+    /// The job has failed (final).
     JobFailed(JobFailed),
+    /// The job has been cancelled (final).
     JobCancelled(JobCancelled),
 }
 
@@ -60,37 +65,50 @@ impl JobEvent {
     }
 }
 
+/// How far a stage has got: the job is running.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressUpdate {
+    /// The stage reporting.
     pub stage: StageName,
+    /// How far along, in percent (0–100).
     pub progress: Percent,
+    /// A line for the user; empty when absent.
     #[serde(default)]
     pub message: String,
+    /// The pipeline's estimate of the seconds left, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_seconds_remaining: Option<u64>,
 }
 
+/// A stage has finished.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageComplete {
+    /// The stage that finished.
     pub stage: StageName,
+    /// What the stage produced: any JSON, null when absent.
     #[serde(default)]
     pub results: Value,
 }
 
+/// The job has finished successfully. Final: the job takes no more events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobComplete {
+    /// What the job produced: any JSON, null when absent.
     #[serde(default)]
     pub results: Value,
 }
 
+/// The job has failed. Final: the job takes no more events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobFailed {
+    /// The stage that failed, when the pipeline names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<StageName>,
+    /// Why the job failed.
     pub error: FailureDetail,
 }
 
@@ -98,15 +116,21 @@ pub struct JobFailed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailureDetail {
+    /// A machine-readable code, the pipeline's own.
     pub code: String,
+    /// What went wrong, for the user.
     pub message: String,
+    /// What the user can do about it, when there is something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested_action: Option<String>,
 }
 
+/// The job has been cancelled (by a client's `cancel_job`, or by its pipeline). Final: the job
+/// takes no more events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobCancelled {
+    /// Why, when the canceller said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -117,17 +141,24 @@ pub struct JobCancelled {
 pub enum JobState {
     /// Registered by its pipeline; no event yet.
     Pending,
+    /// At least one event recorded; not finished.
     Running,
+    /// Finished successfully (`job_complete`).
     Completed,
+    /// Failed (`job_failed`).
     Failed,
+    /// Cancelled (`job_cancelled`).
     Cancelled,
 }
 
 impl JobState {
+    /// Whether the state is final (completed, failed or cancelled): a job in it takes no more
+    /// events.
     pub fn is_terminal(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
     }
 
+    /// The state as written on the wire and in the store (`pending`, `running`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -138,6 +169,7 @@ impl JobState {
         }
     }
 
+    /// The state `as_str` writes as `value`; `None` for any other string.
     pub fn parse(value: &str) -> Option<Self> {
         Some(match value {
             "pending" => Self::Pending,

@@ -9,12 +9,21 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 /// Why a frame (from a client or a pipeline) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The frame is larger than API Gateway carries.
     #[error("frame is {size} bytes; the limit is {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The frame's size, in bytes.
+        size: usize,
+        /// The largest frame accepted, in bytes (`MAX_FRAME_BYTES`).
+        limit: usize,
+    },
+    /// The frame is not JSON; holds the parser's message.
     #[error("frame is not valid JSON: {0}")]
     InvalidJson(String),
+    /// The frame (or an object inside it, such as a request's `event`) is JSON but not an object.
     #[error("frame must be a JSON object")]
     NotAnObject,
+    /// A binary WebSocket frame: only text frames are accepted.
     #[error("binary frames are not accepted; send JSON text")]
     Binary,
     /// No `action`.
@@ -39,11 +48,18 @@ pub enum FrameError {
         /// The types there are.
         expected: &'static [&'static str],
     },
+    /// A field is missing, unknown, or of the wrong type or value.
     #[error("{field}: {reason}")]
-    InvalidField { field: String, reason: String },
+    InvalidField {
+        /// The field at fault, as a dotted path for a nested one (`event.progress`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl FrameError {
+    /// The `error` code a client is answered with for this refusal.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::TooLarge { .. } => ErrorCode::PayloadTooLarge,

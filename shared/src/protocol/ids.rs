@@ -21,8 +21,11 @@ macro_rules! identifier {
         pub struct $name(String);
 
         impl $name {
+            /// The longest accepted identifier, in characters.
             pub const MAX_LEN: usize = $max;
 
+            /// The identifier, if `value` is 1 to `MAX_LEN` characters, all of the allowed
+            /// alphabet.
             pub fn parse(value: impl Into<String>) -> Result<Self, InvalidId> {
                 let value = value.into();
                 let allowed: fn(char) -> bool = $allowed;
@@ -34,6 +37,7 @@ macro_rules! identifier {
                 }
             }
 
+            /// The identifier as a string.
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -18,13 +18,16 @@ use super::user::{UserMessage, UserMessageError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    /// The job the event is about.
     pub job_id: JobId,
     /// The pipeline's id for this event: a retry with the same id (after a timeout, say) is
     /// recorded once, as long as no later event of the job came between. SQS's message id when
     /// the event comes through SQS without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<EventId>,
+    /// The event: one of the job events, tagged by `type`, without `job_id` or `seq`.
     pub event: JobEvent,
+    /// Ties the event to the pipeline run that caused it; echoed on the frame subscribers receive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
     /// The job's owner: declared by the first event that names one (or by registration); an
@@ -74,15 +77,20 @@ impl SendRequest {
 /// `{channel: "user_noti:{user_id}", message}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserSendRequest {
+    /// The user whose connections receive the message (from `channel`, when the request named one).
     pub user_id: UserId,
+    /// The message, or the type of one this server does not know.
     pub message: UserPayload,
+    /// Echoed on the frame the user's connections receive.
     pub correlation_id: Option<CorrelationId>,
 }
 
 /// A user message this server forwards, or one of a type it does not know (skipped).
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserPayload {
+    /// A message of a type this server knows, as parsed.
     Known(UserMessage),
+    /// The `type` of a message this server does not know.
     Unknown(String),
 }
 
@@ -94,9 +102,12 @@ pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterJob {
+    /// The job to register.
     pub job_id: JobId,
+    /// The job's owner; without one, the job is visible to every user.
     #[serde(default)]
     pub user_id: Option<UserId>,
+    /// Ties the registration to the pipeline run that made it.
     #[serde(default)]
     pub correlation_id: Option<CorrelationId>,
 }
@@ -106,7 +117,9 @@ pub struct RegisterJob {
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
+    /// The job asked about.
     pub job_id: JobId,
+    /// Ties the question to the pipeline run that asked it.
     #[serde(default)]
     pub correlation_id: Option<CorrelationId>,
 }
@@ -124,9 +137,13 @@ pub enum QueryKind {
 /// `action` (`register_job`, `get_job`, `is_cancelled`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SenderRequest {
+    /// A job event, to record and fan out.
     Job(SendRequest),
+    /// A message for every connection of one user; nothing is recorded.
     User(UserSendRequest),
+    /// `register_job`: a job declared before its first event.
     Register(RegisterJob),
+    /// `get_job` or `is_cancelled`: a question about a job, answered and never fanned out.
     Query(QueryKind, JobQuery),
 }
 
@@ -134,6 +151,8 @@ pub enum SenderRequest {
 pub const SENDER_ACTIONS: [&str; 3] = ["register_job", "get_job", "is_cancelled"];
 
 impl SenderRequest {
+    /// Parses any sender request, telling the kinds apart by `action`, `event` and `message`, and
+    /// naming the field at fault on error.
     pub fn from_value(value: Value) -> Result<Self, FrameError> {
         let Value::Object(mut fields) = value else {
             return Err(FrameError::NotAnObject);
@@ -182,6 +201,8 @@ impl SenderRequest {
 }
 
 impl UserSendRequest {
+    /// Parses a user message request (`user_id` or `channel`, `message`, `correlation_id`), naming
+    /// the field at fault on error. `message` may be an object or a string holding one.
     pub fn from_value(value: Value) -> Result<Self, FrameError> {
         let Value::Object(mut fields) = value else {
             return Err(FrameError::NotAnObject);
@@ -249,50 +270,73 @@ impl UserSendRequest {
 pub enum SendOutcome {
     /// Recorded with `seq` and fanned out.
     Published {
+        /// The job.
         job_id: JobId,
+        /// The seq the event was recorded with.
         seq: Seq,
         /// A retry of the event already recorded with `seq`: it was fanned out again.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         duplicate: bool,
+        /// What the fan-out reached.
         #[serde(flatten)]
         delivery: DeliveryReport,
     },
     /// The job is registered (`created: false`: it already was, with the same owner).
     Registered {
+        /// The job.
         job_id: JobId,
+        /// False when the job already existed with the same owner.
         created: bool,
+        /// The job's state now.
         status: JobState,
     },
     /// A user message, posted to every connection of the user.
     Delivered {
+        /// The user the message went to.
         user_id: UserId,
+        /// The message's `type`.
         message_type: String,
+        /// What the fan-out reached.
         #[serde(flatten)]
         delivery: DeliveryReport,
     },
     /// A user message of a type this server does not know: logged, counted, not forwarded.
     Ignored {
+        /// The user the message was for.
         user_id: UserId,
+        /// The message's `type`.
         message_type: String,
+        /// Why it was not forwarded.
         reason: String,
     },
     /// The answer to `get_job`: the job's snapshot.
     Job {
+        /// The job's snapshot, with the `job_status` fields.
         #[serde(flatten)]
         job: JobStatusReport,
     },
     /// The answer to `is_cancelled`: whether the pipeline should stop.
     Cancellation {
+        /// The job.
         job_id: JobId,
+        /// Whether the job has been cancelled: the pipeline should stop and send nothing more.
         cancelled: bool,
+        /// The job's state.
         status: JobState,
     },
     /// The answer to a query about a job that does not exist (or has expired).
-    NotFound { job_id: JobId },
-    /// Not recorded: the job had already finished.
-    Rejected {
+    NotFound {
+        /// The job asked about.
         job_id: JobId,
+    },
+    /// Refused, nothing recorded: the job had already finished (`job_finished`), or it belongs
+    /// to another user than the request names (`forbidden`).
+    Rejected {
+        /// The job.
+        job_id: JobId,
+        /// `job_finished` or `forbidden`.
         code: ErrorCode,
+        /// Why, in words.
         message: String,
     },
 }
@@ -300,6 +344,7 @@ pub enum SendOutcome {
 /// What happened to one fan-out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeliveryReport {
+    /// Connections the payload was posted to.
     pub delivered: u64,
     /// Connections found closed (410) and removed from the store.
     pub gone: u64,
@@ -311,5 +356,6 @@ pub struct DeliveryReport {
     pub failed_transient: u64,
     /// Retries made, over all connections.
     pub retried: u64,
+    /// How long the fan-out took, in milliseconds.
     pub duration_ms: u64,
 }

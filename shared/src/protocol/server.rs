@@ -17,16 +17,21 @@ use super::values::{Percent, StageName};
 /// One frame sent to a client: a message, when it was made, and the correlation id if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerFrame {
+    /// The message: its `type` and its fields.
     #[serde(flatten)]
     pub message: ServerMessage,
+    /// When the frame was made (for a hub envelope, when its publisher made it): RFC 3339, UTC,
+    /// milliseconds.
     #[serde(with = "rfc3339_millis")]
     #[schemars(with = "DateTime<Utc>")]
     pub timestamp: DateTime<Utc>,
+    /// The correlation id of what this frame answers or carries, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
 }
 
 impl ServerFrame {
+    /// A frame for `message`, stamped now; a hub envelope keeps its publisher's time.
     pub fn new(message: ServerMessage, correlation_id: Option<CorrelationId>) -> Self {
         // A hub envelope keeps its publisher's time; every other frame is stamped now.
         let timestamp = match &message {
@@ -41,6 +46,7 @@ impl ServerFrame {
         }
     }
 
+    /// The frame as the JSON text posted to a connection.
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: every map key is a string.
         serde_json::to_string(self).expect("server frames serialize")
@@ -51,15 +57,25 @@ impl ServerFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    /// A recorded `progress_update`.
     ProgressUpdate(Sequenced<ProgressUpdate>),
+    /// A recorded `stage_complete`.
     StageComplete(Sequenced<StageComplete>),
+    /// A recorded `job_complete`.
     JobComplete(Sequenced<JobComplete>),
+    /// A recorded `job_failed`.
     JobFailed(Sequenced<JobFailed>),
+    /// A recorded `job_cancelled`.
     JobCancelled(Sequenced<JobCancelled>),
+    /// A job's latest snapshot (`job_status`).
     JobStatus(JobStatusReport),
+    /// The answer to `subscribe`.
     Subscribed(Subscribed),
+    /// The answer to `unsubscribe`.
     Unsubscribed(JobRef),
+    /// The answer to `ping`.
     Pong,
+    /// A request that could not be served (`error`).
     Error(ErrorReply),
     /// A user-level message, forwarded to every connection of its user.
     #[serde(untagged)]
@@ -80,6 +96,7 @@ impl ServerMessage {
         }
     }
 
+    /// The frame's `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::ProgressUpdate(event) => event.type_name(),
@@ -100,8 +117,11 @@ impl ServerMessage {
 /// A job event as a client sees it: the job, its `seq`, and the event's own fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sequenced<T> {
+    /// The job the event is about.
     pub job_id: JobId,
+    /// The event's seq: 1, 2, 3… per job.
     pub seq: Seq,
+    /// The event's own fields.
     #[serde(flatten)]
     pub event: T,
 }
@@ -116,16 +136,24 @@ impl<T: EventType> Sequenced<T> {
 /// The latest known state of a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobStatusReport {
+    /// The job.
     pub job_id: JobId,
+    /// Where the job stands.
     pub status: JobState,
+    /// The stage an event last named, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<StageName>,
+    /// The progress last reported (100 once the job completed), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Percent>,
+    /// The latest message: a progress update's, a failure's, or a cancel's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The seq of the job's latest event.
     pub last_seq: Seq,
+    /// Whether the job has been cancelled.
     pub cancel_requested: bool,
+    /// When the job last changed: RFC 3339, UTC, milliseconds.
     #[serde(with = "rfc3339_millis")]
     #[schemars(with = "DateTime<Utc>")]
     pub updated_at: DateTime<Utc>,
@@ -137,16 +165,22 @@ pub struct JobStatusReport {
 /// the job's current last seq.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Subscribed {
+    /// The job now followed.
     pub job_id: JobId,
+    /// Every event of the job with a greater seq follows, once, in order.
     pub after_seq: Seq,
+    /// False when the events after the client's `last_seq` are no longer all in the log.
     pub recovered: bool,
 }
 
 /// A request that could not be served, with a machine-readable code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorReply {
+    /// What kind of failure: a machine-readable code.
     pub code: ErrorCode,
+    /// What went wrong, in words.
     pub message: String,
+    /// What the client can do about it, when there is something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggested_action: Option<String>,
     /// The client action that failed, when it was recognised.

@@ -1,3 +1,7 @@
+//! Tests of the protocol's parsers and frames: every action, the code and field named in each
+//! refusal, the size limit, the shape of server frames, and properties over arbitrary text and
+//! JSON objects.
+
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -207,25 +211,71 @@ fn error_replies_serialize_their_code_in_snake_case() {
 }
 
 proptest! {
+    /// Any text is either a request that writes back as itself, or a typed refusal whose
+    /// message stays small whatever the frame echoed.
     #[test]
-    fn no_input_panics_the_client_parser(frame in ".{0,512}") {
-        let _ = ClientRequest::parse(&frame);
+    fn any_text_is_a_request_that_round_trips_or_a_typed_refusal(frame in ".{0,512}") {
+        match ClientRequest::parse(&frame) {
+            Ok(request) => {
+                let again = ClientRequest::parse(&serde_json::to_string(&request).unwrap());
+                prop_assert_eq!(again, Ok(request));
+            }
+            Err(err) => {
+                prop_assert!(
+                    matches!(err.code(), ErrorCode::InvalidJson | ErrorCode::InvalidMessage | ErrorCode::UnknownAction),
+                    "{:?} for {:?}", err.code(), frame
+                );
+                prop_assert!(err.to_string().len() <= 300, "a refusal of {} bytes", err.to_string().len());
+            }
+        }
     }
 
+    /// Any JSON object: the client parser accepts it only with a known action and refuses it
+    /// naming `action` or a field that is in the object (or one the action needs); the event
+    /// parser accepts it only with a known `type`, and otherwise names what is wrong.
     #[test]
-    fn no_json_object_panics_either_parser(
+    fn any_object_is_accepted_only_when_valid_and_refused_naming_the_fault(
         keys in prop::collection::vec(prop_oneof![
             Just("action".to_owned()), Just("job_id".to_owned()), Just("last_seq".to_owned()),
             Just("type".to_owned()), Just("stage".to_owned()), Just("progress".to_owned()),
             "[a-z_]{1,8}"], 0..6),
         values in prop::collection::vec(prop_oneof![
             Just(json!(null)), Just(json!(-1)), Just(json!(1.5e300)), Just(json!("subscribe")),
+            Just(json!("ping")), Just(json!("j1")),
             Just(json!("progress_update")), Just(json!([1])), Just(json!({"a": {}})),
             "[ -~]{0,16}".prop_map(serde_json::Value::from)], 6),
     ) {
         let object: serde_json::Map<_, _> = keys.into_iter().zip(values).collect();
-        let _ = ClientRequest::parse(&serde_json::Value::Object(object.clone()).to_string());
-        let _ = JobEvent::from_value(serde_json::Value::Object(object));
+        let action = object.get("action").and_then(|a| a.as_str()).map(str::to_owned);
+        match ClientRequest::parse(&serde_json::Value::Object(object.clone()).to_string()) {
+            Ok(request) => prop_assert_eq!(Some(request.message.action()), action.as_deref()),
+            Err(FrameError::MissingAction { .. }) => prop_assert!(!object.contains_key("action")),
+            Err(FrameError::UnknownAction { action: named, .. }) => {
+                prop_assert!(action.is_some_and(|a| !ClientMessage::ACTIONS.contains(&a.as_str()) && a.starts_with(named.trim_end_matches('…'))));
+            }
+            Err(FrameError::InvalidField { field, .. }) => {
+                let top = field.split('.').next().unwrap_or_default().to_owned();
+                prop_assert!(
+                    object.contains_key(&top) || ["job_id", "message", "action"].contains(&top.as_str()),
+                    "{} named for {:?}", field, object
+                );
+            }
+            Err(other) => prop_assert!(false, "unexpected {:?} for {:?}", other, object),
+        }
+        let kind = object.get("type").cloned();
+        match JobEvent::from_value(serde_json::Value::Object(object.clone())) {
+            Ok(event) => prop_assert_eq!(Some(json!(event.type_name())), kind),
+            Err(FrameError::UnknownEventType { .. }) => {
+                prop_assert!(kind.as_ref().and_then(|k| k.as_str()).is_some_and(|k| !JobEvent::TYPES.contains(&k)));
+            }
+            Err(FrameError::InvalidField { field, .. }) => {
+                prop_assert!(!field.is_empty());
+                if field == "type" {
+                    prop_assert!(!kind.as_ref().is_some_and(|k| k.is_string()));
+                }
+            }
+            Err(other) => prop_assert!(false, "unexpected {:?} for {:?}", other, object),
+        }
     }
 
     #[test]

@@ -18,10 +18,13 @@ pub const MAX_TEXT_CHARS: usize = 4_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UserMessage {
+    /// A notice for the user, with a level.
     Notification(Notification),
+    /// An alert for the user, with a severity.
     Alert(Alert),
     /// The hub's envelope: `{type, payload, timestamp}`.
     ProjectProgress(ProjectEnvelope),
+    /// The hub's envelope, for a completed project: `{type, payload, timestamp}`.
     ProjectCompleted(ProjectEnvelope),
 }
 
@@ -30,10 +33,13 @@ pub enum UserMessage {
 pub enum UserMessageError {
     /// A `type` this server does not know: logged and counted, never forwarded.
     UnknownType(String),
+    /// Not JSON, not an object, without a `type`, or of a known type with a field at fault:
+    /// refused.
     Invalid(FrameError),
 }
 
 impl UserMessage {
+    /// Every user message `type` this server forwards.
     pub const TYPES: [&'static str; 4] = [
         "notification",
         "alert",
@@ -41,6 +47,7 @@ impl UserMessage {
         "project_completed",
     ];
 
+    /// The message's `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Notification(_) => "notification",
@@ -124,37 +131,55 @@ impl UserMessage {
     }
 }
 
+/// A notice for the user: `type: notification`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notification {
+    /// The heading: non-blank, at most 200 characters.
     pub title: String,
+    /// The text: at most 4,000 characters.
     pub message: String,
+    /// The notification's level.
     pub level: NotificationLevel,
 }
 
+/// A notification's level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationLevel {
+    /// For information.
     Info,
+    /// Something succeeded.
     Success,
+    /// Something needs attention.
     Warning,
+    /// Something failed.
     Error,
 }
 
+/// An alert for the user: `type: alert`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Alert {
+    /// The heading: non-blank, at most 200 characters.
     pub title: String,
+    /// The text: at most 4,000 characters.
     pub message: String,
+    /// How serious it is.
     pub severity: AlertSeverity,
 }
 
+/// An alert's severity, from least to most serious.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertSeverity {
+    /// Low.
     Low,
+    /// Medium.
     Medium,
+    /// High.
     High,
+    /// Critical.
     Critical,
 }
 
@@ -164,30 +189,44 @@ pub enum AlertSeverity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectEnvelope {
+    /// The project's counts and status.
     pub payload: ProjectPayload,
+    /// When the publisher made the message; becomes the frame's `timestamp`.
     #[serde(skip_serializing)]
     pub timestamp: HubTimestamp,
 }
 
+/// The project a hub envelope reports on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPayload {
+    /// The hub's id for the project (non-blank).
     pub project_id: String,
+    /// Where the project stands.
     pub status: ProjectStatus,
     /// Counts: non-negative integers (a float or a negative number is refused).
     pub total: u64,
+    /// How many of `total` are done.
     pub done: u64,
+    /// How many ended in error.
     pub errors: u64,
+    /// How far along, in percent (0–100).
     pub progress_percent: Percent,
 }
 
+/// A project's status, as the hub writes it (upper case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProjectStatus {
+    /// Starting.
     Initializing,
+    /// Crawling.
     Crawling,
+    /// Processing.
     Processing,
+    /// Finished.
     Done,
+    /// Failed.
     Failed,
 }
 
@@ -195,11 +234,14 @@ pub enum ProjectStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HubTimestamp {
+    /// RFC 3339 text.
     Rfc3339(DateTime<Utc>),
+    /// Milliseconds since the Unix epoch.
     EpochMillis(u64),
 }
 
 impl HubTimestamp {
+    /// The time as UTC; `None` when epoch milliseconds are out of range.
     pub fn to_datetime(&self) -> Option<DateTime<Utc>> {
         match self {
             Self::Rfc3339(time) => Some(*time),

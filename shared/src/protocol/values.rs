@@ -7,13 +7,16 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "f64")]
 pub struct Percent(f64);
 
+/// A number refused as a [`Percent`]: outside 0–100, or not finite.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("must be a number within 0 and 100 (got {0})")]
 pub struct PercentOutOfRange(pub f64);
 
 impl Percent {
+    /// 100 percent.
     pub const COMPLETE: Percent = Percent(100.0);
 
+    /// A percentage, if `value` is finite and within 0–100.
     pub fn new(value: f64) -> Result<Self, PercentOutOfRange> {
         if value.is_finite() && (0.0..=100.0).contains(&value) {
             Ok(Self(value))
@@ -22,6 +25,7 @@ impl Percent {
         }
     }
 
+    /// The percentage, within 0–100.
     pub fn value(self) -> f64 {
         self.0
     }
@@ -60,18 +64,22 @@ impl schemars::JsonSchema for StageName {
     }
 }
 
-/// A pipeline stage name: non-blank, at most 128 characters.
+/// A pipeline stage name: non-blank, at most 128 characters, no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct StageName(String);
 
+/// A string refused as a [`StageName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("must be a non-blank name of at most {max} characters", max = StageName::MAX_LEN)]
 pub struct InvalidStageName;
 
 impl StageName {
+    /// The longest stage name, in characters (not bytes).
     pub const MAX_LEN: usize = 128;
 
+    /// A stage name, if `value` is non-blank, at most [`MAX_LEN`](Self::MAX_LEN) characters long
+    /// and free of control characters.
     pub fn parse(value: impl Into<String>) -> Result<Self, InvalidStageName> {
         let value = value.into();
         if value.trim().is_empty()
@@ -83,6 +91,7 @@ impl StageName {
         Ok(Self(value))
     }
 
+    /// The name as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }

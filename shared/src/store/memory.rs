@@ -14,6 +14,8 @@ use super::{
 };
 use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 
+/// The embedded store: every connection, subscription, job and event in this process's memory,
+/// behind one lock. Clones share the same state.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
@@ -53,6 +55,7 @@ impl State {
 }
 
 impl MemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

@@ -23,18 +23,27 @@ pub use snapshot::SnapshotChange;
 /// A client's open WebSocket, as recorded on `$connect`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
+    /// API Gateway's id for the connection.
     pub connection_id: ConnectionId,
+    /// The user the connection was accepted for.
     pub user_id: UserId,
+    /// When `$connect` accepted it.
     pub connected_at: DateTime<Utc>,
+    /// When the record lapses unless client activity extends it (`touch_connection`); reads ignore
+    /// it after.
     pub expires_at: DateTime<Utc>,
 }
 
 /// A connection listening to a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
+    /// The subscribed connection.
     pub connection_id: ConnectionId,
+    /// The job it follows.
     pub job_id: JobId,
+    /// The connection's user.
     pub user_id: UserId,
+    /// When the subscription lapses unless its connection's activity extends it.
     pub expires_at: DateTime<Utc>,
     /// The job's last seq when the subscription was made (its replay claim taken): events up
     /// to it reach the connection through its replay, so senders deliver only later ones.
@@ -58,18 +67,23 @@ pub struct PageToken(pub(crate) String);
 /// One page of a lookup, and where the next one starts if there is one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
+    /// This page's items.
     pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
     pub next: Option<PageToken>,
 }
 
 /// Which page to read, and at most how many items.
 #[derive(Debug, Clone)]
 pub struct PageRequest {
+    /// Resume after this token; `None` for the first page.
     pub after: Option<PageToken>,
+    /// At most this many items.
     pub limit: usize,
 }
 
 impl PageRequest {
+    /// The first page, of at most `limit` items.
     pub fn first(limit: usize) -> Self {
         Self { after: None, limit }
     }
@@ -78,14 +92,23 @@ impl PageRequest {
 /// What the store knows about a job: its latest snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
+    /// The job.
     pub job_id: JobId,
+    /// Where the job stands.
     pub state: JobState,
+    /// The stage an event last named, if any.
     pub stage: Option<StageName>,
+    /// The progress last reported (100 once the job completed), if any.
     pub progress: Option<Percent>,
+    /// The latest message: a progress update's, a failure's, or a cancel's reason.
     pub message: Option<String>,
+    /// The seq of the job's latest event: the counter the next append increments.
     pub last_seq: Seq,
+    /// Whether the job has been cancelled.
     pub cancel_requested: bool,
+    /// When the job was registered or last recorded an event.
     pub updated_at: DateTime<Utc>,
+    /// When the job lapses (each event pushes it out); reads ignore it after.
     pub expires_at: DateTime<Utc>,
     /// The user the job belongs to, when its pipeline declared one; a job without an owner
     /// is visible to every user.
@@ -95,16 +118,22 @@ pub struct JobRecord {
 /// A job event as recorded, with the `seq` the store gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
+    /// The job.
     pub job_id: JobId,
+    /// Its seq within the job.
     pub seq: Seq,
+    /// The event.
     pub event: JobEvent,
+    /// The correlation id it was sent with, echoed on its frames.
     pub correlation_id: Option<CorrelationId>,
+    /// When the store recorded it.
     pub recorded_at: DateTime<Utc>,
 }
 
 /// An event as recorded, and what the sender needs to fan it out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
+    /// The event as stored (for a duplicate, as it was first recorded).
     pub event: StoredEvent,
     /// True when this was a retry of the job's latest event: no new seq was taken.
     pub duplicate: bool,
@@ -167,14 +196,20 @@ pub enum ReplayEnd {
 /// An event to record, with how long the job and the event are kept.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// The job the event is about.
     pub job_id: JobId,
     /// The pipeline's id for this event. When it equals the id of the job's latest event, the
     /// append is a retry: nothing new is recorded and the event already stored is returned.
     pub event_id: Option<EventId>,
+    /// The event.
     pub event: JobEvent,
+    /// The correlation id it was sent with, echoed on its frames.
     pub correlation_id: Option<CorrelationId>,
+    /// When the event arrived; becomes the snapshot's `updated_at`.
     pub recorded_at: DateTime<Utc>,
+    /// When the job lapses, pushed out by this event.
     pub job_expires_at: DateTime<Utc>,
+    /// When this event leaves the log.
     pub event_expires_at: DateTime<Utc>,
     /// Declares the job's owner when it has none yet; an event naming another owner than the
     /// job's is refused.
@@ -248,9 +283,11 @@ impl LogPage {
 /// What the bucket said to one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameVerdict {
+    /// A token was taken: serve the frame.
     Admitted,
     /// Refused; `in_a_row` counts the refusals since the last admitted frame.
     Refused {
+        /// Refusals since the last admitted frame, this one included.
         in_a_row: u64,
     },
 }
@@ -258,12 +295,17 @@ pub enum FrameVerdict {
 /// A pipeline declaring a job before its first event, so its owner can subscribe at once.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// The job.
     pub job_id: JobId,
+    /// Its owner; `None` makes it visible to every user.
     pub owner: Option<UserId>,
+    /// When the pipeline registered it.
     pub registered_at: DateTime<Utc>,
+    /// When the job lapses unless an event extends it.
     pub expires_at: DateTime<Utc>,
 }
 
+/// What registering a job came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegisterOutcome {
     /// Recorded as pending.
@@ -275,6 +317,7 @@ pub enum RegisterOutcome {
 /// The result of recording an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
+    /// Recorded with a new seq, or recognised as a retry of the job's latest event.
     Appended(Appended),
     /// The job had already finished; nothing was recorded.
     JobFinished(JobRecord),
@@ -282,10 +325,13 @@ pub enum AppendOutcome {
     OwnedByAnother(JobRecord),
 }
 
+/// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// The store is throttling requests (DynamoDB: after the SDK's own retries).
     #[error("the store is throttling requests: {0}")]
     Throttled(String),
+    /// The store could not be reached, or failed in any other way.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     /// A table or index is missing: a configuration error, not a passing one.
@@ -294,6 +340,7 @@ pub enum StoreError {
     /// A conditional write kept failing against concurrent writers.
     #[error("a conditional write failed: {0}")]
     ConditionFailed(String),
+    /// A stored item (or a page token) could not be read as what it should be.
     #[error("a stored item could not be read: {0}")]
     Corrupt(String),
 }
@@ -328,6 +375,7 @@ impl From<JobRecord> for JobStatusReport {
 
 /// Connections and subscriptions.
 pub trait ConnectionStore: Send + Sync + 'static {
+    /// Records a connection, on `$connect`.
     fn put_connection(
         &self,
         connection: &Connection,
@@ -408,6 +456,7 @@ pub trait JobStore: Send + Sync + 'static {
         event: NewEvent,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
 
+    /// The job's snapshot, if it exists and has not expired.
     fn get_job(
         &self,
         job_id: &JobId,

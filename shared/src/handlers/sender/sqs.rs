@@ -19,7 +19,8 @@ use crate::store::Store;
 pub struct BatchSummary {
     /// Published, delivered or registered.
     pub published: usize,
-    /// Refused for good (the job had finished); logged, not retried.
+    /// Refused for good (the job had finished, or belongs to another user) or ignored (a user
+    /// message of an unknown type); logged, not retried.
     pub rejected: usize,
     /// Unreadable or invalid; logged, not retried: a poison message must not loop.
     pub malformed: usize,

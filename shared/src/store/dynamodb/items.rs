@@ -46,12 +46,13 @@ pub(super) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// DynamoDB deletes expired items up to ~48 h late: every read checks the expiry itself.
 /// A number attribute of an item, if it has one.
 pub(super) fn number_of(item: &Item, name: &str) -> Option<i64> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
+/// Now, in Unix seconds. DynamoDB deletes expired items up to ~48 h late: every read checks
+/// the expiry itself against this.
 pub(super) fn now_seconds() -> i64 {
     Utc::now().timestamp()
 }

@@ -16,8 +16,11 @@ pub struct ReadCounters {
 /// A snapshot of [`ReadCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ReadStats {
+    /// Queries made.
     pub queries: u64,
+    /// Items the Queries scanned.
     pub items_scanned: u64,
+    /// Read capacity the Queries consumed, in units.
     pub read_capacity_units: f64,
 }
 

@@ -9,14 +9,24 @@ use aws_sdk_dynamodb::types::{
 
 use crate::store::StoreError;
 
+/// The connections table's partition key, and the sort key of both of its indexes.
 pub const CONNECTION_ID: &str = "connection_id";
+/// The connections table's sort key: `connection` for the connection item, `job#{job_id}` for
+/// each of its subscriptions.
 pub const SORT_KEY: &str = "sk";
+/// The jobs table's partition key, and the partition key of the `by_job` index.
 pub const JOB_ID: &str = "job_id";
+/// The partition key of the `by_user` index (only connection items carry it).
 pub const USER_ID: &str = "user_id";
+/// The jobs table's sort key: 0 for the job's snapshot, 1, 2, … for its logged events.
 pub const SEQ: &str = "seq";
+/// The TTL attribute of both tables, in Unix seconds.
 pub const EXPIRES_AT: &str = "expires_at";
+/// A subscription's `live_after`, projected into `by_job` for fan-out.
 pub const LIVE_AFTER: &str = "live_after";
+/// The connections table's index of subscriptions by job.
 pub const BY_JOB_INDEX: &str = "by_job";
+/// The connections table's index of connections by user.
 pub const BY_USER_INDEX: &str = "by_user";
 
 /// The names of the two tables.
@@ -42,24 +52,33 @@ impl Default for TableNames {
 /// One attribute of a key: name, type, role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPart {
+    /// The attribute's name.
     pub name: &'static str,
+    /// Its DynamoDB type.
     pub kind: ScalarAttributeType,
+    /// Partition (hash) or sort (range) key.
     pub role: KeyType,
 }
 
 /// An index: its name, its key, the non-key attributes it projects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSpec {
+    /// The index's name.
     pub name: &'static str,
+    /// Its key attributes.
     pub key: Vec<KeyPart>,
+    /// The non-key attributes it projects.
     pub projected: Vec<&'static str>,
 }
 
 /// A table as jobcast needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
+    /// The table's key attributes.
     pub key: Vec<KeyPart>,
+    /// Its global secondary indexes.
     pub indexes: Vec<IndexSpec>,
+    /// The attribute DynamoDB's TTL deletes expired items by.
     pub ttl_attribute: &'static str,
 }
 
