@@ -343,3 +343,99 @@ impl jobcast::gateway::ConnectionGateway for NoConnections {
         Err(jobcast::gateway::PostError::Gone)
     }
 }
+
+/// Every post takes a while, as a fan-out to many does.
+struct SlowGateway(Duration);
+
+impl jobcast::gateway::ConnectionGateway for SlowGateway {
+    async fn post_to_connection(
+        &self,
+        _: &jobcast::protocol::ConnectionId,
+        _: Bytes,
+    ) -> Result<(), jobcast::gateway::PostError> {
+        tokio::time::sleep(self.0).await;
+        Ok(())
+    }
+
+    async fn delete_connection(
+        &self,
+        _: &jobcast::protocol::ConnectionId,
+    ) -> Result<(), jobcast::gateway::PostError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
+    use jobcast::store::{Connection, ConnectionStore, MemoryStore, Subscription};
+    use std::time::Instant;
+    let store = MemoryStore::new();
+    let mut settings = test_settings();
+    settings.sqs_deadline_reserve = Duration::from_millis(50);
+    let service = Jobcast::new(store.clone(), settings);
+    let now = chrono::Utc::now();
+    let connection_id = jobcast::protocol::ConnectionId::parse("listener").unwrap();
+    let user_id = jobcast::protocol::UserId::parse("u").unwrap();
+    let later = now + chrono::Duration::hours(1);
+    store
+        .put_connection(&Connection {
+            connection_id: connection_id.clone(),
+            user_id: user_id.clone(),
+            connected_at: now,
+            expires_at: later,
+        })
+        .await
+        .unwrap();
+    store
+        .put_subscription(&Subscription {
+            connection_id,
+            job_id: JobId::parse("slow").unwrap(),
+            user_id,
+            expires_at: later,
+            live_after: 0,
+        })
+        .await
+        .unwrap();
+    let records = || {
+        batch(
+            (1..=4)
+                .map(|n| {
+                    let body = progress("slow", f64::from(n), "").to_string();
+                    record(&format!("s-{n}"), Some("slow"), &body)
+                })
+                .collect(),
+        )
+    };
+    // Already inside the reserve: nothing is started, everything comes back.
+    let answer = service
+        .handle_sender_invocation_until(
+            &SlowGateway(Duration::ZERO),
+            records(),
+            Some(Instant::now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failures(&answer), ["s-1", "s-2", "s-3", "s-4"], "{answer}");
+    assert_eq!(
+        store.get_job(&JobId::parse("slow").unwrap()).await.unwrap(),
+        None
+    );
+
+    // Time for one record: its fan-out (400 ms) runs past the deadline, the rest come back.
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let answer = service
+        .handle_sender_invocation_until(
+            &SlowGateway(Duration::from_millis(400)),
+            records(),
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failures(&answer), ["s-2", "s-3", "s-4"], "{answer}");
+    let job = store.get_job(&JobId::parse("slow").unwrap()).await.unwrap();
+    assert_eq!(
+        job.map(|job| job.last_seq),
+        Some(1),
+        "only s-1 was recorded"
+    );
+}

@@ -21,11 +21,19 @@ pub struct Faults {
     /// Posts per second allowed (a token bucket with a burst of one second's worth); more get
     /// 429, as API Gateway's account quota does. `--throttle-rps 10000` emulates the default.
     pub throttle_rps: Option<NonZeroU32>,
+    /// The share of delivered posts (0.0–1.0) answered with a 500 all the same: the frame
+    /// reached the socket, the poster heard a failure (in AWS: a 5xx or a timeout after
+    /// delivery), and a retry delivers it again.
+    pub fail_after_delivery_rate: f64,
 }
 
 impl Faults {
+    /// Whether any fault is injected.
     pub fn is_active(&self) -> bool {
-        self.fail_rate > 0.0 || !self.post_latency.is_zero() || self.throttle_rps.is_some()
+        self.fail_rate > 0.0
+            || !self.post_latency.is_zero()
+            || self.throttle_rps.is_some()
+            || self.fail_after_delivery_rate > 0.0
     }
 }
 
@@ -75,6 +83,15 @@ impl FaultInjector {
                     status => PostError::ServerError { status },
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Runs after a post was delivered: maybe answers it with a 500 all the same.
+    pub fn after_delivery(&self) -> Result<(), PostError> {
+        let rate = self.faults.fail_after_delivery_rate;
+        if rate > 0.0 && rand::rng().random_bool(rate.clamp(0.0, 1.0)) {
+            return Err(PostError::ServerError { status: 500 });
         }
         Ok(())
     }

@@ -23,10 +23,12 @@ mod faults;
 mod invoke;
 mod management;
 mod registry;
+mod store_faults;
 mod websocket;
 
 pub use faults::Faults;
 pub use registry::Registry;
+pub use store_faults::{FaultyStore, StoreFailKind, StoreFaults};
 
 /// API Gateway's WebSocket limits, each configurable.
 #[derive(Debug, Clone)]

@@ -10,7 +10,9 @@ use jobcast::handlers::Jobcast;
 use jobcast::settings::{AuthMode, Settings};
 use jobcast::store::dynamodb::schema::TableNames;
 use jobcast::store::{DynamoStore, MemoryStore, Store};
-use jobcast_local::{Emulator, EmulatorConfig, Faults, Limits};
+use jobcast_local::{
+    Emulator, EmulatorConfig, Faults, FaultyStore, Limits, StoreFailKind, StoreFaults,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum StoreKind {
@@ -70,6 +72,19 @@ struct Args {
     /// get 429. 10000 emulates API Gateway's default account quota.
     #[arg(long)]
     throttle_rps: Option<std::num::NonZeroU32>,
+    /// Fault injection: the share of delivered posts (0.0–1.0) answered with a 500 all the
+    /// same, as a post that reached the socket and then timed out does in AWS.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    fail_after_delivery_rate: f64,
+    /// Fault injection: the share of store calls (0.0–1.0) that fail, on either store.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    store_fail_rate: f64,
+    /// Fault injection: how failing store calls fail; repeat for a mix.
+    #[arg(long, value_enum, default_values_t = [StoreFailKind::Throttled])]
+    store_fail_kind: Vec<StoreFailKind>,
+    /// Fault injection: delay added to every store call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    store_latency_ms: u64,
     /// The message size limit in bytes (API Gateway: 131072).
     #[arg(long, default_value_t = jobcast::protocol::MAX_FRAME_BYTES)]
     max_message_bytes: usize,
@@ -103,7 +118,16 @@ async fn main() -> anyhow::Result<()> {
         fail_statuses: args.fail_status.clone(),
         post_latency: Duration::from_millis(args.post_latency_ms),
         throttle_rps: args.throttle_rps,
+        fail_after_delivery_rate: args.fail_after_delivery_rate,
     };
+    let store_faults = StoreFaults {
+        fail_rate: args.store_fail_rate,
+        fail_kinds: args.store_fail_kind.clone(),
+        latency: Duration::from_millis(args.store_latency_ms),
+    };
+    if store_faults.is_active() {
+        tracing::warn!(?store_faults, "store fault injection is ON");
+    }
     if faults.is_active() {
         tracing::warn!(?faults, "fault injection is ON");
     }
@@ -130,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
         StoreKind::Memory => {
             serve(
                 listener,
-                Jobcast::new(MemoryStore::new(), settings),
+                Jobcast::new(FaultyStore::new(MemoryStore::new(), store_faults), settings),
                 config,
                 "embedded (in memory)",
             )
@@ -147,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
             );
             serve(
                 listener,
-                Jobcast::new(store, settings),
+                Jobcast::new(FaultyStore::new(store, store_faults), settings),
                 config,
                 &description,
             )

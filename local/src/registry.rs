@@ -184,6 +184,7 @@ impl ConnectionGateway for Registry {
                 Utc::now().timestamp_millis(),
                 std::sync::atomic::Ordering::Relaxed,
             );
+            self.faults.after_delivery()?;
         }
         result
     }

@@ -158,3 +158,94 @@ async fn it_runs_on_dynamodb_local_creating_its_tables() {
     let report = invoke_sender(&running, &event).await;
     assert_eq!(report["seq"], 2, "{report}");
 }
+
+#[tokio::test]
+async fn store_faults_are_injected_as_asked() {
+    // Every store call fails as unavailable: the sender says so, /health says so.
+    let running = start(
+        &["--store-fail-rate", "1", "--store-fail-kind", "unavailable"],
+        &[],
+    );
+    let event = json!({"job_id": "faulty", "event": {"type": "job_complete"}});
+    let refused = invoke_sender(&running, &event).await;
+    assert_eq!(refused["errorType"], "StoreUnavailable", "{refused}");
+    let health = reqwest::get(format!("http://{}/health", running.address))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    drop(running);
+
+    // Throttled, 1 ms slower per call, on half the calls: some requests get through.
+    let running = start(
+        &[
+            "--store-fail-rate",
+            "0.5",
+            "--store-fail-kind",
+            "throttled",
+            "--store-latency-ms",
+            "1",
+        ],
+        &[],
+    );
+    let mut answers = std::collections::BTreeSet::new();
+    for n in 0..40 {
+        let event = json!({"action": "get_job", "job_id": format!("j{n}")});
+        let answer = invoke_sender(&running, &event).await;
+        answers.insert(
+            answer["outcome"]
+                .as_str()
+                .or(answer["errorType"].as_str())
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        answers,
+        ["StoreThrottled".to_owned(), "not_found".to_owned()].into(),
+        "both answers, over 40 tries at 50 %"
+    );
+}
+
+#[tokio::test]
+async fn a_post_can_fail_after_it_was_delivered() {
+    let running = start(&["--fail-after-delivery-rate", "1"], &[]);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/?user_id=cli-test", running.address))
+            .await
+            .expect("connect");
+    invoke_sender(
+        &running,
+        &json!({"action": "register_job", "job_id": "late-500"}),
+    )
+    .await;
+    socket
+        .send(Message::Text(
+            json!({"action": "subscribe", "job_id": "late-500"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    // The answer reached the socket though every post of it was answered 500: the retries
+    // delivered it again, then the half-done subscribe closed the connection, so the client
+    // resumes rather than wait on a subscription nobody could confirm.
+    let mut subscribed = 0;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame or the close in time");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(frame["type"], "subscribed", "{frame}");
+                subscribed += 1;
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(
+        subscribed >= 2,
+        "each retry delivered it again: {subscribed}"
+    );
+}

@@ -59,6 +59,9 @@ pub struct Settings {
     pub frame_rate: u32,
     /// Client frames allowed at once (the bucket's size).
     pub frame_burst: u32,
+    /// How long before the sender's deadline it stops starting SQS records and hands the rest
+    /// back (`SQS_DEADLINE_RESERVE_MS`).
+    pub sqs_deadline_reserve: Duration,
     /// The DynamoDB tables (`CONNECTIONS_TABLE_NAME`, `JOBS_TABLE_NAME`).
     pub tables: TableNames,
     /// How tokens are verified (`JWT_*`): the authorizer's, and jobcast-local's `--auth jwt`.
@@ -90,6 +93,8 @@ impl Default for Settings {
             // A UI sends a few frames a minute; a reconnect burst resubscribes a dozen jobs.
             frame_rate: 10,
             frame_burst: 20,
+            // A record's fan-out to a few thousand subscribers takes about a second.
+            sqs_deadline_reserve: Duration::from_secs(5),
             tables: TableNames::default(),
             jwt: JwtSettings::default(),
             logging: LogSettings::default(),
@@ -161,6 +166,8 @@ impl Settings {
             Some("0") => Duration::ZERO,
             _ => millis("SUBSCRIBER_CACHE_TTL_MS", delivery.subscriber_cache_ttl)?,
         };
+        settings.sqs_deadline_reserve =
+            millis("SQS_DEADLINE_RESERVE_MS", settings.sqs_deadline_reserve)?;
         if let Some(name) = lookup("CONNECTIONS_TABLE_NAME") {
             settings.tables.connections = name;
         }

@@ -4,6 +4,7 @@
 //! Lambda runtime. Each binary in `functions/` is only `startup::run(Function::…)`.
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
@@ -92,8 +93,14 @@ async fn sender(
         .configured()
         .map_err(|_| StartupError::NoEndpoint)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = Instant::now()
+            + event
+                .context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
         service
-            .handle_sender_invocation(gateway, event.payload)
+            .handle_sender_invocation_until(gateway, event.payload, Some(deadline))
             .await
             .map_err(|err| Diagnostic {
                 error_type: err.error_type().to_owned(),

@@ -23,6 +23,10 @@ pub struct Observations {
     pub appends_during_replay: AtomicU64,
     /// Replays that could not be released at once because the job had moved on.
     pub replays_behind: AtomicU64,
+    /// Claims released unconditionally: subscribes that halted and were undone.
+    pub replays_abandoned: AtomicU64,
+    /// The next call of this name fails as unavailable (before doing anything), once.
+    pub fail_next: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl Observations {
@@ -58,6 +62,23 @@ fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::SeqCst);
 }
 
+impl Observations {
+    /// Makes the next call named `operation` fail, once.
+    pub fn fail_next(&self, operation: &'static str) {
+        *self.fail_next.lock().unwrap() = Some(operation);
+    }
+
+    /// Whether `operation` is to fail now (and so no longer after).
+    fn strikes(&self, operation: &str) -> Result<(), StoreError> {
+        let mut next = self.fail_next.lock().unwrap();
+        if *next == Some(operation) {
+            *next = None;
+            return Err(StoreError::Unavailable(format!("{operation}: injected")));
+        }
+        Ok(())
+    }
+}
+
 impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         self.inner.put_connection(connection).await
@@ -80,6 +101,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.seen.strikes("put_subscription")?;
         self.inner.put_subscription(subscription).await
     }
 
@@ -141,6 +163,7 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
         job: &JobId,
         page: LogPage,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.seen.strikes("events_after")?;
         self.inner.events_after(job, page).await
     }
 
@@ -148,11 +171,17 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
         self.inner.start_replay(claim).await
     }
 
+    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
+        count(&self.seen.replays_abandoned);
+        self.inner.abandon_replay(claim).await
+    }
+
     async fn finish_replay(
         &self,
         claim: &ReplayClaim,
         through: Seq,
     ) -> Result<ReplayEnd, StoreError> {
+        self.seen.strikes("finish_replay")?;
         let end = self.inner.finish_replay(claim, through).await?;
         if matches!(end, ReplayEnd::Behind { .. }) {
             count(&self.seen.replays_behind);

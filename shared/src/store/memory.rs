@@ -446,6 +446,17 @@ impl JobStore for MemoryStore {
         Ok(state.jobs.get(job_id).map_or(0, |job| job.last_seq))
     }
 
+    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if let Some(claims) = state.replay_claims.get_mut(&claim.job_id) {
+            claims.remove(claim);
+            if claims.is_empty() {
+                state.replay_claims.remove(&claim.job_id);
+            }
+        }
+        Ok(())
+    }
+
     async fn finish_replay(
         &self,
         claim: &ReplayClaim,

@@ -477,6 +477,12 @@ pub trait JobStore: Send + Sync + 'static {
         claim: &ReplayClaim,
     ) -> impl Future<Output = Result<Seq, StoreError>> + Send;
 
+    /// Releases `claim` whatever the job's seq: its replay stopped half-way and was undone.
+    fn abandon_replay(
+        &self,
+        claim: &ReplayClaim,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Releases `claim` if, and only if, the job's last seq is still `through` (the replay
     /// delivered everything up to it); otherwise says how far the job has gone.
     fn finish_replay(

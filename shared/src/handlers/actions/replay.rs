@@ -9,8 +9,8 @@ use crate::handlers::access::Caller;
 use crate::handlers::errors::ActionError;
 use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
-use crate::protocol::{JobId, Seq, ServerMessage};
-use crate::store::{JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoredEvent};
+use crate::protocol::{CorrelationId, JobId, Seq, ServerMessage};
+use crate::store::{JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent};
 
 /// Events read from the log at a time.
 const REPLAY_PAGE: usize = 100;
@@ -28,7 +28,7 @@ pub(super) async fn first_page<S: Store>(
     service: &Jobcast<S>,
     job: &JobRecord,
     last_seq: Seq,
-) -> Result<(Seq, bool, Vec<StoredEvent>), ActionError> {
+) -> Result<(Seq, bool, Vec<StoredEvent>), StoreError> {
     if last_seq == job.last_seq {
         return Ok((last_seq, true, Vec::new()));
     }
@@ -49,6 +49,26 @@ pub(super) async fn first_page<S: Store>(
     Ok((job.last_seq, false, Vec::new()))
 }
 
+/// Why a subscribe stopped before its connection was live.
+#[derive(Debug)]
+pub(super) enum Halt {
+    /// The store failed before the client was told anything: it hears the error and may
+    /// subscribe again.
+    Untold(StoreError),
+    /// The client may have heard `subscribed`, and part of its replay, but not all of it (a
+    /// post failed: it may even have reached the socket), or the store failed mid-replay.
+    Told,
+}
+
+/// A store failure after the client was told `subscribed`.
+fn told(err: StoreError) -> Halt {
+    tracing::warn!(error = %err, "the store failed mid-replay");
+    Halt::Told
+}
+
+/// How many times a claim's release is tried before it is left to lapse.
+const RELEASE_ATTEMPTS: u32 = 3;
+
 /// One connection's replay of one job, under its claim.
 pub(super) struct Replay<'a, S, G> {
     pub service: &'a Jobcast<S>,
@@ -59,25 +79,78 @@ pub(super) struct Replay<'a, S, G> {
 }
 
 impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
-    /// Posts `message` to the replaying connection; returns whether it was posted.
-    pub async fn answer(&self, message: ServerMessage) -> bool {
+    /// Posts `message` to the replaying connection.
+    pub async fn answer(&self, message: ServerMessage) -> Result<(), Halt> {
         let correlation_id = self.caller.correlation_id.clone();
-        reply(
+        self.post(message, correlation_id).await
+    }
+
+    async fn post(
+        &self,
+        message: ServerMessage,
+        correlation_id: Option<CorrelationId>,
+    ) -> Result<(), Halt> {
+        let connection_id = &self.caller.connection_id;
+        let posted = reply(
             self.service,
             self.gateway,
-            &self.caller.connection_id,
+            connection_id,
             message,
             correlation_id,
-        )
-        .await
+        );
+        if posted.await {
+            Ok(())
+        } else {
+            Err(Halt::Told)
+        }
+    }
+
+    /// Undoes a subscribe that stopped half-way. The claim is released whatever the job's
+    /// seq, so no sender goes on skipping the connection. A client told nothing loses its
+    /// subscription and hears the store's error, so it may try again. A client that may have
+    /// heard `subscribed` has its connection closed, so it reconnects and resumes from the
+    /// last seq it has; should the close fail, it keeps its subscription, live from
+    /// `live_after`, and notices anything the replay missed by the gap in seqs.
+    pub async fn undo(&self, halt: Halt) -> Result<Vec<ServerMessage>, ActionError> {
+        let store = self.service.store();
+        let connection_id = &self.caller.connection_id;
+        tracing::warn!(?halt, "subscribe halted; undoing it");
+        self.release().await;
+        match halt {
+            Halt::Untold(err) => {
+                if let Err(err) = store.delete_subscription(connection_id, self.job_id).await {
+                    tracing::warn!(error = %err, "could not remove a half-made subscription");
+                }
+                Err(err.into())
+            }
+            Halt::Told => {
+                match self.gateway.delete_connection(connection_id).await {
+                    Ok(()) => tracing::info!("closed; the client resumes when it reconnects"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not close the connection; it stays subscribed")
+                    }
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Releases the claim unconditionally, trying a few times before leaving it to lapse.
+    async fn release(&self) {
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match self.service.store().abandon_replay(self.claim).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(attempt, error = %err, "could not release a replay claim");
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+            }
+        }
+        tracing::error!("a replay claim is left to lapse");
     }
 
     /// Posts the events after `cursor` until the claim can be released at the job's last seq.
-    pub async fn run(
-        &self,
-        mut cursor: Seq,
-        mut pending: Vec<StoredEvent>,
-    ) -> Result<(), ActionError> {
+    pub async fn run(&self, mut cursor: Seq, mut pending: Vec<StoredEvent>) -> Result<(), Halt> {
         let store = self.service.store();
         let mut replayed = 0u64;
         let mut log_misses = 0;
@@ -89,22 +162,12 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                     break;
                 }
                 let message = ServerMessage::job_event(self.job_id.clone(), event.seq, event.event);
-                let posted = reply(
-                    self.service,
-                    self.gateway,
-                    &self.caller.connection_id,
-                    message,
-                    event.correlation_id,
-                )
-                .await;
-                if !posted {
-                    // The client will resubscribe from what it has; the claim lapses.
-                    return Ok(());
-                }
+                self.post(message, event.correlation_id).await?;
                 cursor = event.seq;
                 replayed += 1;
             }
-            let last_seq = match store.finish_replay(self.claim, cursor).await? {
+            let finished = store.finish_replay(self.claim, cursor).await;
+            let last_seq = match finished.map_err(told)? {
                 ReplayEnd::Live => {
                     tracing::info!(replayed, through = cursor, "replay done; live");
                     return Ok(());
@@ -113,7 +176,8 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
             };
             pending = store
                 .events_after(self.job_id, LogPage::after(cursor, REPLAY_PAGE))
-                .await?;
+                .await
+                .map_err(told)?;
             if pending.first().is_some_and(|event| event.seq == cursor + 1) {
                 log_misses = 0;
                 continue;
@@ -130,15 +194,13 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                 last_seq,
                 "events missing from the log; sending the status instead"
             );
-            let Some(job) = store.get_job(self.job_id).await? else {
-                return Ok(());
+            let Some(job) = store.get_job(self.job_id).await.map_err(told)? else {
+                return Err(Halt::Told);
             };
             cursor = job.last_seq;
             pending.clear();
             log_misses = 0;
-            if !self.answer(ServerMessage::JobStatus(job.into())).await {
-                return Ok(());
-            }
+            self.answer(ServerMessage::JobStatus(job.into())).await?;
         }
     }
 }

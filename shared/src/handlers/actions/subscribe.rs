@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::replay::{Replay, first_page};
+use super::replay::{Halt, Replay, first_page};
 use crate::gateway::ConnectionGateway;
 use crate::handlers::access::{Caller, accessible_job};
 use crate::handlers::errors::ActionError;
 use crate::handlers::service::Jobcast;
-use crate::protocol::{ServerMessage, Subscribe, Subscribed};
-use crate::store::{ReplayClaim, Store, Subscription};
+use crate::protocol::{Seq, ServerMessage, Subscribe, Subscribed};
+use crate::store::{JobRecord, ReplayClaim, Store, Subscription};
 
 /// How long senders leave a connection to its replay if the handler never releases it.
 const REPLAY_CLAIM_TTL: Duration = Duration::from_secs(60);
@@ -57,23 +57,6 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         connection_id: caller.connection_id.clone(),
         until: service.expiry(now, REPLAY_CLAIM_TTL),
     };
-    // The claim first. An event appended after it lists the claim, so its sender skips this
-    // connection; one appended before it has a seq of at most `live_after`, which its sender
-    // skips too should it find the subscription. The replay covers both.
-    let live_after = store.start_replay(&claim).await?;
-    let subscription = Subscription {
-        connection_id: caller.connection_id.clone(),
-        job_id: job_id.clone(),
-        user_id,
-        expires_at: service.expiry(now, service.settings().connection_ttl),
-        live_after,
-    };
-    store.put_subscription(&subscription).await?;
-
-    let (after_seq, recovered, first_page) = match last_seq {
-        None => (job.last_seq, true, Vec::new()),
-        Some(last_seq) => first_page(service, &job, last_seq).await?,
-    };
     let replay = Replay {
         service,
         gateway,
@@ -81,21 +64,59 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         job_id: &job_id,
         claim: &claim,
     };
-    let subscribed = ServerMessage::Subscribed(Subscribed {
+    // The claim first. An event appended after it lists the claim, so its sender skips this
+    // connection; one appended before it has a seq of at most `live_after`, which its sender
+    // skips too should it find the subscription. The replay covers both.
+    let live_after = match store.start_replay(&claim).await {
+        Ok(live_after) => live_after,
+        // An unavailable store may have recorded the claim all the same.
+        Err(err) => return replay.undo(Halt::Untold(err)).await,
+    };
+    let subscription = Subscription {
+        connection_id: caller.connection_id.clone(),
         job_id: job_id.clone(),
+        user_id,
+        expires_at: service.expiry(now, service.settings().connection_ttl),
+        live_after,
+    };
+    match subscribe_under_claim(&replay, &subscription, job, last_seq).await {
+        Ok(()) => Ok(Vec::new()),
+        // Never a half-done subscribe: no claim left holding senders off, no subscription the
+        // client does not know of, and a client that may think it is live is made to
+        // reconnect and resume.
+        Err(halt) => replay.undo(halt).await,
+    }
+}
+
+/// Everything a subscribe does while it holds its claim: the subscription, the answers, the
+/// replay. Stops at the first thing that fails, saying whether the client heard anything.
+async fn subscribe_under_claim<S: Store, G: ConnectionGateway>(
+    replay: &Replay<'_, S, G>,
+    subscription: &Subscription,
+    job: JobRecord,
+    last_seq: Option<Seq>,
+) -> Result<(), Halt> {
+    let store = replay.service.store();
+    store
+        .put_subscription(subscription)
+        .await
+        .map_err(Halt::Untold)?;
+    let (after_seq, recovered, first_page) = match last_seq {
+        None => (job.last_seq, true, Vec::new()),
+        Some(last_seq) => first_page(replay.service, &job, last_seq)
+            .await
+            .map_err(Halt::Untold)?,
+    };
+    let subscribed = ServerMessage::Subscribed(Subscribed {
+        job_id: subscription.job_id.clone(),
         after_seq,
         recovered,
     });
-    if !replay.answer(subscribed).await {
-        return Ok(Vec::new());
-    }
+    replay.answer(subscribed).await?;
     if !recovered || last_seq.is_none() {
         // The snapshot read before subscribing, whose last seq is `after_seq`: anything newer
         // is still to come, as events.
-        if !replay.answer(ServerMessage::JobStatus(job.into())).await {
-            return Ok(Vec::new());
-        }
+        replay.answer(ServerMessage::JobStatus(job.into())).await?;
     }
-    replay.run(after_seq, first_page).await?;
-    Ok(Vec::new())
+    replay.run(after_seq, first_page).await
 }

@@ -1,6 +1,8 @@
 //! The sender's entry points: any invocation (an SQS batch, recognised by its `Records`, or
 //! a direct request), and a direct request alone.
 
+use std::time::Instant;
+
 use serde_json::Value;
 
 use super::serve::serve;
@@ -12,12 +14,25 @@ use crate::protocol::{FrameError, SendOutcome, SenderRequest};
 use crate::store::Store;
 
 impl<S: Store> Jobcast<S> {
-    /// The sender's entry point for any invocation: an SQS batch (recognised by its
-    /// `Records`) or a direct send request. Answers what Lambda should return.
+    /// The sender's entry point for any invocation, with no deadline; see
+    /// [`Jobcast::handle_sender_invocation_until`].
     pub async fn handle_sender_invocation<G: ConnectionGateway>(
         &self,
         gateway: &G,
         payload: Value,
+    ) -> Result<Value, SendError> {
+        self.handle_sender_invocation_until(gateway, payload, None)
+            .await
+    }
+
+    /// The sender's entry point for any invocation: an SQS batch (recognised by its
+    /// `Records`, and handled within `deadline`) or a direct send request. Answers what Lambda
+    /// should return.
+    pub async fn handle_sender_invocation_until<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        payload: Value,
+        deadline: Option<Instant>,
     ) -> Result<Value, SendError> {
         if is_sqs_event(&payload) {
             let event =
@@ -27,7 +42,7 @@ impl<S: Store> Jobcast<S> {
                 })?;
             // Boxed: the whole fan-out future nested in a binary's `main` overflows rustc's
             // layout query depth, and one allocation per invocation costs nothing.
-            let (response, _) = Box::pin(self.handle_sqs(gateway, event)).await;
+            let (response, _) = Box::pin(self.handle_sqs_until(gateway, event, deadline)).await;
             return Ok(serde_json::to_value(response).expect("a batch response serializes"));
         }
         let outcome = Box::pin(self.handle_send(gateway, payload)).await?;

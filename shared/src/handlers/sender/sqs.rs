@@ -2,6 +2,7 @@
 //! deliver again (`batchItemFailures`, with `ReportBatchItemFailures` on the event source).
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
@@ -24,9 +25,11 @@ pub struct BatchSummary {
     pub rejected: usize,
     /// Unreadable or invalid; logged, not retried: a poison message must not loop.
     pub malformed: usize,
-    /// Handed back to SQS to try again: transient failures, and the records queued behind
-    /// them in the same message group.
+    /// Handed back to SQS to try again: transient failures, the records queued behind them in
+    /// the same message group, and those left untried at the deadline.
     pub retried: usize,
+    /// Of `retried`, the records not even started because the invocation's deadline was near.
+    pub untried: usize,
 }
 
 /// Why one record is handed back to SQS, or not.
@@ -42,17 +45,32 @@ enum RecordResult {
 }
 
 impl<S: Store> Jobcast<S> {
-    /// Publishes each record of an SQS batch in order. A record that failed for a reason that
-    /// may pass is reported for redelivery, and so is every later record of its message group
-    /// (its job, on a standard queue), which keeps a FIFO group's order.
+    /// Publishes each record of an SQS batch in order, with no deadline; see
+    /// [`Jobcast::handle_sqs_until`].
     pub async fn handle_sqs<G: ConnectionGateway>(
         &self,
         gateway: &G,
         event: SqsEvent,
     ) -> (SqsBatchResponse, BatchSummary) {
+        self.handle_sqs_until(gateway, event, None).await
+    }
+
+    /// Publishes each record of an SQS batch in order. A record that failed for a reason that
+    /// may pass is reported for redelivery, and so is every later record of its message group
+    /// (its job, on a standard queue), which keeps a FIFO group's order. Once `deadline` is
+    /// nearer than the sender's reserve (`SQS_DEADLINE_RESERVE_MS`), no further record is
+    /// started: the rest are handed back whole rather than cut off by the Lambda timeout,
+    /// which would make SQS deliver the whole batch again.
+    pub async fn handle_sqs_until<G: ConnectionGateway>(
+        &self,
+        gateway: &G,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> (SqsBatchResponse, BatchSummary) {
         let mut response = SqsBatchResponse::default();
         let mut summary = BatchSummary::default();
         let mut held_groups: HashSet<String> = HashSet::new();
+        let reserve = self.settings().sqs_deadline_reserve;
         for message in event.records {
             let Some(message_id) = message.message_id.clone() else {
                 tracing::error!("SQS record without a messageId; it cannot be reported, skipped");
@@ -60,10 +78,16 @@ impl<S: Store> Jobcast<S> {
                 continue;
             };
             let span = tracing::info_span!("sqs_record", message_id = %message_id);
-            let result = self
-                .handle_record(gateway, &message, &message_id, &mut held_groups)
-                .instrument(span)
-                .await;
+            let out_of_time = deadline.is_some_and(|deadline| Instant::now() + reserve >= deadline);
+            let result = if out_of_time {
+                tracing::warn!(parent: &span, "too near the deadline; handed back untried");
+                summary.untried += 1;
+                RecordResult::Retry
+            } else {
+                self.handle_record(gateway, &message, &message_id, &mut held_groups)
+                    .instrument(span)
+                    .await
+            };
             match result {
                 RecordResult::Published => summary.published += 1,
                 RecordResult::Rejected => summary.rejected += 1,
@@ -76,13 +100,7 @@ impl<S: Store> Jobcast<S> {
                 }
             }
         }
-        tracing::info!(
-            published = summary.published,
-            rejected = summary.rejected,
-            malformed = summary.malformed,
-            retried = summary.retried,
-            "SQS batch handled"
-        );
+        tracing::info!(?summary, "SQS batch handled");
         (response, summary)
     }
 

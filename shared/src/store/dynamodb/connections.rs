@@ -9,13 +9,13 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
-    CONNECTION_SORT_KEY, ConnectionItem, SUBSCRIPTION_PREFIX, SubscriptionItem, epoch_seconds,
-    from_millis, from_seconds, n, now_seconds, s,
+    CONNECTION_SORT_KEY, ConnectionItem, SUBSCRIPTION_PREFIX, SubscriptionItem, epoch_seconds, n,
+    now_seconds, s,
 };
 use super::schema::{
     BY_JOB_INDEX, BY_USER_INDEX, CONNECTION_ID, EXPIRES_AT, JOB_ID, SORT_KEY, USER_ID,
 };
-use crate::protocol::{ConnectionId, JobId, UserId};
+use crate::protocol::{ConnectionId, JobId};
 use crate::store::{
     Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, Page, PageRequest, StoreError,
     Subscription,
@@ -40,13 +40,7 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let item = ConnectionItem {
-            connection_id: connection.connection_id.to_string(),
-            sk: CONNECTION_SORT_KEY.to_owned(),
-            user_id: connection.user_id.to_string(),
-            connected_at: connection.connected_at.timestamp_millis(),
-            expires_at: epoch_seconds(connection.expires_at),
-        };
+        let item = ConnectionItem::from(connection);
         self.put(&self.tables.connections, item, "connection")
             .await?;
         Ok(())
@@ -73,12 +67,7 @@ impl ConnectionStore for DynamoStore {
         if item.expires_at <= now_seconds() {
             return Ok(None);
         }
-        Ok(Some(Connection {
-            connection_id: connection_id.clone(),
-            user_id: UserId::parse(item.user_id).map_err(|e| corrupt("user_id", e))?,
-            connected_at: from_millis(item.connected_at),
-            expires_at: from_seconds(item.expires_at),
-        }))
+        item.try_into().map(Some)
     }
 
     async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
@@ -160,14 +149,7 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let item = SubscriptionItem {
-            connection_id: subscription.connection_id.to_string(),
-            sk: format!("{SUBSCRIPTION_PREFIX}{}", subscription.job_id),
-            job_id: subscription.job_id.to_string(),
-            subscriber: subscription.user_id.to_string(),
-            expires_at: epoch_seconds(subscription.expires_at),
-            live_after: subscription.live_after,
-        };
+        let item = SubscriptionItem::from(subscription);
         self.put(&self.tables.connections, item, "subscription")
             .await?;
         self.raise_subscribers_version(&subscription.job_id, subscription.expires_at)

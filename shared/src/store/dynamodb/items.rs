@@ -12,7 +12,9 @@ use super::errors::corrupt;
 use crate::protocol::{
     ConnectionId, CorrelationId, JobEvent, JobId, JobState, Percent, StageName, UserId,
 };
-use crate::store::{JobRecord, PageToken, ReplayClaim, StoreError, StoredEvent};
+use crate::store::{
+    Connection, JobRecord, PageToken, ReplayClaim, StoreError, StoredEvent, Subscription,
+};
 
 pub(super) const CONNECTION_SORT_KEY: &str = "connection";
 pub(super) const SUBSCRIPTION_PREFIX: &str = "job#";
@@ -163,6 +165,59 @@ impl TryFrom<JobHeadItem> for JobRecord {
     }
 }
 
+impl From<&Connection> for ConnectionItem {
+    fn from(connection: &Connection) -> Self {
+        Self {
+            connection_id: connection.connection_id.to_string(),
+            sk: CONNECTION_SORT_KEY.to_owned(),
+            user_id: connection.user_id.to_string(),
+            connected_at: connection.connected_at.timestamp_millis(),
+            expires_at: epoch_seconds(connection.expires_at),
+        }
+    }
+}
+
+impl TryFrom<ConnectionItem> for Connection {
+    type Error = StoreError;
+    fn try_from(item: ConnectionItem) -> Result<Self, StoreError> {
+        Ok(Connection {
+            connection_id: ConnectionId::parse(item.connection_id)
+                .map_err(|e| corrupt("connection_id", e))?,
+            user_id: UserId::parse(item.user_id).map_err(|e| corrupt("user_id", e))?,
+            connected_at: from_millis(item.connected_at),
+            expires_at: from_seconds(item.expires_at),
+        })
+    }
+}
+
+impl From<&Subscription> for SubscriptionItem {
+    fn from(subscription: &Subscription) -> Self {
+        Self {
+            connection_id: subscription.connection_id.to_string(),
+            sk: format!("{SUBSCRIPTION_PREFIX}{}", subscription.job_id),
+            job_id: subscription.job_id.to_string(),
+            subscriber: subscription.user_id.to_string(),
+            expires_at: epoch_seconds(subscription.expires_at),
+            live_after: subscription.live_after,
+        }
+    }
+}
+
+impl EventItem {
+    /// `event` as logged, to expire at `expires_at`.
+    pub(super) fn new(event: &StoredEvent, expires_at: DateTime<Utc>) -> Self {
+        Self {
+            job_id: event.job_id.to_string(),
+            seq: event.seq,
+            // Serializing a job event cannot fail: every map key is a string.
+            event: serde_json::to_string(&event.event).expect("job events serialize"),
+            correlation_id: event.correlation_id.as_ref().map(ToString::to_string),
+            recorded_at: event.recorded_at.timestamp_millis(),
+            expires_at: epoch_seconds(expires_at),
+        }
+    }
+}
+
 impl TryFrom<EventItem> for StoredEvent {
     type Error = StoreError;
     fn try_from(item: EventItem) -> Result<Self, StoreError> {
@@ -197,4 +252,138 @@ pub(super) fn decode_token(token: &PageToken) -> Result<Item, StoreError> {
         .into_iter()
         .map(|(k, v)| (k, AttributeValue::S(v)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use serde_json::json;
+
+    use super::*;
+
+    fn at_millis(millis: i64) -> DateTime<Utc> {
+        from_millis(millis)
+    }
+
+    #[test]
+    fn a_connection_round_trips_through_its_item() {
+        let connection = Connection {
+            connection_id: ConnectionId::parse("K2tFbYxRoAMCJ0g=").unwrap(),
+            user_id: UserId::parse("ana").unwrap(),
+            connected_at: at_millis(1_764_000_000_123),
+            expires_at: from_seconds(1_764_003_600),
+        };
+        let item = ConnectionItem::from(&connection);
+        assert_eq!(item.sk, CONNECTION_SORT_KEY);
+        // Through DynamoDB's own attribute values, as the adapter stores it.
+        let stored: Item = serde_dynamo::to_item(&item).unwrap();
+        assert_eq!(
+            stored["expires_at"],
+            n(1_764_003_600),
+            "TTL wants epoch seconds"
+        );
+        let back: ConnectionItem = serde_dynamo::from_item(stored).unwrap();
+        assert_eq!(Connection::try_from(back).unwrap(), connection);
+    }
+
+    #[test]
+    fn a_subscription_item_keeps_its_subscriber_out_of_the_user_index() {
+        let subscription = Subscription {
+            connection_id: ConnectionId::parse("c1").unwrap(),
+            job_id: JobId::parse("crawl-42").unwrap(),
+            user_id: UserId::parse("ana").unwrap(),
+            expires_at: from_seconds(1_764_003_600),
+            live_after: 7,
+        };
+        let stored: Item = serde_dynamo::to_item(SubscriptionItem::from(&subscription)).unwrap();
+        assert_eq!(stored["sk"], s("job#crawl-42"));
+        assert_eq!(stored["subscriber"], s("ana"));
+        assert!(
+            !stored.contains_key("user_id"),
+            "a subscription must not appear in by_user"
+        );
+        assert_eq!(stored["live_after"], n(7));
+    }
+
+    #[test]
+    fn an_event_round_trips_through_its_item() {
+        let event = StoredEvent {
+            job_id: JobId::parse("crawl-42").unwrap(),
+            seq: 3,
+            event: serde_json::from_value(json!({
+                "type": "progress_update", "stage": "fetch", "progress": 42.5, "message": "page 3"
+            }))
+            .unwrap(),
+            correlation_id: Some(CorrelationId::parse("r-1").unwrap()),
+            recorded_at: at_millis(1_764_000_000_456),
+        };
+        let expires = event.recorded_at + Duration::days(1);
+        let stored: Item = serde_dynamo::to_item(EventItem::new(&event, expires)).unwrap();
+        let back: EventItem = serde_dynamo::from_item(stored).unwrap();
+        assert_eq!(back.expires_at, expires.timestamp());
+        assert_eq!(StoredEvent::try_from(back).unwrap(), event);
+    }
+
+    #[test]
+    fn a_head_item_becomes_the_jobs_snapshot_and_a_corrupt_one_is_refused() {
+        let head = |state: &str, progress: f64| -> JobHeadItem {
+            serde_dynamo::from_item(Item::from([
+                ("job_id".to_owned(), s("crawl-42")),
+                ("seq".to_owned(), n(0)),
+                ("state".to_owned(), s(state)),
+                ("stage".to_owned(), s("fetch")),
+                ("progress".to_owned(), n(progress)),
+                ("last_seq".to_owned(), n(9)),
+                ("updated_at".to_owned(), n(1_764_000_000_789_i64)),
+                ("expires_at".to_owned(), n(1_764_086_400)),
+                ("owner".to_owned(), s("ana")),
+                (
+                    "replaying".to_owned(),
+                    AttributeValue::Ss(vec![
+                        format!(
+                            "c-live {}",
+                            (Utc::now() + Duration::minutes(1)).timestamp_millis()
+                        ),
+                        format!(
+                            "c-lapsed {}",
+                            (Utc::now() - Duration::minutes(1)).timestamp_millis()
+                        ),
+                    ]),
+                ),
+            ]))
+            .unwrap()
+        };
+        let item = head("running", 50.0);
+        assert_eq!(
+            item.replaying_connections(),
+            [ConnectionId::parse("c-live").unwrap()],
+            "lapsed claims hold no one off"
+        );
+        let job = JobRecord::try_from(item).unwrap();
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(job.last_seq, 9);
+        assert_eq!(job.progress.map(Percent::value), Some(50.0));
+        assert_eq!(job.owner.map(|owner| owner.to_string()), Some("ana".into()));
+        assert_eq!(job.updated_at, at_millis(1_764_000_000_789));
+
+        for (state, progress) in [("teleported", 50.0), ("running", 140.0)] {
+            let err = JobRecord::try_from(head(state, progress)).unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        let key = Item::from([
+            ("connection_id".to_owned(), s("c1")),
+            ("job_id".to_owned(), s("crawl-42")),
+        ]);
+        assert_eq!(decode_token(&encode_token(&key).unwrap()).unwrap(), key);
+        let numeric = Item::from([("seq".to_owned(), n(3))]);
+        assert!(
+            encode_token(&numeric).is_err(),
+            "only string keys are expected"
+        );
+        assert!(decode_token(&PageToken("{not json".into())).is_err());
+    }
 }

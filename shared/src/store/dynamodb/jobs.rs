@@ -105,14 +105,7 @@ impl DynamoStore {
         event: &StoredEvent,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let item = EventItem {
-            job_id: event.job_id.to_string(),
-            seq: event.seq,
-            event: serde_json::to_string(&event.event).map_err(|e| corrupt("event", e))?,
-            correlation_id: event.correlation_id.as_ref().map(ToString::to_string),
-            recorded_at: event.recorded_at.timestamp_millis(),
-            expires_at: epoch_seconds(expires_at),
-        };
+        let item = EventItem::new(event, expires_at);
         self.put(&self.tables.jobs, item, "event").await
     }
 }
@@ -338,6 +331,23 @@ impl JobStore for DynamoStore {
             .and_then(|head| number_of(head, "last_seq"))
             .and_then(|seq| Seq::try_from(seq).ok())
             .unwrap_or(0))
+    }
+
+    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
+        self.update_job_head(claim.job_id.as_str())
+            .update_expression("DELETE #replaying :claim")
+            .condition_expression("attribute_exists(#job)")
+            .expression_attribute_names("#replaying", REPLAYING)
+            .expression_attribute_names("#job", JOB_ID)
+            .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|err| match err.as_service_error() {
+                // No head: nothing to release.
+                Some(e) if e.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(store_error("UpdateItem", err)),
+            })
     }
 
     async fn finish_replay(

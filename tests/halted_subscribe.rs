@@ -1,0 +1,219 @@
+//! A subscribe that stops half-way never leaves a connection deaf. Whether its answer could
+//! not be posted (a storm past the account quota, a post that timed out after reaching the
+//! socket) or the store failed under it, the replay claim is released, so the next event
+//! reaches the connection, and the client is either told (an error, or its connection closed
+//! so it resumes) or kept subscribed. These ran against the code before the fix: the claim
+//! stayed, and every sender skipped the connection for a minute.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use jobcast::gateway::{ConnectionGateway, PostError};
+use jobcast::handlers::Jobcast;
+use jobcast::protocol::{ConnectionId, UserId};
+use jobcast::store::{Connection, ConnectionStore, MemoryStore};
+use jobcast_tests::*;
+use serde_json::{Value, json};
+
+/// Posts to the connections in `failing` reach them and then answer 500, as a post that timed
+/// out after delivery does; every post and close is recorded.
+#[derive(Default)]
+struct FlakyGateway {
+    failing: Mutex<HashSet<ConnectionId>>,
+    posts: Mutex<Vec<(ConnectionId, Value)>>,
+    closed: Mutex<Vec<ConnectionId>>,
+}
+
+impl FlakyGateway {
+    fn fail(&self, id: &ConnectionId, failing: bool) {
+        let mut set = self.failing.lock().unwrap();
+        if failing {
+            set.insert(id.clone());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    fn posts_to(&self, id: &ConnectionId) -> Vec<Value> {
+        let posts = self.posts.lock().unwrap();
+        posts
+            .iter()
+            .filter(|(to, _)| to == id)
+            .map(|(_, frame)| frame.clone())
+            .collect()
+    }
+}
+
+impl ConnectionGateway for FlakyGateway {
+    async fn post_to_connection(&self, id: &ConnectionId, payload: Bytes) -> Result<(), PostError> {
+        let frame = serde_json::from_slice(&payload).unwrap();
+        self.posts.lock().unwrap().push((id.clone(), frame));
+        if self.failing.lock().unwrap().contains(id) {
+            return Err(PostError::ServerError { status: 500 });
+        }
+        Ok(())
+    }
+
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<(), PostError> {
+        self.closed.lock().unwrap().push(id.clone());
+        Ok(())
+    }
+}
+
+/// A `$default` event from connection `id` carrying `body`, in API Gateway's shape.
+fn frame_from(
+    id: &ConnectionId,
+    body: Value,
+) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
+    let mut event = aws_fixture("example-apigw-websocket-request.json");
+    event["requestContext"]["connectionId"] = json!(id.as_str());
+    event["requestContext"]["authorizer"] = json!({});
+    event["body"] = json!(body.to_string());
+    event["isBase64Encoded"] = json!(false);
+    serde_json::from_value(event).unwrap()
+}
+
+struct Scene {
+    service: Jobcast<ObservedStore<MemoryStore>>,
+    seen: std::sync::Arc<Observations>,
+    gateway: FlakyGateway,
+    connection: ConnectionId,
+}
+
+/// A job with three events, and one connection of its owner.
+async fn scene() -> Scene {
+    let store = ObservedStore::new(MemoryStore::new());
+    let seen = store.observations();
+    let service = Jobcast::new(store.clone(), test_settings());
+    let gateway = FlakyGateway::default();
+    for n in 1..=3 {
+        service
+            .handle_send(&gateway, progress("storm", f64::from(n), ""))
+            .await
+            .unwrap();
+    }
+    let connection = ConnectionId::parse("c-storm").unwrap();
+    let now = chrono::Utc::now();
+    store
+        .put_connection(&Connection {
+            connection_id: connection.clone(),
+            user_id: UserId::parse("ana").unwrap(),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    Scene {
+        service,
+        seen,
+        gateway,
+        connection,
+    }
+}
+
+impl Scene {
+    async fn subscribe(&self, last_seq: u64) {
+        let body = json!({"action": "subscribe", "job_id": "storm", "last_seq": last_seq});
+        let request = frame_from(&self.connection, body);
+        self.service.handle_message(&self.gateway, &request).await;
+    }
+
+    /// The next event, published now: what the sender reached.
+    async fn next_event(&self, n: u64) -> Value {
+        let outcome = self
+            .service
+            .handle_send(&self.gateway, progress("storm", n as f64, "next"))
+            .await
+            .unwrap();
+        serde_json::to_value(outcome).unwrap()
+    }
+
+    fn heard_seq(&self, seq: u64) -> bool {
+        self.gateway
+            .posts_to(&self.connection)
+            .iter()
+            .any(|frame| frame["type"] == "progress_update" && frame["seq"] == seq)
+    }
+}
+
+#[tokio::test]
+async fn a_subscribe_whose_answer_cannot_be_posted_closes_the_connection_and_holds_no_sender_off() {
+    let scene = scene().await;
+    scene.gateway.fail(&scene.connection, true);
+    scene.subscribe(1).await;
+    // The client may have heard `subscribed` (the post reached the socket): it is made to
+    // reconnect and resume, not left to wait.
+    assert_eq!(
+        *scene.gateway.closed.lock().unwrap(),
+        vec![scene.connection.clone()]
+    );
+    // And no sender skips the connection meanwhile: the next event is posted to it.
+    scene.gateway.fail(&scene.connection, false);
+    let outcome = scene.next_event(4).await;
+    assert_eq!(outcome["delivered"], 1, "{outcome}");
+    assert!(scene.heard_seq(4), "the next event reached the connection");
+    assert_eq!(Observations::get(&scene.seen.replays_abandoned), 1);
+}
+
+#[tokio::test]
+async fn a_store_failure_before_the_answer_is_told_and_undone() {
+    for operation in ["put_subscription", "events_after"] {
+        let scene = scene().await;
+        scene.seen.fail_next(operation);
+        scene.subscribe(1).await;
+        let frames = scene.gateway.posts_to(&scene.connection);
+        assert_eq!(frames.len(), 1, "{operation}: one answer: {frames:?}");
+        assert_eq!(frames[0]["type"], "error", "{operation}: {frames:?}");
+        assert_eq!(frames[0]["code"], "unavailable", "{operation}: {frames:?}");
+        assert!(
+            scene.gateway.closed.lock().unwrap().is_empty(),
+            "{operation}"
+        );
+        assert_eq!(
+            Observations::get(&scene.seen.replays_abandoned),
+            1,
+            "{operation}"
+        );
+        // Told nothing but the error, it holds no subscription: the client subscribes again.
+        let outcome = scene.next_event(4).await;
+        assert_eq!(outcome["delivered"], 0, "{operation}: {outcome}");
+        scene.subscribe(4).await;
+        let outcome = scene.next_event(5).await;
+        assert_eq!(outcome["delivered"], 1, "{operation}: {outcome}");
+        assert!(scene.heard_seq(5), "{operation}");
+        assert_eq!(
+            Observations::get(&scene.seen.replays_abandoned),
+            1,
+            "{operation}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_mid_replay_closes_the_connection_and_releases_the_claim() {
+    let scene = scene().await;
+    // The release fails after `subscribed` and the replayed events went out.
+    scene.seen.fail_next("finish_replay");
+    scene.subscribe(1).await;
+    let kinds: Vec<(Value, Value)> = scene
+        .gateway
+        .posts_to(&scene.connection)
+        .iter()
+        .map(|frame| (frame["type"].clone(), frame["seq"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (json!("subscribed"), Value::Null),
+            (json!("progress_update"), json!(2)),
+            (json!("progress_update"), json!(3)),
+        ]
+    );
+    assert_eq!(
+        *scene.gateway.closed.lock().unwrap(),
+        vec![scene.connection.clone()]
+    );
+    let outcome = scene.next_event(4).await;
+    assert_eq!(outcome["delivered"], 1, "no sender skips it: {outcome}");
+    assert_eq!(Observations::get(&scene.seen.replays_abandoned), 1);
+}
