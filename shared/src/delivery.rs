@@ -11,7 +11,7 @@ use rand::Rng;
 
 use crate::gateway::{ConnectionGateway, PostError};
 use crate::protocol::{ConnectionId, DeliveryReport};
-use crate::store::{Audience, ConnectionStore, PageRequest, StoreError};
+use crate::store::{Audience, ConnectionStore, Page, PageRequest, StoreError};
 
 /// How a fan-out posts: concurrency, retries and backoff, lookup page size, and the warm
 /// sender's subscriber cache. `settings` reads all but the page size from the environment
@@ -177,7 +177,13 @@ where
                     payload.clone(),
                 ));
             } else if let (Some(request), Some(audience)) = (next_page.take(), &audience) {
-                let page = store.connections_of(audience, request).await?;
+                let Some(page) = look_up(store, settings, audience, request).await? else {
+                    // The rest of the audience is out of reach for now: finish what is under
+                    // way and say so, rather than drop the posts in flight.
+                    report.incomplete = true;
+                    remembered = None;
+                    continue;
+                };
                 next_page = page.next.map(|after| PageRequest {
                     after: Some(after),
                     limit: page_size,
@@ -227,6 +233,37 @@ where
         report,
         recipients: remembered,
     })
+}
+
+/// Lookups of a page tried before the fan-out gives up on the rest of its audience.
+const LOOKUP_ATTEMPTS: u32 = 3;
+
+/// One page of the audience, retried with backoff while the store fails. `None` when a later
+/// page kept failing (the caller finishes the posts under way and reports the fan-out
+/// incomplete); an error when the first did, since then nobody was reached and the whole send
+/// may simply be tried again.
+async fn look_up<S: ConnectionStore>(
+    store: &S,
+    settings: &DeliverySettings,
+    audience: &Audience,
+    request: PageRequest,
+) -> Result<Option<Page<ConnectionId>>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match store.connections_of(audience, request.clone()).await {
+            Ok(page) => return Ok(Some(page)),
+            Err(err) if attempt < LOOKUP_ATTEMPTS && err.is_transient() => {
+                tracing::warn!(attempt, error = %err, "audience lookup failed; trying again");
+                tokio::time::sleep(backoff(settings, attempt)).await;
+                attempt += 1;
+            }
+            Err(err) if request.after.is_none() => return Err(err),
+            Err(err) => {
+                tracing::error!(error = %err, "audience lookup broke off; the fan-out is incomplete");
+                return Ok(None);
+            }
+        }
+    }
 }
 
 async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(

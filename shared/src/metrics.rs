@@ -78,6 +78,7 @@ pub fn report_fan_out(sink: &dyn MetricsSink, message_type: &str, report: &Deliv
         failed_transient = report.failed_transient,
         retried = report.retried,
         duration_ms = report.duration_ms,
+        incomplete = report.incomplete,
         "fanned out"
     );
 }
@@ -113,6 +114,7 @@ mod tests {
             failed_transient: 1,
             retried: 3,
             duration_ms: 41,
+            incomplete: false,
         };
         let line: serde_json::Value =
             serde_json::from_str(&fan_out_line("job_complete", &report)).unwrap();

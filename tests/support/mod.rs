@@ -192,6 +192,20 @@ impl Client {
     }
 
     /// Asserts that no text frame arrives for a little while.
+    /// The next frame if one of type `kind` arrives within the quiet spell; none if nothing
+    /// does.
+    pub async fn try_expect(&mut self, kind: &str) -> Option<Value> {
+        match tokio::time::timeout(QUIET, self.socket.next()).await {
+            Err(_) => None,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(&text).expect("a JSON frame");
+                assert_eq!(frame["type"], kind, "expected a {kind} frame, got {frame}");
+                Some(frame)
+            }
+            Ok(other) => panic!("unexpected socket event: {other:?}"),
+        }
+    }
+
     pub async fn expect_silence(&mut self) {
         match tokio::time::timeout(QUIET, self.socket.next()).await {
             Err(_) => {}

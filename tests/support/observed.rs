@@ -25,8 +25,9 @@ pub struct Observations {
     pub replays_behind: AtomicU64,
     /// Claims released unconditionally: subscribes that halted and were undone.
     pub replays_abandoned: AtomicU64,
-    /// The next call of this name fails as unavailable (before doing anything), once.
-    pub fail_next: std::sync::Mutex<Option<&'static str>>,
+    /// Calls of this name fail as unavailable (before doing anything): after passing the
+    /// first so many, this many times.
+    pub fail_next: std::sync::Mutex<Option<FailPlan>>,
 }
 
 impl Observations {
@@ -34,6 +35,14 @@ impl Observations {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::SeqCst)
     }
+}
+
+/// Which calls fail: those named `operation`, after `pass` of them went through, `times` times.
+#[derive(Debug, Clone, Copy)]
+pub struct FailPlan {
+    operation: &'static str,
+    pass: u32,
+    times: u32,
 }
 
 /// `S`, counting as it goes.
@@ -65,17 +74,38 @@ fn count(counter: &AtomicU64) {
 impl Observations {
     /// Makes the next call named `operation` fail, once.
     pub fn fail_next(&self, operation: &'static str) {
-        *self.fail_next.lock().unwrap() = Some(operation);
+        self.fail_after(operation, 0, 1);
     }
 
-    /// Whether `operation` is to fail now (and so no longer after).
+    /// Lets the next `pass` calls named `operation` through, then fails `times` of them.
+    pub fn fail_after(&self, operation: &'static str, pass: u32, times: u32) {
+        *self.fail_next.lock().unwrap() = Some(FailPlan {
+            operation,
+            pass,
+            times,
+        });
+    }
+
+    /// Fails nothing more.
+    pub fn stop_failing(&self) {
+        *self.fail_next.lock().unwrap() = None;
+    }
+
+    /// Whether `operation` is to fail now (the plan moves on by one call).
     fn strikes(&self, operation: &str) -> Result<(), StoreError> {
         let mut next = self.fail_next.lock().unwrap();
-        if *next == Some(operation) {
-            *next = None;
-            return Err(StoreError::Unavailable(format!("{operation}: injected")));
+        let Some(plan) = next.as_mut().filter(|plan| plan.operation == operation) else {
+            return Ok(());
+        };
+        if plan.pass > 0 {
+            plan.pass -= 1;
+            return Ok(());
         }
-        Ok(())
+        plan.times -= 1;
+        if plan.times == 0 {
+            *next = None;
+        }
+        Err(StoreError::Unavailable(format!("{operation}: injected")))
     }
 }
 
@@ -135,6 +165,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         count(&self.seen.audience_lookups);
+        self.seen.strikes("connections_of")?;
         self.inner.connections_of(audience, page).await
     }
 }

@@ -358,4 +358,9 @@ pub struct DeliveryReport {
     pub retried: u64,
     /// How long the fan-out took, in milliseconds.
     pub duration_ms: u64,
+    /// The lookup of the audience broke off (the store kept failing): the posts already under
+    /// way were finished, but connections further down the list were not reached. Send the
+    /// event again with its `event_id` to reach them without a new seq (SQS does so itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
