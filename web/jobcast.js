@@ -60,6 +60,9 @@ export class JobcastClient {
    * @param {number} [options.initialBackoffMs] first reconnect delay ceiling (default 500)
    * @param {number} [options.maxBackoffMs] reconnect delay ceiling (default 30 s)
    * @param {number} [options.requestTimeoutMs] how long a request waits for its reply
+   * @param {number} [options.quietCheckMs] a running job heard nothing of for this long is asked
+   *   for its status; if it has moved on (its final event lost, say), the client resumes it from
+   *   the last seq it delivered (default 60 s; 0 turns the check off)
    * @param {() => number} [options.random] jitter source, [0, 1)
    */
   constructor(url, options = {}) {
@@ -70,6 +73,7 @@ export class JobcastClient {
       initialBackoffMs: 500,
       maxBackoffMs: 30_000,
       requestTimeoutMs: 10_000,
+      quietCheckMs: 60_000,
       random: Math.random,
       ...options,
     };
@@ -80,7 +84,7 @@ export class JobcastClient {
       );
     }
     this.listeners = new Map();
-    /** job id → { lastSeq: number | null, finished: boolean, resyncing: boolean } */
+    /** job id → { lastSeq: number | null, finished: boolean, resyncing: boolean, heardAt: number } */
     this.jobs = new Map();
     this.pending = new Map();
     this.nextCorrelation = 1;
@@ -88,7 +92,7 @@ export class JobcastClient {
     this.attempt = 0;
     this.closedByUser = false;
     this.opened = null;
-    this.timers = { reconnect: null, ping: null, pong: null };
+    this.timers = { reconnect: null, ping: null, pong: null, quiet: null };
   }
 
   /** Listens to `kind` (see KINDS); returns a function that stops listening. */
@@ -131,7 +135,9 @@ export class JobcastClient {
    * follow, unless `lastSeq` says where to start (0: every event the job has had).
    */
   subscribe(jobId, { lastSeq = null } = {}) {
-    if (!this.jobs.has(jobId)) this.jobs.set(jobId, { lastSeq, finished: false, resyncing: false });
+    if (!this.jobs.has(jobId)) {
+      this.jobs.set(jobId, { lastSeq, finished: false, resyncing: false, heardAt: performance.now() });
+    }
     return this.sendSubscribe(jobId);
   }
 
@@ -187,6 +193,7 @@ export class JobcastClient {
       this.attempt = 0;
       this.emit("connection", { state: "open", attempt: 0 });
       this.startPing();
+      this.startQuietCheck();
       if (this.resolveOpened) {
         this.resolveOpened();
         this.resolveOpened = null;
@@ -233,8 +240,39 @@ export class JobcastClient {
     }, this.options.pingIntervalMs);
   }
 
+  /**
+   * A lost final event leaves no gap to notice: nothing follows it. So a running job that has
+   * been quiet for `quietCheckMs` is asked for its status, and resumed from the last seq
+   * delivered if the job has gone further.
+   */
+  startQuietCheck() {
+    clearInterval(this.timers.quiet);
+    const quietMs = this.options.quietCheckMs;
+    if (!quietMs) return;
+    this.timers.quiet = setInterval(() => {
+      if (!this.isOpen()) return;
+      const now = performance.now();
+      for (const [jobId, job] of this.jobs) {
+        if (job.finished || job.resyncing || now - job.heardAt < quietMs) continue;
+        job.heardAt = now;
+        this.status(jobId)
+          .then((status) => {
+            if (status.last_seq > (job.lastSeq ?? 0) && this.jobs.get(jobId) === job) {
+              job.resyncing = true;
+              return this.sendSubscribe(jobId);
+            }
+          })
+          .catch((err) => {
+            job.resyncing = false;
+            this.emit("error", errorInfo(err, jobId));
+          });
+      }
+    }, Math.max(10, Math.floor(quietMs / 4)));
+  }
+
   clearTimers() {
     clearTimeout(this.timers.reconnect);
+    clearInterval(this.timers.quiet);
     clearInterval(this.timers.ping);
     clearTimeout(this.timers.pong);
     this.timers.pong = null;
@@ -298,6 +336,7 @@ export class JobcastClient {
           // late answer to an earlier subscribe would otherwise let its replay repeat events.
           job.lastSeq = job.lastSeq === null ? frame.after_seq : Math.max(job.lastSeq, frame.after_seq);
           job.resyncing = false;
+          job.heardAt = performance.now();
         }
         this.emit("subscribed", frame);
         this.settle(frame);
@@ -332,6 +371,7 @@ export class JobcastClient {
   deliverJobEvent(frame) {
     const job = this.jobs.get(frame.job_id);
     if (!job) return; // unsubscribed meanwhile
+    job.heardAt = performance.now();
     if (job.lastSeq !== null && frame.seq <= job.lastSeq) return; // seen already
     if (job.lastSeq !== null && frame.seq > job.lastSeq + 1) {
       // A gap: never show an event out of order. Ask again from what we have.

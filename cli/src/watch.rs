@@ -37,7 +37,15 @@ pub struct WatchArgs {
     /// One line per event instead of a progress bar (for logs and scripts).
     #[arg(long)]
     plain: bool,
+    /// Ask for the job's status after this many seconds without a word about it, and resume
+    /// from the last seq shown if the job went further (a lost final event has nothing after
+    /// it to reveal the gap); 0 turns the check off.
+    #[arg(long, default_value_t = 60)]
+    quiet_check_secs: u64,
 }
+
+/// The correlation id of the status asked for after a quiet spell.
+const QUIET_CHECK: &str = "quiet-check";
 
 /// How the watch ended.
 enum End {
@@ -163,11 +171,24 @@ impl View {
         let mut resyncing = false;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let quiet = Duration::from_secs(args.quiet_check_secs);
+        let check_every = (quiet / 4).max(Duration::from_millis(250));
+        let mut quiet_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+        let mut heard_at = tokio::time::Instant::now();
         loop {
             let message = tokio::select! {
                 message = socket.next() => message,
                 _ = ping.tick() => {
                     socket.send(Message::Text(json!({"action": "ping"}).to_string().into())).await?;
+                    continue;
+                }
+                _ = quiet_check.tick(), if !quiet.is_zero() => {
+                    if !resyncing && heard_at.elapsed() >= quiet {
+                        heard_at = tokio::time::Instant::now();
+                        let ask = json!({"action": "request_status", "job_id": args.job_id, "correlation_id": QUIET_CHECK});
+                        socket.send(Message::Text(ask.to_string().into())).await?;
+                    }
                     continue;
                 }
             };
@@ -180,6 +201,7 @@ impl View {
             let Ok(frame) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
+            heard_at = tokio::time::Instant::now();
             match frame["type"].as_str().unwrap_or_default() {
                 "subscribed" => {
                     // Never back: a late answer to an earlier subscribe must not repeat events.
@@ -187,6 +209,16 @@ impl View {
                     resyncing = false;
                     if frame["recovered"] == false {
                         self.note("the missed events have expired; showing the current status");
+                    }
+                }
+                "job_status" if frame["correlation_id"] == QUIET_CHECK => {
+                    // The job went further than what was shown: resume from there, and the
+                    // replay brings what was lost, its end included.
+                    let last = self.last_seq.unwrap_or(0);
+                    if frame["last_seq"].as_u64().is_some_and(|seq| seq > last) {
+                        self.note("events were lost in transit; resuming");
+                        resyncing = true;
+                        socket.send(subscribe(Some(last))).await?;
                     }
                 }
                 "job_status" => {

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use jobcast::store::{MemoryStore, Store};
+use jobcast::store::{JobStore, MemoryStore, Store};
 use jobcast_local::Emulator;
 use jobcast_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -345,4 +345,82 @@ async fn send_through_the_queue_uses_the_job_as_the_message_group() {
     assert_eq!(event["seq"], 1);
     assert_eq!(event["progress"], 25.0);
     emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_notices_a_lost_final_event_after_a_quiet_spell() {
+    let emulator = start().await;
+    jobcast(&emulator, &["send", "--job", "lossy", "register"]).await;
+    let mut watch = Command::new(JOBCAST)
+        .args(["watch", "--job", "lossy", "--plain", "--from-start"])
+        .args(["--quiet-check-secs", "1"])
+        .args(["--url", &emulator.websocket_url()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start jobcast watch");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (code, out) = jobcast(
+        &emulator,
+        &[
+            "send",
+            "--job",
+            "lossy",
+            "progress",
+            "--stage",
+            "s",
+            "--progress",
+            "50",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if line.starts_with("seq=1 ") {
+            break;
+        }
+    }
+    // The final event is recorded, but its post never reaches the watcher (written straight
+    // to the store, as if every post of it had been lost).
+    let now = chrono::Utc::now();
+    let complete = jobcast::store::NewEvent {
+        job_id: jobcast::protocol::JobId::parse("lossy").unwrap(),
+        event_id: None,
+        event: serde_json::from_value(
+            serde_json::json!({"type": "job_complete", "results": {"pages": 2}}),
+        )
+        .unwrap(),
+        correlation_id: None,
+        recorded_at: now,
+        job_expires_at: now + chrono::Duration::hours(1),
+        event_expires_at: now + chrono::Duration::hours(1),
+        owner: None,
+    };
+    emulator
+        .service()
+        .store()
+        .append_event(complete)
+        .await
+        .unwrap();
+    // About a second later the watcher asks, resumes, shows the end, and exits 0.
+    let mut shown_end = false;
+    while let Ok(Some(line)) = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .unwrap()
+    {
+        if line.starts_with("seq=2 job_complete") {
+            shown_end = true;
+        }
+    }
+    assert!(shown_end, "the lost final event was shown");
+    let status = tokio::time::timeout(PATIENCE, watch.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }

@@ -342,3 +342,63 @@ test("pings that are answered keep the socket open", async (t) => {
   assert.deepEqual(states, ["connecting", "open"]);
   client.close();
 });
+
+test("a lost final event is noticed after a quiet spell, and the job resumed from its last seq", async (t) => {
+  const { sockets, ScriptedSocket } = scriptedSockets();
+  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, quietCheckMs: 100 });
+  t.after(() => client.close());
+  const seen = [];
+  client.on("event", (e) => seen.push(e.seq));
+  const connected = client.connect();
+  await until("a socket exists", () => sockets.length === 1);
+  const socket = sockets[0];
+  socket.open();
+  await connected;
+  const subscribed = client.subscribe("j", { lastSeq: 0 });
+  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 0, recovered: true, correlation_id: "c1" });
+  await subscribed;
+  socket.deliver(event(1));
+  socket.deliver(event(2));
+  // seq 3, the job's completion, never arrives. Quiet for 100 ms: the client asks.
+  const startedAt = performance.now();
+  await until("a status request", () => socket.sent.some((f) => f.action === "request_status"));
+  assert.ok(performance.now() - startedAt >= 90, "not before the quiet spell");
+  const ask = socket.sent.find((f) => f.action === "request_status");
+  assert.equal(ask.job_id, "j");
+  socket.deliver({
+    type: "job_status", job_id: "j", status: "completed", last_seq: 3, cancel_requested: false,
+    updated_at: new Date().toISOString(), correlation_id: ask.correlation_id,
+  });
+  // The job went further than we heard: resubscribe from 2, and the replay brings 3.
+  await until("a resubscribe", () => socket.sent.at(-1).action === "subscribe");
+  const resubscribe = socket.sent.at(-1);
+  assert.equal(resubscribe.last_seq, 2);
+  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 2, recovered: true, correlation_id: resubscribe.correlation_id });
+  socket.deliver(event(3, "job_complete"));
+  assert.deepEqual(seen, [1, 2, 3]);
+  // A finished job is asked about no more.
+  const asked = socket.sent.filter((f) => f.action === "request_status").length;
+  await sleep(300);
+  assert.equal(socket.sent.filter((f) => f.action === "request_status").length, asked);
+  client.close();
+});
+
+test("a job that is heard from is not asked about", async (t) => {
+  const { sockets, ScriptedSocket } = scriptedSockets();
+  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, quietCheckMs: 200 });
+  t.after(() => client.close());
+  const connected = client.connect();
+  await until("a socket exists", () => sockets.length === 1);
+  const socket = sockets[0];
+  socket.open();
+  await connected;
+  const subscribed = client.subscribe("j", { lastSeq: 0 });
+  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 0, recovered: true, correlation_id: "c1" });
+  await subscribed;
+  for (let seq = 1; seq <= 8; seq++) {
+    await sleep(60);
+    socket.deliver(event(seq));
+  }
+  assert.equal(socket.sent.filter((f) => f.action === "request_status").length, 0);
+  client.close();
+});
