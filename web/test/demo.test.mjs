@@ -65,9 +65,20 @@ for (const store of STORES) {
       await page.waitForFunction((id) => Number(document.querySelector(`.job[data-job-id="${id}"]`)?.dataset.progress) >= 20, jobId);
 
       // The server drops the socket mid-job, as API Gateway may; the page comes back by itself.
+      // The page's own record of its connection states shows it (polling the indicator could
+      // miss a reconnect quicker than the poll).
+      const before = await page.evaluate(() => window.demo.states.length);
       assert.equal(await local.dropAllConnections(), 1);
-      await page.waitForSelector("#connection:not([data-state=open])");
-      await page.waitForSelector("#connection[data-state=open]", { timeout: 15_000 });
+      await page.waitForFunction(
+        (from) => {
+          const since = window.demo.states.slice(from);
+          const lost = since.indexOf("reconnecting");
+          return lost !== -1 && since.indexOf("open", lost) !== -1;
+        },
+        before,
+        { timeout: 15_000 },
+      );
+      await page.waitForSelector("#connection[data-state=open]");
 
       await page.waitForSelector(`#finished li[data-job-id="${jobId}"][data-status=completed]`, { timeout: 20_000 });
       assert.equal(await card.getAttribute("data-status"), "completed");
