@@ -72,7 +72,20 @@ async fn a_connection_closed_mid_fan_out_is_removed_and_the_rest_hear() {
         post_latency: Duration::from_millis(40),
         ..Faults::default()
     };
-    let emulator = start_with(settings, with_faults(faults)).await;
+    // Subscriptions as if made a while ago: none is named as recent on the job's head, so the
+    // posts go in the lookup's order, by connection id.
+    let store = ObservedStore::new(jobcast::store::MemoryStore::new());
+    store
+        .observations()
+        .forget_recent
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = jobcast_local::Emulator::start(
+        listener,
+        jobcast::handlers::Jobcast::new(store, settings),
+        with_faults(faults),
+    )
+    .unwrap();
     let mut clients = Vec::new();
     for _ in 0..10 {
         let mut client = Client::connect(&emulator).await;

@@ -584,6 +584,34 @@ async fn subscribing_raises_the_jobs_subscription_version<S: Store>(store: S) {
     assert_eq!(snapshot.last_seq, 4);
 }
 
+/// A new subscription is named on its job's head, so the next append hands it to the sender
+/// whatever the (eventually consistent) index shows; the head names a bounded number.
+async fn a_new_subscriber_is_named_by_the_next_append<S: Store>(store: S) {
+    append(&store, new_event("fresh", progress(1.0))).await;
+    assert!(
+        appended(&store, new_event("fresh", progress(2.0)))
+            .await
+            .recent
+            .is_empty()
+    );
+    store
+        .put_subscription(&subscription(7, "fresh", HOUR))
+        .await
+        .unwrap();
+    let next = appended(&store, new_event("fresh", progress(3.0))).await;
+    assert_eq!(next.recent, [connection_id(7)]);
+    // No more than MAX_RECENT_SUBSCRIBERS at once.
+    let max = jobcast::store::MAX_RECENT_SUBSCRIBERS;
+    for n in 100..100 + max + 20 {
+        store
+            .put_subscription(&subscription(n, "fresh", HOUR))
+            .await
+            .unwrap();
+    }
+    let crowded = appended(&store, new_event("fresh", progress(4.0))).await;
+    assert_eq!(crowded.recent.len(), max);
+}
+
 async fn a_connections_live_subscriptions_are_listed<S: Store>(store: S) {
     store
         .put_connection(&connection(1, "u", HOUR))
@@ -886,6 +914,7 @@ contract!(
     touching_a_connection_extends_it_and_its_subscriptions,
     a_retry_of_the_latest_event_is_recorded_once,
     subscribing_raises_the_jobs_subscription_version,
+    a_new_subscriber_is_named_by_the_next_append,
     a_registered_job_is_pending_with_its_owner,
     the_first_event_naming_a_user_makes_it_the_owner,
     a_connections_live_subscriptions_are_listed,

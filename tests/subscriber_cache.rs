@@ -88,3 +88,26 @@ async fn a_gone_connection_drops_the_cached_list() {
     assert_eq!(counts(&report), (Some(1), Some(0)), "{report}");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_subscriber_the_index_does_not_show_yet_still_hears_the_next_event() {
+    // DynamoDB's by_job index is eventually consistent: for a moment after a subscribe, the
+    // sender's lookup may not find it. A final event sent in that moment has nothing after it
+    // to reveal the gap.
+    let store = ObservedStore::new(jobcast::store::MemoryStore::new());
+    let seen = store.observations();
+    *seen.index_lag.lock().unwrap() = Some(std::time::Duration::from_secs(60));
+    let emulator = start_on(store).await;
+    register_job(&emulator, "quick", None).await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("quick").await;
+    let done = serde_json::json!({"job_id": "quick", "event": {"type": "job_complete"}});
+    let (_, _, report) = invoke_sender(&emulator, &done).await;
+    assert_eq!(
+        report["delivered"], 1,
+        "named on the head, heard at once: {report}"
+    );
+    assert_eq!(client.expect("job_complete").await["seq"], 1);
+    client.expect_silence().await;
+    emulator.shutdown().await;
+}

@@ -23,7 +23,15 @@ pub const MAX_CACHED_SUBSCRIBERS: usize = 20_000;
 pub struct SubscriberCache {
     ttl: Duration,
     entries: Mutex<HashMap<JobId, Entry>>,
+    /// Connections this sender found closed, and when: a job's head may still name them as
+    /// recent subscribers for a few seconds, and posting to them again would only answer 410.
+    gone: Mutex<HashMap<ConnectionId, Instant>>,
 }
+
+/// Connections remembered as closed at most; beyond that the list starts afresh.
+const MAX_GONE: usize = 10_000;
+/// How long a closed connection is remembered: longer than a head names a recent subscriber.
+const GONE_MEMORY: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Entry {
@@ -38,7 +46,33 @@ impl SubscriberCache {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            gone: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers connections found closed.
+    pub fn note_gone(&self, connections: &[ConnectionId]) {
+        if connections.is_empty() {
+            return;
+        }
+        let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if gone.len() + connections.len() > MAX_GONE {
+            gone.retain(|_, at| at.elapsed() < GONE_MEMORY);
+            if gone.len() + connections.len() > MAX_GONE {
+                gone.clear();
+            }
+        }
+        let now = Instant::now();
+        gone.extend(connections.iter().map(|id| (id.clone(), now)));
+    }
+
+    /// `connections` without those this sender found closed lately.
+    pub fn without_gone(&self, mut connections: Vec<ConnectionId>) -> Vec<ConnectionId> {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if !gone.is_empty() {
+            connections.retain(|id| gone.get(id).is_none_or(|at| at.elapsed() >= GONE_MEMORY));
+        }
+        connections
     }
 
     /// Whether the cache is on (its TTL is not zero).

@@ -1,6 +1,6 @@
 //! Fan-out: deliver one payload to every connection of an audience, concurrently, with retry.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ impl Default for DeliverySettings {
 /// How posting to one connection ended.
 enum Outcome {
     Delivered(Attempts),
-    Gone(Attempts),
+    Gone(Attempts, ConnectionId),
     Failed { attempts: Attempts, transient: bool },
 }
 
@@ -71,6 +71,8 @@ pub struct FanOut {
     /// Every connection the lookup returned, when remembering was asked for and the audience
     /// fit within the limit.
     pub recipients: Option<Vec<ConnectionId>>,
+    /// The connections found closed (and removed from the store).
+    pub gone: Vec<ConnectionId>,
 }
 
 /// What it took to post to one connection.
@@ -87,6 +89,9 @@ pub struct Attempts {
 pub struct Delivery<'a> {
     /// Where the connections come from.
     pub recipients: Recipients,
+    /// Connections posted to first, whatever the lookup finds (each once): those the lookup
+    /// may not show yet.
+    pub also: Vec<ConnectionId>,
     /// The frame, as posted to every connection.
     pub payload: Bytes,
     /// Connections left out: they hear the payload another way (their replay).
@@ -101,6 +106,7 @@ impl Delivery<'static> {
     pub fn new(recipients: Recipients, payload: Bytes) -> Self {
         Self {
             recipients,
+            also: Vec::new(),
             payload,
             skip: &[],
             remember: 0,
@@ -109,10 +115,16 @@ impl Delivery<'static> {
 }
 
 impl<'a> Delivery<'a> {
+    /// The same delivery, posting to `also` first whatever the lookup finds.
+    pub fn also(self, also: Vec<ConnectionId>) -> Self {
+        Self { also, ..self }
+    }
+
     /// The same delivery, leaving out `skip`.
     pub fn skipping<'b>(self, skip: &'b [ConnectionId]) -> Delivery<'b> {
         Delivery {
             recipients: self.recipients,
+            also: self.also,
             payload: self.payload,
             skip,
             remember: self.remember,
@@ -147,6 +159,7 @@ where
 {
     let Delivery {
         recipients,
+        also,
         payload,
         skip,
         remember,
@@ -154,14 +167,24 @@ where
     let started = Instant::now();
     let mut limit = AdaptiveLimit::new(settings.concurrency);
     let page_size = settings.page_size.max(1);
-    let (audience, mut queued) = match recipients {
-        Recipients::Lookup(audience) => (Some(audience), VecDeque::new()),
-        Recipients::Listed(list) => (None, list.iter().cloned().collect()),
+    // `also` first, once each; the lookup or list then leaves them out.
+    let mut first = HashSet::new();
+    let mut queued: VecDeque<ConnectionId> = also
+        .into_iter()
+        .filter(|id| first.insert(id.clone()))
+        .collect();
+    let audience = match recipients {
+        Recipients::Lookup(audience) => Some(audience),
+        Recipients::Listed(list) => {
+            queued.extend(list.iter().filter(|id| !first.contains(*id)).cloned());
+            None
+        }
     };
     let mut next_page = audience.as_ref().map(|_| PageRequest::first(page_size));
     let mut remembered = (audience.is_some() && remember > 0).then(Vec::new);
     let mut in_flight = FuturesUnordered::new();
     let mut report = DeliveryReport::default();
+    let mut gone = Vec::new();
     loop {
         // Keep `limit` posts in flight, reading the next page only when the queue is dry.
         while in_flight.len() < limit.current() {
@@ -195,7 +218,7 @@ where
                         remembered = None;
                     }
                 }
-                queued.extend(page.items);
+                queued.extend(page.items.into_iter().filter(|id| !first.contains(id)));
             } else {
                 break;
             }
@@ -208,8 +231,9 @@ where
                 report.delivered += 1;
                 attempts
             }
-            Outcome::Gone(attempts) => {
+            Outcome::Gone(attempts, connection_id) => {
                 report.gone += 1;
+                gone.push(connection_id);
                 attempts
             }
             Outcome::Failed {
@@ -232,6 +256,7 @@ where
     Ok(FanOut {
         report,
         recipients: remembered,
+        gone,
     })
 }
 
@@ -281,7 +306,7 @@ async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
             if let Err(err) = store.delete_connection(&connection_id).await {
                 tracing::warn!(%connection_id, error = %err, "could not remove a gone connection");
             }
-            Outcome::Gone(attempts)
+            Outcome::Gone(attempts, connection_id)
         }
         Err(err) => {
             let tries = attempts.retries + 1;

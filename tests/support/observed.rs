@@ -25,6 +25,15 @@ pub struct Observations {
     pub replays_behind: AtomicU64,
     /// Claims released unconditionally: subscribes that halted and were undone.
     pub replays_abandoned: AtomicU64,
+    /// While set, appends name no recent subscribers, as for subscriptions made longer ago than
+    /// a head names them.
+    pub forget_recent: std::sync::atomic::AtomicBool,
+    /// While set, the job index hides subscriptions younger than this, as DynamoDB's `by_job`
+    /// index may for a moment after the write.
+    pub index_lag: std::sync::Mutex<Option<std::time::Duration>>,
+    /// When each subscription was made, for the index lag.
+    subscribed_at:
+        std::sync::Mutex<std::collections::HashMap<(ConnectionId, JobId), std::time::Instant>>,
     /// Calls of this name fail as unavailable (before doing anything): after passing the
     /// first so many, this many times.
     pub fail_next: std::sync::Mutex<Option<FailPlan>>,
@@ -132,6 +141,12 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         self.seen.strikes("put_subscription")?;
+        let key = (
+            subscription.connection_id.clone(),
+            subscription.job_id.clone(),
+        );
+        let now = std::time::Instant::now();
+        self.seen.subscribed_at.lock().unwrap().insert(key, now);
         self.inner.put_subscription(subscription).await
     }
 
@@ -166,7 +181,16 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
     ) -> Result<Page<ConnectionId>, StoreError> {
         count(&self.seen.audience_lookups);
         self.seen.strikes("connections_of")?;
-        self.inner.connections_of(audience, page).await
+        let mut page = self.inner.connections_of(audience, page).await?;
+        let lag = *self.seen.index_lag.lock().unwrap();
+        if let (Some(lag), Audience::Job(job_id, _)) = (lag, audience) {
+            let made = self.seen.subscribed_at.lock().unwrap();
+            page.items.retain(|id| {
+                made.get(&(id.clone(), job_id.clone()))
+                    .is_none_or(|at| at.elapsed() >= lag)
+            });
+        }
+        Ok(page)
     }
 }
 
@@ -176,7 +200,12 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
     }
 
     async fn append_event(&self, event: NewEvent) -> Result<AppendOutcome, StoreError> {
-        let outcome = self.inner.append_event(event).await?;
+        let mut outcome = self.inner.append_event(event).await?;
+        if let AppendOutcome::Appended(appended) = &mut outcome
+            && self.seen.forget_recent.load(Ordering::SeqCst)
+        {
+            appended.recent.clear();
+        }
         if let AppendOutcome::Appended(appended) = &outcome
             && !appended.replaying.is_empty()
         {

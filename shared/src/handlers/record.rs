@@ -92,6 +92,7 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         duplicate,
         subscribers_version,
         replaying,
+        recent,
     } = match outcome {
         AppendOutcome::Appended(appended) => appended,
         AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
@@ -114,6 +115,7 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         seq,
         version: subscribers_version,
         replaying: &replaying,
+        recent,
     };
     let delivery = fan_out(service, gateway, audience, Bytes::from(frame.to_json())).await?;
     report_fan_out(service.metrics().as_ref(), event_type, &delivery);
@@ -133,6 +135,8 @@ struct JobAudience<'a> {
     version: u64,
     /// Connections whose replay delivers this event instead.
     replaying: &'a [ConnectionId],
+    /// Connections that subscribed so recently that the lookup may not find them yet.
+    recent: Vec<ConnectionId>,
 }
 
 /// Fans event `seq` out to a job's subscribers but those replaying it, from the warm cache
@@ -150,6 +154,7 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
         seq,
         version,
         replaying,
+        recent,
     } = audience;
     let cache = service.subscribers();
     let cached = cache.get(job_id, version);
@@ -164,15 +169,21 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
         0
     };
     let delivery = Delivery::new(recipients, payload)
+        .also(cache.without_gone(recent))
         .skipping(replaying)
         .remembering(remember);
-    let FanOut { report, recipients } = deliver(
+    let FanOut {
+        report,
+        recipients,
+        gone,
+    } = deliver(
         service.store(),
         gateway,
         &service.settings().delivery,
         delivery,
     )
     .await?;
+    cache.note_gone(&gone);
     if report.gone > 0 {
         cache.invalidate(job_id);
     } else if let Some(list) = recipients {

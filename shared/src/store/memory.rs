@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict,
-    JobRecord, JobStore, LogPage, NewEvent, NewJob, Page, PageRequest, PageToken, RegisterOutcome,
-    ReplayClaim, ReplayEnd, StoreError, StoredEvent, Subscription,
+    JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Page, PageRequest,
+    PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim, ReplayEnd, StoreError,
+    StoredEvent, Subscription,
 };
 use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 
@@ -33,6 +34,8 @@ struct State {
     latest_event_ids: HashMap<JobId, EventId>,
     /// Raised by every subscribe and unsubscribe: see `ConnectionStore::put_subscription`.
     subscribers_versions: HashMap<JobId, u64>,
+    /// Each job's recent subscribers, and until when they count as recent.
+    recent: HashMap<JobId, Vec<(ConnectionId, DateTime<Utc>)>>,
     events: HashMap<JobId, Vec<(StoredEvent, DateTime<Utc>)>>,
     /// Each connection's frame bucket: its theoretical arrival time, and refusals in a row.
     frame_buckets: HashMap<ConnectionId, (i64, u64)>,
@@ -41,6 +44,18 @@ struct State {
 }
 
 impl State {
+    /// The job's recent subscribers whose window still holds.
+    fn recent(&self, job_id: &JobId) -> Vec<ConnectionId> {
+        let now = Utc::now();
+        self.recent
+            .get(job_id)
+            .into_iter()
+            .flatten()
+            .filter(|(_, until)| *until > now)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The connections whose replay claim on the job still holds.
     fn replaying(&self, job_id: &JobId) -> Vec<ConnectionId> {
         let now = Utc::now();
@@ -256,6 +271,13 @@ impl ConnectionStore for MemoryStore {
             .subscribers_versions
             .entry(subscription.job_id.clone())
             .or_default() += 1;
+        let now = Utc::now();
+        let recent = state.recent.entry(subscription.job_id.clone()).or_default();
+        recent.retain(|(_, until)| *until > now);
+        if recent.len() < MAX_RECENT_SUBSCRIBERS {
+            let window = chrono::Duration::from_std(RECENT_SUBSCRIBER_WINDOW).unwrap_or_default();
+            recent.push((subscription.connection_id.clone(), now + window));
+        }
         Ok(())
     }
 
@@ -274,6 +296,10 @@ impl ConnectionStore for MemoryStore {
         let existed = subscribers.remove(connection_id).is_some();
         if subscribers.is_empty() {
             state.subscriptions.remove(job_id);
+        }
+        // An unsubscribe is heard at once: no longer named among the job's recent subscribers.
+        if let Some(recent) = state.recent.get_mut(job_id) {
+            recent.retain(|(id, _)| id != connection_id);
         }
         if existed {
             *state
@@ -370,6 +396,7 @@ impl JobStore for MemoryStore {
                 duplicate: true,
                 subscribers_version,
                 replaying: state.replaying(&new.job_id),
+                recent: state.recent(&new.job_id),
             }));
         }
         if let Some(job) = previous
@@ -388,6 +415,7 @@ impl JobStore for MemoryStore {
         let stored = new.recorded_as(seq);
         state.jobs.insert(new.job_id.clone(), record);
         let replaying = state.replaying(&new.job_id);
+        let recent = state.recent(&new.job_id);
         match new.event_id {
             Some(event_id) => state.latest_event_ids.insert(new.job_id.clone(), event_id),
             None => state.latest_event_ids.remove(&new.job_id),
@@ -402,6 +430,7 @@ impl JobStore for MemoryStore {
             duplicate: false,
             subscribers_version,
             replaying,
+            recent,
         }))
     }
 

@@ -144,7 +144,22 @@ pub struct Appended {
     /// Connections catching up on the job when the event was appended (see
     /// [`JobStore::start_replay`]): their replay delivers this event, so the sender must not.
     pub replaying: Vec<ConnectionId>,
+    /// Connections that subscribed within the last [`RECENT_SUBSCRIBER_WINDOW`] (at most
+    /// [`MAX_RECENT_SUBSCRIBERS`] of them), read with the seq: DynamoDB's `by_job` index may not
+    /// show them yet, so the sender posts to them whatever the lookup finds.
+    pub recent: Vec<ConnectionId>,
 }
+
+/// How long a new subscription is named on its job's head, beside the eventually consistent
+/// index; the index catches up in well under a second. (On DynamoDB a connection that closes or
+/// unsubscribes meanwhile stays named until the window ends: posts to it answer 410, or reach a
+/// client that ignores a job it no longer follows.)
+pub const RECENT_SUBSCRIBER_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At most this many recent subscribers are named on a job's head (an item is at most 400 KB);
+/// beyond them, a new subscription relies on the index alone, and its client's check after a
+/// quiet spell.
+pub const MAX_RECENT_SUBSCRIBERS: usize = 200;
 
 /// A connection's claim to deliver a job's events itself while it replays the log to that
 /// connection. Senders skip the connection until the claim is released or lapses, so a
@@ -403,7 +418,8 @@ pub trait ConnectionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records a subscription, then raises the job's subscription version, so a sender that
-    /// appends after this returns sees the new version and reads the subscribers afresh.
+    /// appends after this returns sees the new version and reads the subscribers afresh, and
+    /// names the connection among the job's recent subscribers (see [`Appended::recent`]).
     fn put_subscription(
         &self,
         subscription: &Subscription,

@@ -12,13 +12,14 @@ use super::items::{
     CONNECTION_SORT_KEY, ConnectionItem, SUBSCRIPTION_PREFIX, SubscriptionItem, epoch_seconds, n,
     now_seconds, s,
 };
+use super::jobs::Recent;
 use super::schema::{
     BY_JOB_INDEX, BY_USER_INDEX, CONNECTION_ID, EXPIRES_AT, JOB_ID, SORT_KEY, USER_ID,
 };
 use crate::protocol::{ConnectionId, JobId};
 use crate::store::{
-    Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, Page, PageRequest, StoreError,
-    Subscription,
+    Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, Page, PageRequest,
+    RECENT_SUBSCRIBER_WINDOW, StoreError, Subscription,
 };
 
 impl ConnectionStore for DynamoStore {
@@ -149,10 +150,15 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let item = SubscriptionItem::from(subscription);
+        let mut item = SubscriptionItem::from(subscription);
+        let recent_until =
+            Utc::now() + chrono::Duration::from_std(RECENT_SUBSCRIBER_WINDOW).unwrap_or_default();
+        item.recent_until = Some(recent_until.timestamp_millis());
+        let entry = item.recent_entry();
         self.put(&self.tables.connections, item, "subscription")
             .await?;
-        self.raise_subscribers_version(&subscription.job_id, subscription.expires_at)
+        let recent = entry.map_or(Recent::Keep, Recent::Add);
+        self.raise_subscribers_version(&subscription.job_id, subscription.expires_at, recent)
             .await
     }
 
@@ -171,11 +177,16 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("DeleteItem", e))?;
-        let existed = output.attributes().is_some_and(|old| !old.is_empty());
-        if existed {
-            self.raise_subscribers_version(job_id, Utc::now()).await?;
-        }
-        Ok(existed)
+        let Some(old) = output.attributes().filter(|old| !old.is_empty()) else {
+            return Ok(false);
+        };
+        // An unsubscribe is heard at once: no longer named among the job's recent subscribers.
+        let old: SubscriptionItem =
+            serde_dynamo::from_item(old.clone()).map_err(|e| corrupt("subscription", e))?;
+        let recent = old.recent_entry().map_or(Recent::Keep, Recent::Remove);
+        self.raise_subscribers_version(job_id, Utc::now(), recent)
+            .await?;
+        Ok(true)
     }
 
     async fn take_frame_token(

@@ -21,6 +21,8 @@ pub(super) const SUBSCRIPTION_PREFIX: &str = "job#";
 pub(super) const HEAD_SEQ: &str = "0";
 /// The head attribute holding replay claims.
 pub(super) const REPLAYING: &str = "replaying";
+/// The head attribute naming recent subscribers (`{connection_id} {until_ms}`).
+pub(super) const RECENT: &str = "recent";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -78,6 +80,17 @@ pub(super) struct SubscriptionItem {
     pub(super) expires_at: i64,
     #[serde(default)]
     pub(super) live_after: u64,
+    /// Until when (Unix ms) the job's head names this subscription among its recent ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) recent_until: Option<i64>,
+}
+
+impl SubscriptionItem {
+    /// The entry naming this subscription on its job's head, if it was named there.
+    pub(super) fn recent_entry(&self) -> Option<String> {
+        self.recent_until
+            .map(|until| format!("{} {until}", self.connection_id))
+    }
 }
 
 /// The job's item at seq 0: its snapshot, the counter that hands out seqs, and the
@@ -104,19 +117,32 @@ pub(super) struct JobHeadItem {
     /// Replay claims (a string set of `ReplayClaim::encode`).
     #[serde(default)]
     pub(super) replaying: Vec<String>,
+    /// Recent subscribers (a string set of `{connection_id} {until_ms}`).
+    #[serde(default)]
+    pub(super) recent: Vec<String>,
 }
 
 impl JobHeadItem {
     /// The connections whose replay claim still holds.
     pub(super) fn replaying_connections(&self) -> Vec<ConnectionId> {
-        let now = Utc::now();
-        self.replaying
-            .iter()
-            .filter_map(|value| ReplayClaim::decode(value))
-            .filter(|(_, until)| *until > now)
-            .map(|(connection_id, _)| connection_id)
-            .collect()
+        still_held(&self.replaying)
     }
+
+    /// The recent subscribers whose window still holds.
+    pub(super) fn recent_connections(&self) -> Vec<ConnectionId> {
+        still_held(&self.recent)
+    }
+}
+
+/// The connections of `{connection_id} {until_ms}` entries whose time has not passed.
+fn still_held(entries: &[String]) -> Vec<ConnectionId> {
+    let now = Utc::now();
+    entries
+        .iter()
+        .filter_map(|value| ReplayClaim::decode(value))
+        .filter(|(_, until)| *until > now)
+        .map(|(connection_id, _)| connection_id)
+        .collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -199,6 +225,7 @@ impl From<&Subscription> for SubscriptionItem {
             subscriber: subscription.user_id.to_string(),
             expires_at: epoch_seconds(subscription.expires_at),
             live_after: subscription.live_after,
+            recent_until: None,
         }
     }
 }

@@ -9,14 +9,25 @@ use chrono::{DateTime, Utc};
 use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
-    EventItem, HEAD_SEQ, JobHeadItem, REPLAYING, epoch_seconds, n, now_seconds, number_of, s,
+    EventItem, HEAD_SEQ, JobHeadItem, RECENT, REPLAYING, epoch_seconds, n, now_seconds, number_of,
+    s,
 };
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
 use crate::store::{
-    AppendOutcome, Appended, JobRecord, JobStore, LogPage, NewEvent, NewJob, RegisterOutcome,
-    ReplayClaim, ReplayEnd, StoreError, StoredEvent,
+    AppendOutcome, Appended, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent,
+    NewJob, RegisterOutcome, ReplayClaim, ReplayEnd, StoreError, StoredEvent,
 };
+
+/// What raising a job's subscription version does to its recent subscribers.
+pub(super) enum Recent {
+    /// Nothing.
+    Keep,
+    /// Names a new subscription (an entry `{connection_id} {until_ms}`).
+    Add(String),
+    /// Forgets one (the entry it was named by).
+    Remove(String),
+}
 
 impl DynamoStore {
     /// An UpdateItem on the job's head item (its snapshot, seq counter and claims).
@@ -34,17 +45,51 @@ impl DynamoStore {
         &self,
         job_id: &JobId,
         expires_at: DateTime<Utc>,
+        recent: Recent,
     ) -> Result<(), StoreError> {
-        self.update_job_head(job_id.as_str())
-            .update_expression("ADD #version :one SET #expires = if_not_exists(#expires, :expires)")
-            .expression_attribute_names("#version", "subscribers_version")
-            .expression_attribute_names("#expires", EXPIRES_AT)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":expires", n(epoch_seconds(expires_at)))
+        let raise = |recent: &Recent| {
+            let update = self
+                .update_job_head(job_id.as_str())
+                .expression_attribute_names("#version", "subscribers_version")
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":expires", n(epoch_seconds(expires_at)));
+            let keep = "ADD #version :one SET #expires = if_not_exists(#expires, :expires)";
+            match recent {
+                // Named on the head while the index may not show it yet, unless the head
+                // already names as many as it may.
+                Recent::Add(entry) => update
+                    .update_expression(
+                        "ADD #version :one, #recent :entry SET #expires = if_not_exists(#expires, :expires)",
+                    )
+                    .condition_expression("attribute_not_exists(#recent) OR size(#recent) < :cap")
+                    .expression_attribute_names("#recent", RECENT)
+                    .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry.clone()]))
+                    .expression_attribute_values(":cap", n(MAX_RECENT_SUBSCRIBERS)),
+                Recent::Remove(entry) => update
+                    .update_expression(format!("{keep} DELETE #recent :entry"))
+                    .expression_attribute_names("#recent", RECENT)
+                    .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry.clone()])),
+                Recent::Keep => update.update_expression(keep),
+            }
             .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e))?;
-        Ok(())
+        };
+        match raise(&recent).await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(recent, Recent::Add(_))
+                    && err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                tracing::debug!(%job_id, "the head names as many recent subscribers as it may");
+                raise(&Recent::Keep)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| store_error("UpdateItem", e))
+            }
+            Err(err) => Err(store_error("UpdateItem", err)),
+        }
     }
 
     /// The logged event at `seq`, if it is there.
@@ -96,6 +141,7 @@ impl DynamoStore {
             duplicate: true,
             subscribers_version: head.subscribers_version,
             replaying: head.replaying_connections(),
+            recent: head.recent_connections(),
         }))
     }
 
@@ -205,7 +251,7 @@ impl JobStore for DynamoStore {
         // is reset instead; if two writers race to reset it, the loser takes the normal path.
         let mut fresh = false;
         let mut attempts = 0;
-        let (seq, subscribers_version, replaying) = loop {
+        let (seq, subscribers_version, replaying, recent) = loop {
             attempts += 1;
             if attempts > 4 {
                 return Err(StoreError::Unavailable(format!(
@@ -218,8 +264,9 @@ impl JobStore for DynamoStore {
                     let head: JobHeadItem =
                         serde_dynamo::from_item(output.attributes.unwrap_or_default())
                             .map_err(|e| corrupt("job", e))?;
-                    let replaying = head.replaying_connections();
-                    break (head.last_seq, head.subscribers_version, replaying);
+                    let (replaying, recent) =
+                        (head.replaying_connections(), head.recent_connections());
+                    break (head.last_seq, head.subscribers_version, replaying, recent);
                 }
                 Err(err) => {
                     use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
@@ -267,6 +314,7 @@ impl JobStore for DynamoStore {
             duplicate: false,
             subscribers_version,
             replaying,
+            recent,
         }))
     }
 
@@ -382,26 +430,39 @@ impl JobStore for DynamoStore {
                 return Ok(ReplayEnd::Behind { last_seq });
             }
         };
-        // Claims whose handler died before releasing them: tidy them away, best effort.
+        // Claims whose handler died before releasing them, and subscribers no longer recent:
+        // tidy them away, best effort.
         let now = Utc::now();
-        let lapsed: Vec<String> = head
-            .get(REPLAYING)
-            .and_then(|value| value.as_ss().ok())
-            .into_iter()
-            .flatten()
-            .filter(|value| ReplayClaim::decode(value).is_none_or(|(_, until)| until <= now))
-            .cloned()
-            .collect();
-        if !lapsed.is_empty()
-            && let Err(err) = self
-                .update_job_head(claim.job_id.as_str())
-                .update_expression("DELETE #replaying :lapsed")
-                .expression_attribute_names("#replaying", REPLAYING)
-                .expression_attribute_values(":lapsed", AttributeValue::Ss(lapsed))
+        let lapsed = |attribute: &str| -> Vec<String> {
+            head.get(attribute)
+                .and_then(|value| value.as_ss().ok())
+                .into_iter()
+                .flatten()
+                .filter(|value| ReplayClaim::decode(value).is_none_or(|(_, until)| until <= now))
+                .cloned()
+                .collect()
+        };
+        let mut tidy = self.update_job_head(claim.job_id.as_str());
+        let mut deletes = Vec::new();
+        for (attribute, name, value) in [
+            (REPLAYING, "#replaying", ":lapsed_claims"),
+            (RECENT, "#recent", ":lapsed_recent"),
+        ] {
+            let entries = lapsed(attribute);
+            if !entries.is_empty() {
+                deletes.push(format!("{name} {value}"));
+                tidy = tidy
+                    .expression_attribute_names(name, attribute)
+                    .expression_attribute_values(value, AttributeValue::Ss(entries));
+            }
+        }
+        if !deletes.is_empty()
+            && let Err(err) = tidy
+                .update_expression(format!("DELETE {}", deletes.join(", ")))
                 .send()
                 .await
         {
-            tracing::debug!(job_id = %claim.job_id, error = ?err, "could not tidy lapsed replay claims");
+            tracing::debug!(job_id = %claim.job_id, error = ?err, "could not tidy lapsed entries");
         }
         Ok(ReplayEnd::Live)
     }
