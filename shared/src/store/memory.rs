@@ -425,13 +425,8 @@ impl JobStore for MemoryStore {
             .entry(new.job_id)
             .or_default()
             .push((stored.clone(), new.event_expires_at));
-        Ok(AppendOutcome::Appended(Appended {
-            event: stored,
-            duplicate: false,
-            subscribers_version,
-            replaying,
-            recent,
-        }))
+        let appended = Appended::new(stored, subscribers_version, replaying, recent);
+        Ok(AppendOutcome::Appended(appended))
     }
 
     async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {

@@ -150,6 +150,24 @@ pub struct Appended {
     pub recent: Vec<ConnectionId>,
 }
 
+impl Appended {
+    /// A new event, as recorded (not a retry), with what the sender needs to fan it out.
+    pub fn new(
+        event: StoredEvent,
+        subscribers_version: u64,
+        replaying: Vec<ConnectionId>,
+        recent: Vec<ConnectionId>,
+    ) -> Self {
+        Self {
+            event,
+            duplicate: false,
+            subscribers_version,
+            replaying,
+            recent,
+        }
+    }
+}
+
 /// How long a new subscription is named on its job's head, beside the eventually consistent
 /// index; the index catches up in well under a second. (On DynamoDB a connection that closes or
 /// unsubscribes meanwhile stays named until the window ends: posts to it answer 410, or reach a

@@ -135,25 +135,16 @@ impl<S: Store> Jobcast<S> {
             return RecordResult::Retry;
         }
         let result = match serve(self, gateway, request).await {
-            Ok(SendOutcome::Published { delivery, .. })
-                if delivery.failed_transient > 0 || delivery.incomplete =>
-            {
-                // Recorded, but some subscribers could not be reached yet. The retry is
-                // recognised by its event id, takes no new seq, and fans out again.
+            Ok(
+                SendOutcome::Published { delivery, .. } | SendOutcome::Delivered { delivery, .. },
+            ) if delivery.failed_transient > 0 || delivery.incomplete => {
+                // Recorded (or a user message), but some connections could not be reached yet.
+                // A job event's retry is recognised by its event id, takes no new seq, and fans
+                // out again.
                 tracing::warn!(
                     failed_transient = delivery.failed_transient,
                     incomplete = delivery.incomplete,
-                    "some subscribers were not reached; SQS will redeliver"
-                );
-                RecordResult::Retry
-            }
-            Ok(SendOutcome::Delivered { delivery, .. })
-                if delivery.failed_transient > 0 || delivery.incomplete =>
-            {
-                tracing::warn!(
-                    failed_transient = delivery.failed_transient,
-                    incomplete = delivery.incomplete,
-                    "some of the user's connections were not reached; SQS will redeliver"
+                    "some connections were not reached; SQS will redeliver"
                 );
                 RecordResult::Retry
             }

@@ -309,13 +309,8 @@ impl JobStore for DynamoStore {
         };
         let stored = new.recorded_as(seq);
         self.put_event(&stored, new.event_expires_at).await?;
-        Ok(AppendOutcome::Appended(Appended {
-            event: stored,
-            duplicate: false,
-            subscribers_version,
-            replaying,
-            recent,
-        }))
+        let appended = Appended::new(stored, subscribers_version, replaying, recent);
+        Ok(AppendOutcome::Appended(appended))
     }
 
     async fn events_after(
