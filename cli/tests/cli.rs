@@ -320,8 +320,13 @@ async fn send_through_the_queue_uses_the_job_as_the_message_group() {
     assert_eq!(target, "AmazonSQS.SendMessage");
     assert_eq!(request["QueueUrl"], queue_url);
     assert_eq!(request["MessageGroupId"], "queued-job");
-    // What SQS would hand the sender: the same body, in a batch.
+    // Every event goes with an id of its own, which is also SQS's deduplication id: a retry of
+    // the send is dropped by the queue, and a redelivery is recognised by the sender.
     let body = request["MessageBody"].as_str().unwrap();
+    let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+    let event_id = sent["event_id"].as_str().expect("an event id");
+    assert_eq!(request["MessageDeduplicationId"], event_id);
+    // What SQS would hand the sender: the same body, in a batch.
     let mut batch = aws_fixture("example-sqs-event.json");
     batch["Records"] = serde_json::json!([{
         "messageId": "5fea7756-0ea4-451a-a703-a558b933e274",

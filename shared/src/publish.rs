@@ -30,7 +30,9 @@
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::{Value, json};
 
-use crate::protocol::{JobEvent, JobId, JobStatusReport, SendOutcome, SendRequest, UserId};
+use crate::protocol::{
+    EventId, JobEvent, JobId, JobStatusReport, SendOutcome, SendRequest, UserId,
+};
 
 /// Why a call to the sender did not come back with an answer.
 #[derive(Debug, thiserror::Error)]
@@ -120,12 +122,13 @@ impl Publisher {
         self.outcome(request).await
     }
 
-    /// Records one event and fans it out (or queues it). A finished job answers `Rejected`
-    /// (code `job_finished`): the pipeline should stop.
+    /// Records one event and fans it out (or queues it), under a fresh event id, so a retry of
+    /// this call's request (the SDK's own, or SQS's deduplication) is recognised. A finished
+    /// job answers `Rejected` (code `job_finished`): the pipeline should stop.
     pub async fn event(&self, job_id: &JobId, event: JobEvent) -> Result<Receipt, PublishError> {
         self.send(SendRequest {
             job_id: job_id.clone(),
-            event_id: None,
+            event_id: Some(EventId::random()),
             event,
             correlation_id: None,
             user_id: None,
@@ -134,8 +137,10 @@ impl Publisher {
     }
 
     /// [`Publisher::event`] with every field of the request (event id for retries, owner,
-    /// correlation id).
-    pub async fn send(&self, request: SendRequest) -> Result<Receipt, PublishError> {
+    /// correlation id). A request without an event id is given a fresh one: to retry a send
+    /// yourself, set the id and send the same request again.
+    pub async fn send(&self, mut request: SendRequest) -> Result<Receipt, PublishError> {
+        request.event_id.get_or_insert_with(EventId::random);
         let payload =
             serde_json::to_value(&request).map_err(|err| PublishError::Answer(err.to_string()))?;
         let Some((client, queue_url)) = &self.queue else {

@@ -87,6 +87,14 @@ macro_rules! identifier {
     };
 }
 
+impl EventId {
+    /// A fresh id (128 random bits, hex): what `cancel_job` and `jobcast::publish` give every
+    /// event they send, so that any retry of it is recognised.
+    pub fn random() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
 fn is_job_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
@@ -156,5 +164,17 @@ mod tests {
         assert!(err.to_string().contains("job_id must be"));
         assert!(serde_json::from_str::<ConnectionId>("\"L0SM9cOFvHcCIhw=\"").is_ok());
         assert!(serde_json::from_str::<UserId>("\"user 1\"").is_err());
+    }
+}
+
+#[cfg(test)]
+mod random_event_id {
+    use super::EventId;
+
+    #[test]
+    fn a_random_event_id_is_valid_and_fresh() {
+        let (a, b) = (EventId::random(), EventId::random());
+        assert_ne!(a, b);
+        assert_eq!(EventId::parse(a.as_str()), Ok(a));
     }
 }

@@ -7,7 +7,7 @@ use crate::handlers::access::{Caller, accessible_job};
 use crate::handlers::errors::ActionError;
 use crate::handlers::record::{NewJobEvent, Recorded, record_and_deliver};
 use crate::handlers::service::Jobcast;
-use crate::protocol::{CancelJob, JobCancelled, JobEvent, ServerMessage};
+use crate::protocol::{CancelJob, EventId, JobCancelled, JobEvent, ServerMessage};
 use crate::store::Store;
 
 /// Records the cancel and answers the job's status after it.
@@ -19,7 +19,8 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
 ) -> Result<Vec<ServerMessage>, ActionError> {
     accessible_job(service, caller, &job_id).await?;
     let new = NewJobEvent {
-        event_id: None,
+        // An id of its own, as every event has, so a redelivery of it is recognised.
+        event_id: Some(EventId::random()),
         event: JobEvent::JobCancelled(JobCancelled { reason }),
         correlation_id: caller.correlation_id.clone(),
         owner: None,
