@@ -182,3 +182,39 @@ async fn malformed_messages_reach_no_one_in_memory() {
 async fn malformed_messages_reach_no_one_on_dynamodb() {
     malformed_messages_reach_no_one(dynamo_store().await).await;
 }
+
+#[tokio::test]
+async fn a_redelivered_user_message_carries_the_same_message_id() {
+    let emulator = start().await;
+    let mut tab = Client::connect_as(&emulator, "ana").await;
+    let body = json!({
+        "user_id": "ana",
+        "message": {"type": "notification", "title": "Export ready", "message": "", "level": "info"}
+    });
+    let batch = json!({"Records": [{
+        "messageId": "7b8f2c1e-note",
+        "receiptHandle": "handle-note",
+        "body": body.to_string(),
+        "attributes": {"MessageGroupId": "user_noti:ana", "ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:246813579024:jobcast-events.fifo",
+        "awsRegion": "eu-west-1"
+    }]});
+    // SQS delivers it twice (a redelivery after a timeout): both frames name the SQS message,
+    // so a client can show it once.
+    for _ in 0..2 {
+        invoke_sender(&emulator, &batch).await;
+        let frame = tab.expect("notification").await;
+        assert_eq!(frame["message_id"], "7b8f2c1e-note", "{frame}");
+    }
+    // A direct request names its own id, or is given a fresh one.
+    let mut named = body.clone();
+    named["message_id"] = json!("note-1");
+    invoke_sender(&emulator, &named).await;
+    assert_eq!(tab.expect("notification").await["message_id"], "note-1");
+    invoke_sender(&emulator, &body).await;
+    let fresh = tab.expect("notification").await;
+    assert!(fresh["message_id"].as_str().is_some_and(|id| id.len() == 32), "{fresh}");
+    emulator.shutdown().await;
+}

@@ -37,6 +37,9 @@ export const KINDS = Object.freeze([
 ]);
 
 /** An `error` reply from the server, as a rejected request's reason. */
+/** How many user message ids a client remembers, to show a redelivered message once. */
+const SEEN_MESSAGES_KEPT = 1000;
+
 export class JobcastError extends Error {
   constructor(reply) {
     super(reply.message || reply.code);
@@ -87,6 +90,8 @@ export class JobcastClient {
     /** job id → { lastSeq: number | null, finished: boolean, resyncing: boolean, heardAt: number } */
     this.jobs = new Map();
     this.pending = new Map();
+    /** The ids of the user messages shown lately, oldest first: a redelivery is shown once. */
+    this.seenMessages = new Set();
     this.nextCorrelation = 1;
     this.socket = null;
     this.attempt = 0;
@@ -364,6 +369,13 @@ export class JobcastClient {
     if (EVENT_KINDS[frame.type]) {
       this.deliverJobEvent(frame);
     } else if (USER_MESSAGES.has(frame.type)) {
+      if (frame.message_id) {
+        if (this.seenMessages.has(frame.message_id)) return; // a redelivery: shown already
+        this.seenMessages.add(frame.message_id);
+        if (this.seenMessages.size > SEEN_MESSAGES_KEPT) {
+          this.seenMessages.delete(this.seenMessages.values().next().value);
+        }
+      }
       this.emit("notification", frame);
     }
   }

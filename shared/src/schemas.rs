@@ -6,7 +6,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, js
 use serde_json::Value;
 
 use crate::protocol::{
-    ClientRequest, CorrelationId, JobId, SendOutcome, SendRequest, ServerFrame, UserId, UserMessage,
+    ClientRequest, CorrelationId, JobId, MessageId, SendOutcome, SendRequest, ServerFrame, UserId,
+    UserMessage,
 };
 
 /// Every schema document: its file name under `schemas/`, and its JSON.
@@ -52,6 +53,7 @@ fn sender_request() -> Value {
     let user_id = generator.subschema_for::<UserId>();
     let correlation_id = generator.subschema_for::<CorrelationId>();
     let user_message = generator.subschema_for::<UserMessage>();
+    let message_id = generator.subschema_for::<MessageId>();
     let register = json_schema!({
         "title": "register_job",
         "type": "object",
@@ -86,6 +88,7 @@ fn sender_request() -> Value {
                 "oneOf": [user_message, {"type": "string"}],
             },
             "correlation_id": correlation_id,
+            "message_id": message_id,
         },
         "oneOf": [{"required": ["user_id", "message"]}, {"required": ["channel", "message"]}],
         "additionalProperties": false,

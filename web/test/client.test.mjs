@@ -402,3 +402,24 @@ test("a job that is heard from is not asked about", async (t) => {
   assert.equal(socket.sent.filter((f) => f.action === "request_status").length, 0);
   client.close();
 });
+
+test("a user message delivered twice is shown once, by its message_id", async (t) => {
+  const { sockets, ScriptedSocket } = scriptedSockets();
+  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket });
+  t.after(() => client.close());
+  const shown = [];
+  client.on("notification", (n) => shown.push(n.message_id ?? n.title));
+  const connected = client.connect();
+  await until("a socket exists", () => sockets.length === 1);
+  sockets[0].open();
+  await connected;
+  const note = (id, title) => ({ type: "notification", title, message: "", level: "info", message_id: id, timestamp: new Date().toISOString() });
+  sockets[0].deliver(note("m-1", "first"));
+  sockets[0].deliver(note("m-1", "first")); // SQS redelivered it
+  sockets[0].deliver(note("m-2", "second"));
+  // A hub frame without an id is shown as it comes.
+  sockets[0].deliver({ type: "notification", title: "plain", message: "", level: "info", timestamp: new Date().toISOString() });
+  sockets[0].deliver({ type: "notification", title: "plain", message: "", level: "info", timestamp: new Date().toISOString() });
+  assert.deepEqual(shown, ["m-1", "m-2", "plain", "plain"]);
+  client.close();
+});

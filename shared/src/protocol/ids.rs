@@ -131,6 +131,20 @@ identifier!(
     is_job_char
 );
 
+identifier!(
+    /// A user message, as its publisher (or SQS) names it: a redelivery carries the same id, so
+    /// a client shows the message once. 1–128 characters of `[A-Za-z0-9_.:-]`.
+    MessageId, "message_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", "^[A-Za-z0-9_.:-]+$",
+    is_job_char
+);
+
+impl MessageId {
+    /// A fresh id (128 random bits, hex), for a message sent without one.
+    pub fn random() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
 impl UserId {
     /// The user of connections accepted without authentication (`AUTH_MODE=none`).
     pub fn anonymous() -> Self {

@@ -16,7 +16,7 @@ pub use client::*;
 pub use errors::ErrorCode;
 pub use events::*;
 pub use frame_error::{FrameError, MAX_FRAME_BYTES};
-pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, UserId};
+pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, MessageId, UserId};
 pub use sender::*;
 pub use server::*;
 pub use user::{

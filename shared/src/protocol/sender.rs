@@ -10,7 +10,7 @@ use super::errors::ErrorCode;
 use super::events::{JobEvent, JobState, Seq};
 use super::fields::{from_fields, invalid_field, optional_field};
 use super::frame_error::FrameError;
-use super::ids::{CorrelationId, EventId, JobId, UserId};
+use super::ids::{CorrelationId, EventId, JobId, MessageId, UserId};
 use super::server::JobStatusReport;
 use super::user::{UserMessage, UserMessageError};
 
@@ -83,6 +83,9 @@ pub struct UserSendRequest {
     pub message: UserPayload,
     /// Echoed on the frame the user's connections receive.
     pub correlation_id: Option<CorrelationId>,
+    /// The message's id, carried on its frame so a client shows a redelivered message once
+    /// (the SQS message id when the request comes through SQS without one).
+    pub message_id: Option<MessageId>,
 }
 
 /// A user message this server forwards, or one of a type it does not know (skipped).
@@ -231,6 +234,7 @@ impl UserSendRequest {
             (None, None) => return Err(invalid_field("user_id", "is missing")),
         };
         let correlation_id = optional_field(&mut fields, "correlation_id")?;
+        let message_id = optional_field(&mut fields, "message_id")?;
         let message = fields
             .remove("message")
             .ok_or_else(|| invalid_field("message", "is missing"))?;
@@ -253,13 +257,14 @@ impl UserSendRequest {
         if let Some(field) = fields.keys().next() {
             return Err(invalid_field(
                 field,
-                "is not a known field (expected user_id or channel, message, correlation_id)",
+                "is not a known field (expected user_id or channel, message, message_id, correlation_id)",
             ));
         }
         Ok(Self {
             user_id,
             message,
             correlation_id,
+            message_id,
         })
     }
 }

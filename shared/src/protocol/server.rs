@@ -10,7 +10,7 @@ use super::events::{
     EventType, JobCancelled, JobComplete, JobEvent, JobFailed, JobState, ProgressUpdate, Seq,
     StageComplete,
 };
-use super::ids::{CorrelationId, JobId};
+use super::ids::{CorrelationId, JobId, MessageId};
 use super::user::UserMessage;
 use super::values::{Percent, StageName};
 
@@ -28,6 +28,10 @@ pub struct ServerFrame {
     /// The correlation id of what this frame answers or carries, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<CorrelationId>,
+    /// A user message's id: a redelivered message carries the same one, so a client shows it
+    /// once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
 }
 
 impl ServerFrame {
@@ -43,6 +47,15 @@ impl ServerFrame {
             message,
             timestamp,
             correlation_id,
+            message_id: None,
+        }
+    }
+
+    /// The same frame, carrying a user message's id.
+    pub fn with_message_id(self, message_id: MessageId) -> Self {
+        Self {
+            message_id: Some(message_id),
+            ..self
         }
     }
 

@@ -12,7 +12,7 @@ use super::serve::serve;
 use crate::gateway::ConnectionGateway;
 use crate::handlers::errors::SendError;
 use crate::handlers::service::Jobcast;
-use crate::protocol::{EventId, FrameError, SendOutcome, SenderRequest};
+use crate::protocol::{EventId, FrameError, MessageId, SendOutcome, SenderRequest};
 use crate::store::Store;
 
 /// What became of a batch's records.
@@ -185,10 +185,14 @@ fn parse_record(message: &SqsMessage, message_id: &str) -> Result<SenderRequest,
         reason: format!("is not JSON: {err}"),
     })?;
     let mut request = SenderRequest::from_value(value)?;
-    if let SenderRequest::Job(job) = &mut request
-        && job.event_id.is_none()
-    {
-        job.event_id = EventId::parse(message_id).ok();
+    match &mut request {
+        SenderRequest::Job(job) if job.event_id.is_none() => {
+            job.event_id = EventId::parse(message_id).ok();
+        }
+        SenderRequest::User(user) if user.message_id.is_none() => {
+            user.message_id = MessageId::parse(message_id).ok();
+        }
+        _ => {}
     }
     Ok(request)
 }

@@ -10,7 +10,7 @@ use crate::handlers::errors::SendError;
 use crate::handlers::service::Jobcast;
 use crate::metrics::{report_fan_out, unknown_message_line};
 use crate::protocol::{
-    MAX_FRAME_BYTES, SendOutcome, ServerFrame, ServerMessage, UserMessage, UserPayload,
+    MAX_FRAME_BYTES, MessageId, SendOutcome, ServerFrame, ServerMessage, UserMessage, UserPayload,
     UserSendRequest,
 };
 use crate::store::{Audience, Store};
@@ -25,6 +25,7 @@ pub(super) async fn run<S: Store, G: ConnectionGateway>(
         user_id,
         message,
         correlation_id,
+        message_id,
     } = request;
     let message = match message {
         UserPayload::Known(message) => message,
@@ -42,7 +43,11 @@ pub(super) async fn run<S: Store, G: ConnectionGateway>(
         }
     };
     let message_type = message.type_name();
-    let payload = ServerFrame::new(ServerMessage::User(message), correlation_id).to_json();
+    // Every user message's frame carries an id, so a client shows a redelivery once.
+    let message_id = message_id.unwrap_or_else(MessageId::random);
+    let payload = ServerFrame::new(ServerMessage::User(message), correlation_id)
+        .with_message_id(message_id)
+        .to_json();
     if payload.len() > MAX_FRAME_BYTES {
         return Err(SendError::PayloadTooLarge {
             size: payload.len(),
