@@ -251,3 +251,77 @@ fn the_resource_check_refuses_what_it_should() {
         assert_eq!(too_wide(&parse(narrow)), None, "{narrow}");
     }
 }
+
+#[test]
+fn operators_hear_about_loss() {
+    let template = template();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    let watched: BTreeSet<String> = alarms
+        .iter()
+        .map(|(_, alarm)| {
+            let properties = &alarm["Properties"];
+            // Every alarm goes to the optional topic, and says what it means.
+            let actions = &properties["AlarmActions"];
+            assert_eq!(
+                text(actions),
+                "WithAlarmTopic,AlarmTopicArn,AWS::NoValue",
+                "alarms notify the AlarmTopicArn parameter when it is set"
+            );
+            assert!(!text(&properties["AlarmDescription"]).is_empty());
+            assert_eq!(text(&properties["TreatMissingData"]), "notBreaching");
+            let metric = if properties["MetricName"].is_null() {
+                properties["Metrics"][1]["MetricStat"]["Metric"]["MetricName"].clone()
+            } else {
+                properties["MetricName"].clone()
+            };
+            text(&metric)
+        })
+        .collect();
+    let expected: BTreeSet<String> = [
+        "ApproximateNumberOfMessagesVisible",
+        "Errors",
+        "Failed",
+        "Throttles",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(watched, expected);
+    // The dead-letter alarm watches the dead-letter queue, the fan-out alarm jobcast's own
+    // metric with no dimension (the metrics line publishes that aggregate).
+    let dlq = alarms
+        .iter()
+        .find(|(_, alarm)| text(&alarm["Properties"]["Namespace"]) == "AWS/SQS")
+        .unwrap();
+    assert_eq!(
+        text(&dlq.1["Properties"]["Dimensions"][0]["Value"]),
+        "EventDeadLetterQueue.QueueName"
+    );
+    let failed = alarms
+        .iter()
+        .find(|(_, alarm)| text(&alarm["Properties"]["MetricName"]) == "Failed")
+        .unwrap();
+    assert_eq!(
+        text(&failed.1["Properties"]["Namespace"]),
+        jobcast::metrics::NAMESPACE
+    );
+    assert!(failed.1["Properties"]["Dimensions"].is_null());
+    let line: serde_json::Value = serde_json::from_str(&jobcast::metrics::fan_out_line(
+        "job_complete",
+        &Default::default(),
+    ))
+    .unwrap();
+    assert!(
+        line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|set| set.as_array().is_some_and(Vec::is_empty)),
+        "the fan-out line publishes an all-types aggregate: {line}"
+    );
+    assert_eq!(
+        resources_of_type(&template, "AWS::CloudWatch::Dashboard").len(),
+        1
+    );
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(text(&globals["Tracing"]), "TracingMode");
+}

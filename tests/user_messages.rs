@@ -215,6 +215,11 @@ async fn a_redelivered_user_message_carries_the_same_message_id() {
     assert_eq!(tab.expect("notification").await["message_id"], "note-1");
     invoke_sender(&emulator, &body).await;
     let fresh = tab.expect("notification").await;
-    assert!(fresh["message_id"].as_str().is_some_and(|id| id.len() == 32), "{fresh}");
+    assert!(
+        fresh["message_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 32),
+        "{fresh}"
+    );
     emulator.shutdown().await;
 }

@@ -46,7 +46,8 @@ pub fn fan_out_line(message_type: &str, report: &DeliveryReport) -> String {
             "Timestamp": Utc::now().timestamp_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["MessageType"]],
+                // By message type, and over all of them (what the stack's alarm watches).
+                "Dimensions": [["MessageType"], []],
                 "Metrics": [
                     {"Name": "Delivered", "Unit": "Count"},
                     {"Name": "Gone", "Unit": "Count"},
