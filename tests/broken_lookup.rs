@@ -111,3 +111,20 @@ async fn a_lookup_that_keeps_failing_mid_fan_out_is_reported_and_sqs_reaches_the
     }
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn posts_already_under_way_are_finished_when_the_first_lookup_fails() {
+    let (emulator, seen, mut clients) = five_subscribers().await;
+    // The five are recent subscribers again, named on the job's head: they are posted to
+    // before any lookup, which then fails for good.
+    seen.forget_recent
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    seen.fail_after("connections_of", 0, 100);
+    let (_, _, report) = invoke_sender(&emulator, &progress("paged", 10.0, "")).await;
+    assert_eq!(report["incomplete"], true, "{report}");
+    assert_eq!(report["delivered"], 5, "{report}");
+    for client in &mut clients {
+        assert_eq!(client.expect("progress_update").await["seq"], 1);
+    }
+    emulator.shutdown().await;
+}

@@ -217,3 +217,24 @@ async fn a_store_failure_mid_replay_closes_the_connection_and_releases_the_claim
     assert_eq!(outcome["delivered"], 1, "no sender skips it: {outcome}");
     assert_eq!(Observations::get(&scene.seen.replays_abandoned), 1);
 }
+
+#[tokio::test]
+async fn a_resume_on_the_same_socket_that_halts_keeps_what_the_connection_had() {
+    let scene = scene().await;
+    scene.subscribe(1).await;
+    assert!(scene.heard_seq(3), "the first subscribe replayed up to 3");
+    // The client resumes on the same socket (a gap, a quiet check) and the store fails under
+    // it before anything is said: the connection must not lose the subscription it had.
+    scene.seen.fail_next("events_after");
+    scene.subscribe(2).await;
+    assert_eq!(
+        *scene.gateway.closed.lock().unwrap(),
+        vec![scene.connection.clone()],
+        "closed, so the client resumes instead of waiting"
+    );
+    let outcome = scene.next_event(4).await;
+    assert_eq!(
+        outcome["delivered"], 1,
+        "still subscribed, and no sender skips it: {outcome}"
+    );
+}

@@ -174,26 +174,31 @@ async fn throttled_out_records_come_back_with_their_group_and_a_redelivery_takes
     emulator.shutdown().await;
 }
 
-/// Posts fail as throttled for some connections, and reach the others.
-struct ThrottledFor(Vec<jobcast::protocol::ConnectionId>, RecordingPosts);
-
 /// Every post that went through: (connection, frame).
 type RecordingPosts = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
 
-impl jobcast::gateway::ConnectionGateway for ThrottledFor {
+/// A gateway for in-process tests: posts to the `throttled` connections fail as throttled;
+/// the others take `delay` each, and are recorded.
+#[derive(Default)]
+struct TestGateway {
+    throttled: Vec<jobcast::protocol::ConnectionId>,
+    delay: Duration,
+    posts: RecordingPosts,
+}
+
+impl jobcast::gateway::ConnectionGateway for TestGateway {
     async fn post_to_connection(
         &self,
         connection_id: &jobcast::protocol::ConnectionId,
         payload: Bytes,
     ) -> Result<(), jobcast::gateway::PostError> {
-        if self.0.contains(connection_id) {
+        if self.throttled.contains(connection_id) {
             return Err(jobcast::gateway::PostError::Throttled);
         }
+        tokio::time::sleep(self.delay).await;
         let frame = serde_json::from_slice(&payload).unwrap();
-        self.1
-            .lock()
-            .unwrap()
-            .push((connection_id.to_string(), frame));
+        let mut posts = self.posts.lock().unwrap();
+        posts.push((connection_id.to_string(), frame));
         Ok(())
     }
 
@@ -205,44 +210,48 @@ impl jobcast::gateway::ConnectionGateway for ThrottledFor {
     }
 }
 
+/// Connection `id`, of user `u`, subscribed to `job`, straight in the store.
+async fn listening(store: &jobcast::store::MemoryStore, id: &str, job: &str) {
+    use jobcast::store::{Connection, ConnectionStore, Subscription};
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::hours(1);
+    let connection_id = jobcast::protocol::ConnectionId::parse(id).unwrap();
+    let user_id = jobcast::protocol::UserId::parse("u").unwrap();
+    store
+        .put_connection(&Connection {
+            connection_id: connection_id.clone(),
+            user_id: user_id.clone(),
+            connected_at: now,
+            expires_at: later,
+        })
+        .await
+        .unwrap();
+    store
+        .put_subscription(&Subscription {
+            connection_id,
+            job_id: JobId::parse(job).unwrap(),
+            user_id,
+            expires_at: later,
+            live_after: 0,
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn one_failed_group_leaves_the_other_groups_alone() {
-    use jobcast::store::{Connection, ConnectionStore, MemoryStore, Subscription};
-    let store = MemoryStore::new();
+    let store = jobcast::store::MemoryStore::new();
     let mut settings = test_settings();
     settings.delivery.max_attempts = 2;
     let service = Jobcast::new(store.clone(), settings);
-    let now = chrono::Utc::now();
-    let later = now + chrono::Duration::hours(1);
     // Connection "busy" follows job-busy and is always throttled; "calm" follows job-calm.
-    for (id, job) in [("busy", "job-busy"), ("calm", "job-calm")] {
-        let connection_id = jobcast::protocol::ConnectionId::parse(id).unwrap();
-        let user_id = jobcast::protocol::UserId::parse("u").unwrap();
-        store
-            .put_connection(&Connection {
-                connection_id: connection_id.clone(),
-                user_id: user_id.clone(),
-                connected_at: now,
-                expires_at: later,
-            })
-            .await
-            .unwrap();
-        store
-            .put_subscription(&Subscription {
-                connection_id,
-                job_id: JobId::parse(job).unwrap(),
-                user_id,
-                expires_at: later,
-                live_after: 0,
-            })
-            .await
-            .unwrap();
-    }
-    let posts = RecordingPosts::default();
-    let gateway = ThrottledFor(
-        vec![jobcast::protocol::ConnectionId::parse("busy").unwrap()],
-        posts.clone(),
-    );
+    listening(&store, "busy", "job-busy").await;
+    listening(&store, "calm", "job-calm").await;
+    let gateway = TestGateway {
+        throttled: vec![jobcast::protocol::ConnectionId::parse("busy").unwrap()],
+        ..TestGateway::default()
+    };
+    let posts = gateway.posts.clone();
     // The calm group's records come before, between and after the busy group's.
     let records = batch(vec![
         record(
@@ -344,58 +353,14 @@ impl jobcast::gateway::ConnectionGateway for NoConnections {
     }
 }
 
-/// Every post takes a while, as a fan-out to many does.
-struct SlowGateway(Duration);
-
-impl jobcast::gateway::ConnectionGateway for SlowGateway {
-    async fn post_to_connection(
-        &self,
-        _: &jobcast::protocol::ConnectionId,
-        _: Bytes,
-    ) -> Result<(), jobcast::gateway::PostError> {
-        tokio::time::sleep(self.0).await;
-        Ok(())
-    }
-
-    async fn delete_connection(
-        &self,
-        _: &jobcast::protocol::ConnectionId,
-    ) -> Result<(), jobcast::gateway::PostError> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
-    use jobcast::store::{Connection, ConnectionStore, MemoryStore, Subscription};
     use std::time::Instant;
-    let store = MemoryStore::new();
+    let store = jobcast::store::MemoryStore::new();
     let mut settings = test_settings();
     settings.sqs_deadline_reserve = Duration::from_millis(50);
     let service = Jobcast::new(store.clone(), settings);
-    let now = chrono::Utc::now();
-    let connection_id = jobcast::protocol::ConnectionId::parse("listener").unwrap();
-    let user_id = jobcast::protocol::UserId::parse("u").unwrap();
-    let later = now + chrono::Duration::hours(1);
-    store
-        .put_connection(&Connection {
-            connection_id: connection_id.clone(),
-            user_id: user_id.clone(),
-            connected_at: now,
-            expires_at: later,
-        })
-        .await
-        .unwrap();
-    store
-        .put_subscription(&Subscription {
-            connection_id,
-            job_id: JobId::parse("slow").unwrap(),
-            user_id,
-            expires_at: later,
-            live_after: 0,
-        })
-        .await
-        .unwrap();
+    listening(&store, "listener", "slow").await;
     let records = || {
         batch(
             (1..=4)
@@ -408,11 +373,7 @@ async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
     };
     // Already inside the reserve: nothing is started, everything comes back.
     let answer = service
-        .handle_sender_invocation_until(
-            &SlowGateway(Duration::ZERO),
-            records(),
-            Some(Instant::now()),
-        )
+        .handle_sender_invocation_until(&TestGateway::default(), records(), Some(Instant::now()))
         .await
         .unwrap();
     assert_eq!(failures(&answer), ["s-1", "s-2", "s-3", "s-4"], "{answer}");
@@ -425,7 +386,10 @@ async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
     let deadline = Instant::now() + Duration::from_millis(200);
     let answer = service
         .handle_sender_invocation_until(
-            &SlowGateway(Duration::from_millis(400)),
+            &TestGateway {
+                delay: Duration::from_millis(400),
+                ..TestGateway::default()
+            },
             records(),
             Some(deadline),
         )

@@ -269,6 +269,8 @@ export class JobcastClient {
           })
           .catch((err) => {
             job.resyncing = false;
+            // A job this client may not see (or that expired) is asked about no more.
+            if (err.code === "forbidden") this.jobs.delete(jobId);
             this.emit("error", errorInfo(err, jobId));
           });
       }

@@ -233,6 +233,9 @@ impl View {
                         return Ok(Some(End::Refused(format!("{code}: {message}"))));
                     }
                     self.note(&format!("{code}: {message}"));
+                    // A resubscribe that was refused for now (the service busy): events and
+                    // the quiet check go on, and the next gap asks again.
+                    resyncing = false;
                 }
                 "progress_update" | "stage_complete" | "job_complete" | "job_failed"
                 | "job_cancelled" => {

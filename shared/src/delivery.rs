@@ -200,7 +200,11 @@ where
                     payload.clone(),
                 ));
             } else if let (Some(request), Some(audience)) = (next_page.take(), &audience) {
-                let Some(page) = look_up(store, settings, audience, request).await? else {
+                // With nothing posted yet, nobody heard anything: the whole send may simply be
+                // tried again. Once anything went out, the posts under way are finished instead.
+                let nothing_sent = in_flight.is_empty() && report == DeliveryReport::default();
+                let Some(page) = look_up(store, settings, audience, request, nothing_sent).await?
+                else {
                     // The rest of the audience is out of reach for now: finish what is under
                     // way and say so, rather than drop the posts in flight.
                     report.incomplete = true;
@@ -263,15 +267,16 @@ where
 /// Lookups of a page tried before the fan-out gives up on the rest of its audience.
 const LOOKUP_ATTEMPTS: u32 = 3;
 
-/// One page of the audience, retried with backoff while the store fails. `None` when a later
-/// page kept failing (the caller finishes the posts under way and reports the fan-out
-/// incomplete); an error when the first did, since then nobody was reached and the whole send
-/// may simply be tried again.
+/// One page of the audience, retried with backoff while the store fails. When it keeps
+/// failing: an error if `nothing_sent` (nobody was reached, so the whole send may simply be
+/// tried again), else `None` (the caller finishes the posts under way and reports the fan-out
+/// incomplete).
 async fn look_up<S: ConnectionStore>(
     store: &S,
     settings: &DeliverySettings,
     audience: &Audience,
     request: PageRequest,
+    nothing_sent: bool,
 ) -> Result<Option<Page<ConnectionId>>, StoreError> {
     let mut attempt = 1;
     loop {
@@ -282,7 +287,7 @@ async fn look_up<S: ConnectionStore>(
                 tokio::time::sleep(backoff(settings, attempt)).await;
                 attempt += 1;
             }
-            Err(err) if request.after.is_none() => return Err(err),
+            Err(err) if nothing_sent => return Err(err),
             Err(err) => {
                 tracing::error!(error = %err, "audience lookup broke off; the fan-out is incomplete");
                 return Ok(None);

@@ -216,6 +216,26 @@ function scriptedSockets({ answerPings = false } = {}) {
   return { sockets, ScriptedSocket };
 }
 
+/** A client on a scripted socket, connected and ready; closed when the test ends. */
+async function scriptedClient(t, options = {}) {
+  const { sockets, ScriptedSocket } = scriptedSockets();
+  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, ...options });
+  t.after(() => client.close());
+  const connected = client.connect();
+  await until("a socket exists", () => sockets.length === 1);
+  sockets[0].open();
+  await connected;
+  return { client, socket: sockets[0] };
+}
+
+/** Subscribes `client` to job "j" from seq 0, answered on `socket`. */
+async function subscribedFromStart(client, socket) {
+  const subscribed = client.subscribe("j", { lastSeq: 0 });
+  const ask = socket.sent.at(-1);
+  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 0, recovered: true, correlation_id: ask.correlation_id });
+  await subscribed;
+}
+
 const event = (seq, type = "progress_update") => ({ type, job_id: "j", seq, stage: "s", progress: seq, message: "" });
 
 test("the token travels as the bearer subprotocol", async (t) => {
@@ -344,19 +364,10 @@ test("pings that are answered keep the socket open", async (t) => {
 });
 
 test("a lost final event is noticed after a quiet spell, and the job resumed from its last seq", async (t) => {
-  const { sockets, ScriptedSocket } = scriptedSockets();
-  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, quietCheckMs: 100 });
-  t.after(() => client.close());
+  const { client, socket } = await scriptedClient(t, { quietCheckMs: 100 });
   const seen = [];
   client.on("event", (e) => seen.push(e.seq));
-  const connected = client.connect();
-  await until("a socket exists", () => sockets.length === 1);
-  const socket = sockets[0];
-  socket.open();
-  await connected;
-  const subscribed = client.subscribe("j", { lastSeq: 0 });
-  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 0, recovered: true, correlation_id: "c1" });
-  await subscribed;
+  await subscribedFromStart(client, socket);
   socket.deliver(event(1));
   socket.deliver(event(2));
   // seq 3, the job's completion, never arrives. Quiet for 100 ms: the client asks.
@@ -384,17 +395,8 @@ test("a lost final event is noticed after a quiet spell, and the job resumed fro
 });
 
 test("a job that is heard from is not asked about", async (t) => {
-  const { sockets, ScriptedSocket } = scriptedSockets();
-  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, quietCheckMs: 200 });
-  t.after(() => client.close());
-  const connected = client.connect();
-  await until("a socket exists", () => sockets.length === 1);
-  const socket = sockets[0];
-  socket.open();
-  await connected;
-  const subscribed = client.subscribe("j", { lastSeq: 0 });
-  socket.deliver({ type: "subscribed", job_id: "j", after_seq: 0, recovered: true, correlation_id: "c1" });
-  await subscribed;
+  const { client, socket } = await scriptedClient(t, { quietCheckMs: 200 });
+  await subscribedFromStart(client, socket);
   for (let seq = 1; seq <= 8; seq++) {
     await sleep(60);
     socket.deliver(event(seq));
@@ -404,15 +406,10 @@ test("a job that is heard from is not asked about", async (t) => {
 });
 
 test("a user message delivered twice is shown once, by its message_id", async (t) => {
-  const { sockets, ScriptedSocket } = scriptedSockets();
-  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket });
-  t.after(() => client.close());
+  const { client, socket } = await scriptedClient(t);
   const shown = [];
   client.on("notification", (n) => shown.push(n.message_id ?? n.title));
-  const connected = client.connect();
-  await until("a socket exists", () => sockets.length === 1);
-  sockets[0].open();
-  await connected;
+  const sockets = [socket];
   const note = (id, title) => ({ type: "notification", title, message: "", level: "info", message_id: id, timestamp: new Date().toISOString() });
   sockets[0].deliver(note("m-1", "first"));
   sockets[0].deliver(note("m-1", "first")); // SQS redelivered it

@@ -115,7 +115,9 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         seq,
         version: subscribers_version,
         replaying: &replaying,
-        recent,
+        // A retry goes to those the lookup finds, filtered by their `live_after`; a recent
+        // subscriber may have subscribed after this event, and had it from its replay.
+        recent: if duplicate { Vec::new() } else { recent },
     };
     let delivery = fan_out(service, gateway, audience, Bytes::from(frame.to_json())).await?;
     report_fan_out(service.metrics().as_ref(), event_type, &delivery);
@@ -168,8 +170,9 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
     } else {
         0
     };
+    let recent = cache.without_gone(recent);
     let delivery = Delivery::new(recipients, payload)
-        .also(cache.without_gone(recent))
+        .also(recent.clone())
         .skipping(replaying)
         .remembering(remember);
     let FanOut {
@@ -186,7 +189,17 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
     cache.note_gone(&gone);
     if report.gone > 0 {
         cache.invalidate(job_id);
-    } else if let Some(list) = recipients {
+    } else if let Some(mut list) = recipients {
+        // The lookup may not show the recent subscribers yet: the list remembered for this
+        // version names them too, so it never outlives their naming on the head.
+        if !recent.is_empty() {
+            let known: std::collections::HashSet<&ConnectionId> = list.iter().collect();
+            let missing: Vec<ConnectionId> = recent
+                .into_iter()
+                .filter(|id| !known.contains(id))
+                .collect();
+            list.extend(missing);
+        }
         cache.put(job_id.clone(), version, list);
     }
     tracing::debug!(from_cache, "subscribers resolved");

@@ -41,6 +41,13 @@ macro_rules! identifier {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// A fresh identifier: 128 random bits, in hex (`cancel_job` and
+            /// `jobcast::publish` give every event one; a user message sent without an id gets
+            /// one).
+            pub fn random() -> Self {
+                Self(format!("{:032x}", rand::random::<u128>()))
+            }
         }
 
         impl schemars::JsonSchema for $name {
@@ -87,14 +94,6 @@ macro_rules! identifier {
     };
 }
 
-impl EventId {
-    /// A fresh id (128 random bits, hex): what `cancel_job` and `jobcast::publish` give every
-    /// event they send, so that any retry of it is recognised.
-    pub fn random() -> Self {
-        Self(format!("{:032x}", rand::random::<u128>()))
-    }
-}
-
 fn is_job_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
@@ -137,13 +136,6 @@ identifier!(
     MessageId, "message_id", 128, "1-128 characters of A-Z a-z 0-9 _ . : -", "^[A-Za-z0-9_.:-]+$",
     is_job_char
 );
-
-impl MessageId {
-    /// A fresh id (128 random bits, hex), for a message sent without one.
-    pub fn random() -> Self {
-        Self(format!("{:032x}", rand::random::<u128>()))
-    }
-}
 
 impl UserId {
     /// The user of connections accepted without authentication (`AUTH_MODE=none`).

@@ -10,6 +10,9 @@ use crate::handlers::service::Jobcast;
 use crate::protocol::{CancelJob, EventId, JobCancelled, JobEvent, ServerMessage};
 use crate::store::Store;
 
+/// Fan-outs of one cancel, the first included, while some subscribers are still unreached.
+const CANCEL_FAN_OUT_ATTEMPTS: u32 = 3;
+
 /// Records the cancel and answers the job's status after it.
 pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
     service: &Jobcast<S>,
@@ -18,19 +21,42 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
     CancelJob { job_id, reason }: CancelJob,
 ) -> Result<Vec<ServerMessage>, ActionError> {
     accessible_job(service, caller, &job_id).await?;
-    let new = NewJobEvent {
-        // An id of its own, as every event has, so a redelivery of it is recognised.
-        event_id: Some(EventId::random()),
-        event: JobEvent::JobCancelled(JobCancelled { reason }),
+    // An id of its own, as every event has: sending the same cancel again is recognised as
+    // a retry, takes no new seq, and fans out again.
+    let event_id = EventId::random();
+    let cancel = || NewJobEvent {
+        event_id: Some(event_id.clone()),
+        event: JobEvent::JobCancelled(JobCancelled {
+            reason: reason.clone(),
+        }),
         correlation_id: caller.correlation_id.clone(),
         owner: None,
     };
-    match record_and_deliver(service, gateway, &job_id, new).await? {
-        Recorded::Published { seq, delivery, .. } => {
-            tracing::info!(seq, delivered = delivery.delivered, "job cancelled");
+    for attempt in 1..=CANCEL_FAN_OUT_ATTEMPTS {
+        match record_and_deliver(service, gateway, &job_id, cancel()).await {
+            Ok(Recorded::Published { seq, delivery, .. }) => {
+                tracing::info!(
+                    seq,
+                    attempt,
+                    delivered = delivery.delivered,
+                    "job cancelled"
+                );
+                // Nobody redelivers a client's action: reach the rest now, as SQS would.
+                if delivery.failed_transient == 0 && !delivery.incomplete {
+                    break;
+                }
+            }
+            Ok(Recorded::Finished(state)) => {
+                return Err(ActionError::JobFinished { job_id, state });
+            }
+            Ok(Recorded::OwnedByAnother) => return Err(ActionError::JobNotAccessible(job_id)),
+            // Once recorded, the cancel stands: a failed later fan-out is logged, not refused.
+            Err(err) if attempt > 1 => {
+                tracing::warn!(error = %err, "could not fan the cancel out again");
+                break;
+            }
+            Err(err) => return Err(err.into()),
         }
-        Recorded::Finished(state) => return Err(ActionError::JobFinished { job_id, state }),
-        Recorded::OwnedByAnother => return Err(ActionError::JobNotAccessible(job_id)),
     }
     let job = service
         .store()

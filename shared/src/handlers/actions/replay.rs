@@ -76,6 +76,9 @@ pub(super) struct Replay<'a, S, G> {
     pub caller: &'a Caller,
     pub job_id: &'a JobId,
     pub claim: &'a ReplayClaim,
+    /// Whether the connection followed the job before this subscribe (a resume on the same
+    /// socket): undoing must not take away the subscription it already had.
+    pub already_subscribed: bool,
 }
 
 impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
@@ -105,32 +108,63 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
         }
     }
 
-    /// Undoes a subscribe that stopped half-way. The claim is released whatever the job's
-    /// seq, so no sender goes on skipping the connection. A client told nothing loses its
-    /// subscription and hears the store's error, so it may try again. A client that may have
-    /// heard `subscribed` has its connection closed, so it reconnects and resumes from the
-    /// last seq it has; should the close fail, it keeps its subscription, live from
-    /// `live_after`, and notices anything the replay missed by the gap in seqs.
+    /// Undoes a subscribe that stopped half-way, and never leaves the client waiting in
+    /// silence. A client told nothing, that did not follow the job before, loses the half-made
+    /// subscription (removed while the claim still holds senders off) and hears the store's
+    /// error, so it may try again. Any other client (one that may have heard `subscribed`, or
+    /// that was following the job already and now lacks part of its stream) has its connection
+    /// closed, so it reconnects and resumes from the last seq it has. Either way the claim is
+    /// released whatever the job's seq, so no sender goes on skipping the connection; should
+    /// even the close fail, the connection keeps its subscription, live from `live_after`, and
+    /// notices what the replay missed by the gap in seqs.
     pub async fn undo(&self, halt: Halt) -> Result<Vec<ServerMessage>, ActionError> {
-        let store = self.service.store();
-        let connection_id = &self.caller.connection_id;
-        tracing::warn!(?halt, "subscribe halted; undoing it");
-        self.release().await;
-        match halt {
-            Halt::Untold(err) => {
-                if let Err(err) = store.delete_subscription(connection_id, self.job_id).await {
-                    tracing::warn!(error = %err, "could not remove a half-made subscription");
-                }
-                Err(err.into())
+        tracing::warn!(
+            ?halt,
+            already_subscribed = self.already_subscribed,
+            "subscribe halted; undoing it"
+        );
+        if let Halt::Untold(err) = halt
+            && !self.already_subscribed
+        {
+            if self.remove_subscription().await {
+                self.release().await;
+                return Err(err.into());
             }
-            Halt::Told => {
-                match self.gateway.delete_connection(connection_id).await {
-                    Ok(()) => tracing::info!("closed; the client resumes when it reconnects"),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not close the connection; it stays subscribed")
-                    }
+            tracing::warn!("could not remove a half-made subscription; closing instead");
+        }
+        self.release().await;
+        self.close().await;
+        Ok(Vec::new())
+    }
+
+    /// Removes the subscription this subscribe made, trying a few times.
+    async fn remove_subscription(&self) -> bool {
+        let store = self.service.store();
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match store
+                .delete_subscription(&self.caller.connection_id, self.job_id)
+                .await
+            {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::warn!(attempt, error = %err, "could not remove a half-made subscription");
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
                 }
-                Ok(Vec::new())
+            }
+        }
+        false
+    }
+
+    /// Closes the connection, so its client reconnects and resumes.
+    async fn close(&self) {
+        match self
+            .gateway
+            .delete_connection(&self.caller.connection_id)
+            .await
+        {
+            Ok(()) => tracing::info!("closed; the client resumes when it reconnects"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not close the connection; it stays subscribed")
             }
         }
     }

@@ -63,6 +63,7 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         caller,
         job_id: &job_id,
         claim: &claim,
+        already_subscribed: held.contains(&job_id),
     };
     // The claim first. An event appended after it lists the claim, so its sender skips this
     // connection; one appended before it has a seq of at most `live_after`, which its sender
