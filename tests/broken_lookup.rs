@@ -71,17 +71,8 @@ async fn a_lookup_that_fails_once_is_tried_again_and_everyone_hears() {
 #[tokio::test]
 async fn a_lookup_that_keeps_failing_mid_fan_out_is_reported_and_sqs_reaches_the_rest() {
     let (emulator, seen, mut clients) = five_subscribers().await;
-    let record = json!({
-        "messageId": "m-paged",
-        "receiptHandle": "handle-m-paged",
-        "body": progress("paged", 10.0, "").to_string(),
-        "attributes": {"MessageGroupId": "paged", "ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:246813579024:jobcast-events.fifo",
-        "awsRegion": "eu-west-1"
-    });
-    let batch = json!({"Records": [record]});
+    let body = progress("paged", 10.0, "").to_string();
+    let batch = sqs_batch(vec![sqs_record("m-paged", Some("paged"), &body)]);
     // The first page is read; every lookup after it fails, more often than the sender tries.
     seen.fail_after("connections_of", 1, 100);
     let (_, _, answer) = invoke_sender(&emulator, &batch).await;

@@ -12,35 +12,6 @@ use jobcast_local::EmulatorConfig;
 use jobcast_tests::*;
 use serde_json::{Value, json};
 
-/// An SQS record in AWS's shape (as in AWS's sample event), carrying `body`.
-fn record(message_id: &str, group: Option<&str>, body: &str) -> Value {
-    let mut attributes = json!({
-        "ApproximateReceiveCount": "1",
-        "SentTimestamp": "1520621625029",
-        "SenderId": "AROAIWPX5BD2BHG722MW4:sender",
-        "ApproximateFirstReceiveTimestamp": "1520621634884"
-    });
-    if let Some(group) = group {
-        attributes["MessageGroupId"] = json!(group);
-        attributes["MessageDeduplicationId"] = json!(message_id);
-    }
-    json!({
-        "messageId": message_id,
-        "receiptHandle": format!("handle-{message_id}"),
-        "body": body,
-        "md5OfBody": "fce0ea8dd236ccb3ed9b37dae260836f",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobcast-events.fifo",
-        "eventSource": "aws:sqs",
-        "awsRegion": "us-east-1",
-        "attributes": attributes,
-        "messageAttributes": {}
-    })
-}
-
-fn batch(records: Vec<Value>) -> Value {
-    json!({ "Records": records })
-}
-
 fn failures(answer: &Value) -> Vec<String> {
     answer["batchItemFailures"]
         .as_array()
@@ -71,16 +42,16 @@ async fn bad_records_are_dropped_not_retried_and_good_ones_are_published() {
 
     let answer = invoke_sender(
         &emulator,
-        &batch(vec![
-            record("m-good", None, &progress("sqs-good", 40.0, "half").to_string()),
-            record("m-not-json", None, "{not json"),
-            record(
+        &sqs_batch(vec![
+            sqs_record("m-good", None, &progress("sqs-good", 40.0, "half").to_string()),
+            sqs_record("m-not-json", None, "{not json"),
+            sqs_record(
                 "m-bad-field",
                 None,
                 &json!({"job_id": "sqs-good", "event": {"type": "progress_update", "stage": "s", "progress": 140, "message": ""}}).to_string(),
             ),
-            record("m-unknown", None, &json!({"job_id": "sqs-good", "event": {"type": "teleport"}}).to_string()),
-            record("m-finished", None, &progress("sqs-done", 1.0, "").to_string()),
+            sqs_record("m-unknown", None, &json!({"job_id": "sqs-good", "event": {"type": "teleport"}}).to_string()),
+            sqs_record("m-finished", None, &progress("sqs-done", 1.0, "").to_string()),
         ]),
     )
     .await
@@ -123,11 +94,13 @@ async fn throttled_out_records_come_back_with_their_group_and_a_redelivery_takes
     let second_body = progress("sqs-busy", 20.0, "second").to_string();
     let other_body = json!({"job_id": "sqs-other", "event": {"type": "stage_complete", "stage": "s", "results": {}}}).to_string();
     let records = vec![
-        record("m-1", Some("sqs-busy"), &first_body),
-        record("m-2", Some("sqs-busy"), &second_body),
-        record("m-3", Some("sqs-other"), &other_body),
+        sqs_record("m-1", Some("sqs-busy"), &first_body),
+        sqs_record("m-2", Some("sqs-busy"), &second_body),
+        sqs_record("m-3", Some("sqs-other"), &other_body),
     ];
-    let answer = invoke_sender(&emulator, &batch(records.clone())).await.2;
+    let answer = invoke_sender(&emulator, &sqs_batch(records.clone()))
+        .await
+        .2;
     let failed = failures(&answer);
     assert!(failed.contains(&"m-1".to_owned()), "{answer}");
     assert!(
@@ -148,7 +121,7 @@ async fn throttled_out_records_come_back_with_their_group_and_a_redelivery_takes
         .into_iter()
         .filter(|r| failed.contains(&r["messageId"].as_str().unwrap().to_owned()))
         .collect();
-    let answer = invoke_sender(&emulator, &batch(redelivered)).await.2;
+    let answer = invoke_sender(&emulator, &sqs_batch(redelivered)).await.2;
     assert_eq!(failures(&answer), Vec::<String>::new(), "{answer}");
     assert_eq!(
         last_seq(&emulator, "sqs-busy").await,
@@ -253,28 +226,28 @@ async fn one_failed_group_leaves_the_other_groups_alone() {
     };
     let posts = gateway.posts.clone();
     // The calm group's records come before, between and after the busy group's.
-    let records = batch(vec![
-        record(
+    let records = sqs_batch(vec![
+        sqs_record(
             "c-1",
             Some("job-calm"),
             &progress("job-calm", 10.0, "c1").to_string(),
         ),
-        record(
+        sqs_record(
             "b-1",
             Some("job-busy"),
             &progress("job-busy", 10.0, "b1").to_string(),
         ),
-        record(
+        sqs_record(
             "c-2",
             Some("job-calm"),
             &progress("job-calm", 20.0, "c2").to_string(),
         ),
-        record(
+        sqs_record(
             "b-2",
             Some("job-busy"),
             &progress("job-busy", 20.0, "b2").to_string(),
         ),
-        record(
+        sqs_record(
             "c-3",
             Some("job-calm"),
             &progress("job-calm", 30.0, "c3").to_string(),
@@ -319,10 +292,10 @@ async fn an_unreachable_store_hands_every_record_back() {
         },
     );
     let service = Jobcast::new(store, Settings::default());
-    let records = batch(vec![
-        record("m-a", None, &progress("job-a", 1.0, "").to_string()),
-        record("m-b", None, &progress("job-b", 1.0, "").to_string()),
-        record("m-poison", None, "not json at all"),
+    let records = sqs_batch(vec![
+        sqs_record("m-a", None, &progress("job-a", 1.0, "").to_string()),
+        sqs_record("m-b", None, &progress("job-b", 1.0, "").to_string()),
+        sqs_record("m-poison", None, "not json at all"),
     ]);
     let started = std::time::Instant::now();
     let answer = service
@@ -362,11 +335,11 @@ async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
     let service = Jobcast::new(store.clone(), settings);
     listening(&store, "listener", "slow").await;
     let records = || {
-        batch(
+        sqs_batch(
             (1..=4)
                 .map(|n| {
                     let body = progress("slow", f64::from(n), "").to_string();
-                    record(&format!("s-{n}"), Some("slow"), &body)
+                    sqs_record(&format!("s-{n}"), Some("slow"), &body)
                 })
                 .collect(),
         )

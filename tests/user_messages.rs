@@ -191,16 +191,11 @@ async fn a_redelivered_user_message_carries_the_same_message_id() {
         "user_id": "ana",
         "message": {"type": "notification", "title": "Export ready", "message": "", "level": "info"}
     });
-    let batch = json!({"Records": [{
-        "messageId": "7b8f2c1e-note",
-        "receiptHandle": "handle-note",
-        "body": body.to_string(),
-        "attributes": {"MessageGroupId": "user_noti:ana", "ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:246813579024:jobcast-events.fifo",
-        "awsRegion": "eu-west-1"
-    }]});
+    let batch = sqs_batch(vec![sqs_record(
+        "7b8f2c1e-note",
+        Some("user_noti:ana"),
+        &body.to_string(),
+    )]);
     // SQS delivers it twice (a redelivery after a timeout): both frames name the SQS message,
     // so a client can show it once.
     for _ in 0..2 {

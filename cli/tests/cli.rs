@@ -28,6 +28,26 @@ async fn jobcast<S: Store>(emulator: &Emulator<S>, args: &[&str]) -> (i32, Strin
     )
 }
 
+/// `jobcast watch --plain --from-start` on the emulator with `args`, and its output lines.
+fn watch<S: Store>(
+    emulator: &Emulator<S>,
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut watch = Command::new(JOBCAST)
+        .args(["watch", "--plain", "--from-start"])
+        .args(args)
+        .args(["--url", &emulator.websocket_url()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start jobcast watch");
+    let lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    (watch, lines)
+}
+
 async fn watch_survives_a_drop_and_shows_every_event_once<S: Store>(store: S) {
     let emulator = start_on(store).await;
     let (code, out) = jobcast(
@@ -38,22 +58,7 @@ async fn watch_survives_a_drop_and_shows_every_event_once<S: Store>(store: S) {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#""outcome": "registered""#), "{out}");
 
-    let mut watch = Command::new(JOBCAST)
-        .args([
-            "watch",
-            "--job",
-            "cli-job",
-            "--user",
-            "cleo",
-            "--plain",
-            "--from-start",
-        ])
-        .args(["--url", &emulator.websocket_url()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start jobcast watch");
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut lines) = watch(&emulator, &["--job", "cli-job", "--user", "cleo"]);
     let mut shown = Vec::new();
 
     for step in 1..=6 {
@@ -356,15 +361,7 @@ async fn send_through_the_queue_uses_the_job_as_the_message_group() {
 async fn watch_notices_a_lost_final_event_after_a_quiet_spell() {
     let emulator = start().await;
     jobcast(&emulator, &["send", "--job", "lossy", "register"]).await;
-    let mut watch = Command::new(JOBCAST)
-        .args(["watch", "--job", "lossy", "--plain", "--from-start"])
-        .args(["--quiet-check-secs", "1"])
-        .args(["--url", &emulator.websocket_url()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start jobcast watch");
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let (mut watch, mut lines) = watch(&emulator, &["--job", "lossy", "--quiet-check-secs", "1"]);
     let (code, out) = jobcast(
         &emulator,
         &[

@@ -418,6 +418,37 @@ pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::
     aws_sdk_apigatewaymanagement::Client::new(&sdk_config(endpoint).await)
 }
 
+/// An SQS record in AWS's shape (as in AWS's sample event), carrying `body`; FIFO when it names
+/// a message `group`.
+pub fn sqs_record(message_id: &str, group: Option<&str>, body: &str) -> Value {
+    let mut attributes = json!({
+        "ApproximateReceiveCount": "1",
+        "SentTimestamp": "1520621625029",
+        "SenderId": "AROAIWPX5BD2BHG722MW4:sender",
+        "ApproximateFirstReceiveTimestamp": "1520621634884"
+    });
+    if let Some(group) = group {
+        attributes["MessageGroupId"] = json!(group);
+        attributes["MessageDeduplicationId"] = json!(message_id);
+    }
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("handle-{message_id}"),
+        "body": body,
+        "md5OfBody": "fce0ea8dd236ccb3ed9b37dae260836f",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobcast-events.fifo",
+        "eventSource": "aws:sqs",
+        "awsRegion": "us-east-1",
+        "attributes": attributes,
+        "messageAttributes": {}
+    })
+}
+
+/// An SQS event of `records`, as the sender's event source hands it over.
+pub fn sqs_batch(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
 /// An endpoint of this test's own that hangs up on every connection: a store or service that
 /// cannot be reached, on a port nobody else can take meanwhile (unlike binding a port, dropping
 /// it and hoping it stays free).

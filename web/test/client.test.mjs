@@ -216,16 +216,21 @@ function scriptedSockets({ answerPings = false } = {}) {
   return { sockets, ScriptedSocket };
 }
 
-/** A client on a scripted socket, connected and ready; closed when the test ends. */
-async function scriptedClient(t, options = {}) {
-  const { sockets, ScriptedSocket } = scriptedSockets();
+/**
+ * A client on a scripted socket, connected and ready; closed when the test ends. `sockets`
+ * are the scripted sockets' options, and `before` sees the client before it connects (to
+ * listen from its first state on).
+ */
+async function scriptedClient(t, options = {}, { sockets: socketOptions, before } = {}) {
+  const { sockets, ScriptedSocket } = scriptedSockets(socketOptions);
   const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, ...options });
   t.after(() => client.close());
+  before?.(client);
   const connected = client.connect();
   await until("a socket exists", () => sockets.length === 1);
   sockets[0].open();
   await connected;
-  return { client, socket: sockets[0] };
+  return { client, socket: sockets[0], sockets };
 }
 
 /** Subscribes `client` to job "j" from seq 0, answered on `socket`. */
@@ -320,17 +325,12 @@ test("reconnects back off exponentially with full jitter, then resubscribe from 
   halves.close();
 });
 
+const QUICK_PINGS = { pingIntervalMs: 20, pongTimeoutMs: 30, initialBackoffMs: 1 };
+
 test("a ping without a pong closes the dead socket and reconnects", async (t) => {
-  const { sockets, ScriptedSocket } = scriptedSockets();
-  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, pingIntervalMs: 20, pongTimeoutMs: 30, initialBackoffMs: 1 });
-  t.after(() => client.close());
   const states = [];
-  client.on("connection", (c) => states.push(c.state));
-  const connected = client.connect();
-  await until("a socket exists", () => sockets.length === 1);
-  const dead = sockets[0];
-  dead.open();
-  await connected;
+  const listen = { before: (client) => client.on("connection", (c) => states.push(c.state)) };
+  const { client, socket: dead, sockets } = await scriptedClient(t, QUICK_PINGS, listen);
   await until("a ping was sent", () => dead.sent.some((f) => f.action === "ping"));
   await until("the client closed the socket", () => dead.closedWith);
   assert.equal(dead.closedWith.code, 4000);
@@ -345,15 +345,11 @@ test("a ping without a pong closes the dead socket and reconnects", async (t) =>
 });
 
 test("pings that are answered keep the socket open", async (t) => {
-  const { sockets, ScriptedSocket } = scriptedSockets({ answerPings: true });
-  const client = new JobcastClient("ws://x", { WebSocket: ScriptedSocket, pingIntervalMs: 20, pongTimeoutMs: 30, initialBackoffMs: 1 });
-  t.after(() => client.close());
   const states = [];
-  client.on("connection", (c) => states.push(c.state));
-  const connected = client.connect();
-  await until("a socket exists", () => sockets.length === 1);
-  sockets[0].open();
-  await connected;
+  const { client, sockets } = await scriptedClient(t, QUICK_PINGS, {
+    sockets: { answerPings: true },
+    before: (client) => client.on("connection", (c) => states.push(c.state)),
+  });
   // 15 pings 20 ms apart span at least 280 ms: over 9 pong timeouts, any of which would have
   // closed the socket (as the previous test shows) had its pong not cleared it.
   await until("15 pings were answered", () => sockets[0].sent.filter((f) => f.action === "ping").length >= 15);
@@ -406,10 +402,9 @@ test("a job that is heard from is not asked about", async (t) => {
 });
 
 test("a user message delivered twice is shown once, by its message_id", async (t) => {
-  const { client, socket } = await scriptedClient(t);
+  const { client, sockets } = await scriptedClient(t);
   const shown = [];
   client.on("notification", (n) => shown.push(n.message_id ?? n.title));
-  const sockets = [socket];
   const note = (id, title) => ({ type: "notification", title, message: "", level: "info", message_id: id, timestamp: new Date().toISOString() });
   sockets[0].deliver(note("m-1", "first"));
   sockets[0].deliver(note("m-1", "first")); // SQS redelivered it
