@@ -147,70 +147,6 @@ async fn throttled_out_records_come_back_with_their_group_and_a_redelivery_takes
     emulator.shutdown().await;
 }
 
-/// Every post that went through: (connection, frame).
-type RecordingPosts = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
-
-/// A gateway for in-process tests: posts to the `throttled` connections fail as throttled;
-/// the others take `delay` each, and are recorded.
-#[derive(Default)]
-struct TestGateway {
-    throttled: Vec<jobcast::protocol::ConnectionId>,
-    delay: Duration,
-    posts: RecordingPosts,
-}
-
-impl jobcast::gateway::ConnectionGateway for TestGateway {
-    async fn post_to_connection(
-        &self,
-        connection_id: &jobcast::protocol::ConnectionId,
-        payload: Bytes,
-    ) -> Result<(), jobcast::gateway::PostError> {
-        if self.throttled.contains(connection_id) {
-            return Err(jobcast::gateway::PostError::Throttled);
-        }
-        tokio::time::sleep(self.delay).await;
-        let frame = serde_json::from_slice(&payload).unwrap();
-        let mut posts = self.posts.lock().unwrap();
-        posts.push((connection_id.to_string(), frame));
-        Ok(())
-    }
-
-    async fn delete_connection(
-        &self,
-        _: &jobcast::protocol::ConnectionId,
-    ) -> Result<(), jobcast::gateway::PostError> {
-        Ok(())
-    }
-}
-
-/// Connection `id`, of user `u`, subscribed to `job`, straight in the store.
-async fn listening(store: &jobcast::store::MemoryStore, id: &str, job: &str) {
-    use jobcast::store::{Connection, ConnectionStore, Subscription};
-    let now = chrono::Utc::now();
-    let later = now + chrono::Duration::hours(1);
-    let connection_id = jobcast::protocol::ConnectionId::parse(id).unwrap();
-    let user_id = jobcast::protocol::UserId::parse("u").unwrap();
-    store
-        .put_connection(&Connection {
-            connection_id: connection_id.clone(),
-            user_id: user_id.clone(),
-            connected_at: now,
-            expires_at: later,
-        })
-        .await
-        .unwrap();
-    store
-        .put_subscription(&Subscription {
-            connection_id,
-            job_id: JobId::parse(job).unwrap(),
-            user_id,
-            expires_at: later,
-            live_after: 0,
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn one_failed_group_leaves_the_other_groups_alone() {
     let store = jobcast::store::MemoryStore::new();
@@ -220,10 +156,7 @@ async fn one_failed_group_leaves_the_other_groups_alone() {
     // Connection "busy" follows job-busy and is always throttled; "calm" follows job-calm.
     listening(&store, "busy", "job-busy").await;
     listening(&store, "calm", "job-calm").await;
-    let gateway = TestGateway {
-        throttled: vec![jobcast::protocol::ConnectionId::parse("busy").unwrap()],
-        ..TestGateway::default()
-    };
+    let gateway = ScriptedGateway::throttling(&["busy"]);
     let posts = gateway.posts.clone();
     // The calm group's records come before, between and after the busy group's.
     let records = sqs_batch(vec![
@@ -346,7 +279,11 @@ async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
     };
     // Already inside the reserve: nothing is started, everything comes back.
     let answer = service
-        .handle_sender_invocation_until(&TestGateway::default(), records(), Some(Instant::now()))
+        .handle_sender_invocation_until(
+            &ScriptedGateway::default(),
+            records(),
+            Some(Instant::now()),
+        )
         .await
         .unwrap();
     assert_eq!(failures(&answer), ["s-1", "s-2", "s-3", "s-4"], "{answer}");
@@ -359,9 +296,9 @@ async fn near_the_deadline_the_rest_of_a_batch_is_handed_back_untried() {
     let deadline = Instant::now() + Duration::from_millis(200);
     let answer = service
         .handle_sender_invocation_until(
-            &TestGateway {
+            &ScriptedGateway {
                 delay: Duration::from_millis(400),
-                ..TestGateway::default()
+                ..ScriptedGateway::default()
             },
             records(),
             Some(deadline),

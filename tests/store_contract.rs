@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use futures::StreamExt;
 use jobcast::protocol::{ConnectionId, EventId, JobEvent, JobId, JobState, UserId};
 use jobcast::store::{
-    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, PageRequest, Store,
+    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, Owed, PageRequest, Store,
     Subscription,
 };
 use serde_json::json;
@@ -521,7 +521,7 @@ async fn touching_a_connection_extends_it_and_its_subscriptions<S: Store>(store:
     );
 }
 
-async fn a_retry_of_the_latest_event_is_recorded_once<S: Store>(store: S) {
+async fn a_retry_of_any_event_is_recorded_once<S: Store>(store: S) {
     let first = appended(&store, with_id(new_event("idem", progress(10.0)), "m-1")).await;
     assert_eq!((first.event.seq, first.duplicate), (1, false));
     let retry = appended(&store, with_id(new_event("idem", progress(10.0)), "m-1")).await;
@@ -529,15 +529,36 @@ async fn a_retry_of_the_latest_event_is_recorded_once<S: Store>(store: S) {
     assert_eq!(retry.event.event, progress(10.0));
     let next = appended(&store, with_id(new_event("idem", progress(20.0)), "m-2")).await;
     assert_eq!((next.event.seq, next.duplicate), (2, false));
-    // An event without an id clears the memory, so no older id passes for a retry of it.
     let plain = appended(&store, new_event("idem", progress(30.0))).await;
     assert_eq!((plain.event.seq, plain.duplicate), (3, false));
+    // A late retry of an earlier event (a redelivered batch) is recognised too, and the
+    // snapshot does not go back to it.
     let late = appended(&store, with_id(new_event("idem", progress(20.0)), "m-2")).await;
     assert_eq!(
         (late.event.seq, late.duplicate),
-        (4, false),
-        "only the latest event is remembered"
+        (2, true),
+        "every event id is remembered"
     );
+    let earliest = appended(&store, with_id(new_event("idem", progress(10.0)), "m-1")).await;
+    assert_eq!((earliest.event.seq, earliest.duplicate), (1, true));
+    let snapshot = store.get_job(&job("idem")).await.unwrap().unwrap();
+    assert_eq!(
+        (snapshot.last_seq, snapshot.progress.map(|p| p.value())),
+        (3, Some(30.0))
+    );
+    // Who a fan-out missed is recorded on the event's id, for its retry.
+    let owed = Owed::Only(vec![connection_id(7)]);
+    store
+        .note_delivery(&job("idem"), &EventId::parse("m-2").unwrap(), &owed)
+        .await
+        .unwrap();
+    let again = appended(&store, with_id(new_event("idem", progress(20.0)), "m-2")).await;
+    assert_eq!((again.event.seq, again.owed), (2, Some(owed)));
+    let first_again = appended(&store, with_id(new_event("idem", progress(10.0)), "m-1")).await;
+    assert_eq!(first_again.owed, None, "nothing recorded for m-1");
+    // The same id on another job is another event.
+    let other = appended(&store, with_id(new_event("idem-2", progress(10.0)), "m-1")).await;
+    assert_eq!((other.event.seq, other.duplicate), (1, false));
     // A retry of a finishing event is answered as a retry, not refused as "finished".
     let done = event(json!({"type": "job_complete", "results": {}}));
     let finish = appended(&store, with_id(new_event("idem", done.clone()), "m-9")).await;
@@ -549,9 +570,38 @@ async fn a_retry_of_the_latest_event_is_recorded_once<S: Store>(store: S) {
             .await
             .unwrap()
             .len(),
-        5,
+        4,
         "the log holds each event once"
     );
+}
+
+async fn a_log_write_that_fails_takes_no_seq<S: Store>(store: S) {
+    append(&store, new_event("holes", progress(1.0))).await;
+    // An event whose log entry DynamoDB cannot write (an item is at most 400 KB; the sender
+    // refuses such an event earlier, this goes to the store directly).
+    // Only the log entry carries the results: the head takes the stage alone.
+    let huge = event(json!({
+        "type": "stage_complete", "stage": "crawl", "results": {"blob": "x".repeat(420_000)}
+    }));
+    let failed = store
+        .append_event(with_id(new_event("holes", huge), "huge"))
+        .await
+        .is_err();
+    append(&store, new_event("holes", progress(60.0))).await;
+    let job = store.get_job(&job("holes")).await.unwrap().unwrap();
+    let seqs: Vec<u64> = store
+        .events_after(&job.job_id, LogPage::after(0, 100))
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=job.last_seq).collect::<Vec<_>>(),
+        "every seq taken is in the log"
+    );
+    assert_eq!(job.last_seq, if failed { 2 } else { 3 });
 }
 
 async fn subscribing_raises_the_jobs_subscription_version<S: Store>(store: S) {
@@ -912,7 +962,8 @@ contract!(
     finished_jobs_take_no_more_events,
     an_expired_job_starts_afresh_but_keeps_counting,
     touching_a_connection_extends_it_and_its_subscriptions,
-    a_retry_of_the_latest_event_is_recorded_once,
+    a_retry_of_any_event_is_recorded_once,
+    a_log_write_that_fails_takes_no_seq,
     subscribing_raises_the_jobs_subscription_version,
     a_new_subscriber_is_named_by_the_next_append,
     a_registered_job_is_pending_with_its_owner,
@@ -945,4 +996,43 @@ async fn a_missing_table_is_not_found() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+/// Senders in several processes (Lambda instances) appending to one job at once: their
+/// transactions race, and every seq is still taken once, with its log entry.
+#[tokio::test]
+async fn writers_in_several_processes_take_every_seq_once_on_dynamodb() {
+    use jobcast::store::{DynamoStore, JobStore};
+    let first = jobcast_tests::dynamo_store().await;
+    let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT").unwrap();
+    let sdk = jobcast_tests::sdk_config(&endpoint).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|writer| {
+            // A store of its own, as another process would have: no shared turns.
+            let store = DynamoStore::new(&sdk, first.tables().clone());
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..25 {
+                    let id = format!("w{writer}-{i}");
+                    let new = with_id(new_event("raced", progress(f64::from(i))), &id);
+                    seqs.push(append(&store, new).await);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=100).collect::<Vec<u64>>());
+    let logged: Vec<u64> = first
+        .events_after(&job("raced"), LogPage::after(0, 200))
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.seq)
+        .collect();
+    assert_eq!(logged, (1..=100).collect::<Vec<u64>>());
 }

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobcast::protocol::{ConnectionId, JobId, Seq};
+use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
-    JobStore, LogPage, NewEvent, NewJob, Page, PageRequest, RegisterOutcome, ReplayClaim,
+    JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome, ReplayClaim,
     ReplayEnd, StoreError, StoredEvent, Subscription,
 };
 use rand::Rng;
@@ -185,6 +185,16 @@ impl<S: JobStore + Clone> JobStore for FaultyStore<S> {
     async fn append_event(&self, event: NewEvent) -> Result<AppendOutcome, StoreError> {
         self.run("append_event", self.inner.append_event(event))
             .await
+    }
+
+    async fn note_delivery(
+        &self,
+        job: &JobId,
+        event_id: &EventId,
+        owed: &Owed,
+    ) -> Result<(), StoreError> {
+        let call = self.inner.note_delivery(job, event_id, owed);
+        self.run("note_delivery", call).await
     }
 
     async fn get_job(&self, job: &JobId) -> Result<Option<JobRecord>, StoreError> {

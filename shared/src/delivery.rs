@@ -51,7 +51,11 @@ impl Default for DeliverySettings {
 enum Outcome {
     Delivered(Attempts),
     Gone(Attempts, ConnectionId),
-    Failed { attempts: Attempts, transient: bool },
+    Failed {
+        attempts: Attempts,
+        transient: bool,
+        connection_id: ConnectionId,
+    },
 }
 
 /// Where the connections of a fan-out come from.
@@ -64,7 +68,7 @@ pub enum Recipients {
 }
 
 /// A fan-out's report, and the connections it looked up when asked to remember them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FanOut {
     /// What the fan-out reached.
     pub report: DeliveryReport,
@@ -73,6 +77,9 @@ pub struct FanOut {
     pub recipients: Option<Vec<ConnectionId>>,
     /// The connections found closed (and removed from the store).
     pub gone: Vec<ConnectionId>,
+    /// The connections not reached for reasons that may pass (`failed_transient`): a retry of
+    /// the payload may reach them.
+    pub missed: Vec<ConnectionId>,
 }
 
 /// What it took to post to one connection.
@@ -185,6 +192,7 @@ where
     let mut in_flight = FuturesUnordered::new();
     let mut report = DeliveryReport::default();
     let mut gone = Vec::new();
+    let mut missed = Vec::new();
     loop {
         // Keep `limit` posts in flight, reading the next page only when the queue is dry.
         while in_flight.len() < limit.current() {
@@ -243,9 +251,13 @@ where
             Outcome::Failed {
                 attempts,
                 transient,
+                connection_id,
             } => {
                 report.failed += 1;
                 report.failed_transient += u64::from(transient);
+                if transient {
+                    missed.push(connection_id);
+                }
                 attempts
             }
         };
@@ -261,6 +273,7 @@ where
         report,
         recipients: remembered,
         gone,
+        missed,
     })
 }
 
@@ -331,6 +344,7 @@ async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
             Outcome::Failed {
                 attempts,
                 transient: err.is_retryable(),
+                connection_id,
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Test support: an emulator on a free port, real WebSocket clients, real AWS SDK clients.
 
+mod gateway;
 mod observed;
+pub use gateway::{RecordingPosts, ScriptedGateway, listening};
 pub use observed::{Observations, ObservedStore};
 
 use std::path::PathBuf;

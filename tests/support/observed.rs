@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use jobcast::protocol::{ConnectionId, JobId, Seq};
+use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
-    JobStore, LogPage, NewEvent, NewJob, Page, PageRequest, RegisterOutcome, ReplayClaim,
+    JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome, ReplayClaim,
     ReplayEnd, StoreError, StoredEvent, Subscription,
 };
 
@@ -212,6 +212,16 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
             count(&self.seen.appends_during_replay);
         }
         Ok(outcome)
+    }
+
+    async fn note_delivery(
+        &self,
+        job: &JobId,
+        event_id: &EventId,
+        owed: &Owed,
+    ) -> Result<(), StoreError> {
+        self.seen.strikes("note_delivery")?;
+        self.inner.note_delivery(job, event_id, owed).await
     }
 
     async fn get_job(&self, job: &JobId) -> Result<Option<JobRecord>, StoreError> {

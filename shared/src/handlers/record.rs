@@ -15,7 +15,9 @@ use crate::protocol::{
     ConnectionId, CorrelationId, DeliveryReport, EventId, JobEvent, JobId, JobState,
     MAX_FRAME_BYTES, Seq, ServerFrame, ServerMessage, UserId,
 };
-use crate::store::{AppendOutcome, Appended, Audience, NewEvent, Store, StoreError};
+use crate::store::{
+    AppendOutcome, Appended, Audience, MAX_OWED, NewEvent, Owed, Store, StoreError,
+};
 
 /// A job event on its way to the store.
 pub(super) struct NewJobEvent {
@@ -78,7 +80,7 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         .store()
         .append_event(NewEvent {
             job_id: job_id.clone(),
-            event_id,
+            event_id: event_id.clone(),
             event,
             correlation_id,
             recorded_at: now,
@@ -90,6 +92,7 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
     let Appended {
         event: stored,
         duplicate,
+        owed,
         subscribers_version,
         replaying,
         recent,
@@ -98,13 +101,10 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
         AppendOutcome::OwnedByAnother(_) => return Ok(Recorded::OwnedByAnother),
     };
-    if duplicate {
-        tracing::info!(
-            seq = stored.seq,
-            "a retry of the job's latest event; fanning it out again"
-        );
-    }
     let seq = stored.seq;
+    if duplicate {
+        tracing::info!(seq, owed = ?owed, "a retry of an event already recorded");
+    }
     let frame = ServerFrame::new(
         ServerMessage::job_event(job_id.clone(), seq, stored.event),
         stored.correlation_id,
@@ -118,8 +118,23 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         // A retry goes to those the lookup finds, filtered by their `live_after`; a recent
         // subscriber may have subscribed after this event, and had it from its replay.
         recent: if duplicate { Vec::new() } else { recent },
+        // A retry whose first fan-out recorded who it missed goes to them alone.
+        owed: if duplicate { owed.clone() } else { None },
     };
-    let delivery = fan_out(service, gateway, audience, Bytes::from(frame.to_json())).await?;
+    // What the record says must change once those it named are reached.
+    let owed_some = duplicate && matches!(owed, Some(Owed::Only(_)));
+    let FanOut {
+        report: delivery,
+        missed,
+        ..
+    } = fan_out(service, gateway, audience, Bytes::from(frame.to_json())).await?;
+    if let Some(event_id) = &event_id
+        && let Some(owed) = owed_after(&delivery, missed, owed_some)
+        && let Err(err) = service.store().note_delivery(job_id, event_id, &owed).await
+    {
+        // A retry then posts to every subscriber, as it would without the record.
+        tracing::warn!(error = %err, "could not record who the fan-out missed");
+    }
     report_fan_out(service.metrics().as_ref(), event_type, &delivery);
     tracing::info!(seq, duplicate, "event published");
     Ok(Recorded::Published {
@@ -127,6 +142,27 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         duplicate,
         delivery,
     })
+}
+
+/// A fan-out that posted to at least this many connections records who it missed (nobody, most
+/// often) even when it missed nobody: a retry of it is then cheap.
+const RECORD_AFTER_POSTS: u64 = 100;
+
+/// What to record of a fan-out for a retry of its event, if anything: who it missed, when it
+/// missed someone (SQS hands such a record back, so the retry is certain), was large, or
+/// reached some of those a record named (`owed_some`); nothing when the lookup broke off (who
+/// it did not reach is not known) or it missed too many.
+fn owed_after(report: &DeliveryReport, missed: Vec<ConnectionId>, owed_some: bool) -> Option<Owed> {
+    let posts = report.delivered + report.gone + report.failed;
+    if report.incomplete || missed.len() > MAX_OWED {
+        None
+    } else if !missed.is_empty() {
+        Some(Owed::Only(missed))
+    } else if posts >= RECORD_AFTER_POSTS || owed_some {
+        Some(Owed::Nobody)
+    } else {
+        None
+    }
 }
 
 /// Who should hear a job's event from its sender.
@@ -139,6 +175,8 @@ struct JobAudience<'a> {
     replaying: &'a [ConnectionId],
     /// Connections that subscribed so recently that the lookup may not find them yet.
     recent: Vec<ConnectionId>,
+    /// For a retry: who its first fan-out recorded as missed (nobody, or a few).
+    owed: Option<Owed>,
 }
 
 /// Fans event `seq` out to a job's subscribers but those replaying it, from the warm cache
@@ -150,14 +188,33 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
     gateway: &G,
     audience: JobAudience<'_>,
     payload: Bytes,
-) -> Result<DeliveryReport, StoreError> {
+) -> Result<FanOut, StoreError> {
     let JobAudience {
         job_id,
         seq,
         version,
         replaying,
         recent,
+        owed,
     } = audience;
+    match owed {
+        Some(Owed::Nobody) => {
+            tracing::info!(seq, "every subscriber was reached before; nothing to post");
+            return Ok(FanOut::default());
+        }
+        Some(Owed::Only(missed)) => {
+            let delivery =
+                Delivery::new(Recipients::Listed(missed.into()), payload).skipping(replaying);
+            return deliver(
+                service.store(),
+                gateway,
+                &service.settings().delivery,
+                delivery,
+            )
+            .await;
+        }
+        None => {}
+    }
     let cache = service.subscribers();
     let cached = cache.get(job_id, version);
     let from_cache = cached.is_some();
@@ -179,6 +236,7 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
         report,
         recipients,
         gone,
+        missed,
     } = deliver(
         service.store(),
         gateway,
@@ -203,5 +261,10 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
         cache.put(job_id.clone(), version, list);
     }
     tracing::debug!(from_cache, "subscribers resolved");
-    Ok(report)
+    Ok(FanOut {
+        report,
+        recipients: None,
+        gone,
+        missed,
+    })
 }

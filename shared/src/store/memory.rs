@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict,
-    JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Page, PageRequest,
-    PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim, ReplayEnd, StoreError,
-    StoredEvent, Subscription,
+    JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed, Page,
+    PageRequest, PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim, ReplayEnd,
+    StoreError, StoredEvent, Subscription,
 };
 use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 
@@ -30,8 +30,9 @@ struct State {
     jobs_of_connection: HashMap<ConnectionId, BTreeSet<JobId>>,
     connections_of_user: BTreeMap<UserId, BTreeSet<ConnectionId>>,
     jobs: HashMap<JobId, JobRecord>,
-    /// The pipeline's id of each job's latest event, to recognise a retry.
-    latest_event_ids: HashMap<JobId, EventId>,
+    /// Every event id a job recorded, to recognise a retry: the event's seq, when the id is
+    /// forgotten (with the event), and the event's delivery record.
+    event_ids: HashMap<(JobId, EventId), EventIdRecord>,
     /// Raised by every subscribe and unsubscribe: see `ConnectionStore::put_subscription`.
     subscribers_versions: HashMap<JobId, u64>,
     /// Each job's recent subscribers, and until when they count as recent.
@@ -41,6 +42,13 @@ struct State {
     frame_buckets: HashMap<ConnectionId, (i64, u64)>,
     /// Each job's replay claims: see `JobStore::start_replay`.
     replay_claims: HashMap<JobId, HashSet<ReplayClaim>>,
+}
+
+/// What the store keeps of an event id.
+struct EventIdRecord {
+    seq: Seq,
+    expires_at: DateTime<Utc>,
+    owed: Option<Owed>,
 }
 
 impl State {
@@ -366,7 +374,6 @@ impl JobStore for MemoryStore {
             expires_at: job.expires_at,
             owner: job.owner,
         };
-        state.latest_event_ids.remove(&job.job_id);
         state.jobs.insert(job.job_id, record.clone());
         Ok(RegisterOutcome::Registered(record))
     }
@@ -383,17 +390,20 @@ impl JobStore for MemoryStore {
             .get(&new.job_id)
             .copied()
             .unwrap_or(0);
-        if let Some(job) = previous
-            && new.event_id.is_some()
-            && state.latest_event_ids.get(&new.job_id) == new.event_id.as_ref()
+        if let Some(event_id) = &new.event_id
+            && let Some(record) = state
+                .event_ids
+                .get(&(new.job_id.clone(), event_id.clone()))
+                .filter(|record| record.expires_at > now)
             && let Some((event, _)) = state
                 .events
                 .get(&new.job_id)
-                .and_then(|log| log.get(usize::try_from(job.last_seq).ok()?.checked_sub(1)?))
+                .and_then(|log| log.get(usize::try_from(record.seq).ok()?.checked_sub(1)?))
         {
             return Ok(AppendOutcome::Appended(Appended {
                 event: event.clone(),
                 duplicate: true,
+                owed: record.owed.clone(),
                 subscribers_version,
                 replaying: state.replaying(&new.job_id),
                 recent: state.recent(&new.job_id),
@@ -416,10 +426,16 @@ impl JobStore for MemoryStore {
         state.jobs.insert(new.job_id.clone(), record);
         let replaying = state.replaying(&new.job_id);
         let recent = state.recent(&new.job_id);
-        match new.event_id {
-            Some(event_id) => state.latest_event_ids.insert(new.job_id.clone(), event_id),
-            None => state.latest_event_ids.remove(&new.job_id),
-        };
+        if let Some(event_id) = new.event_id {
+            let record = EventIdRecord {
+                seq,
+                expires_at: new.event_expires_at,
+                owed: None,
+            };
+            state
+                .event_ids
+                .insert((new.job_id.clone(), event_id), record);
+        }
         state
             .events
             .entry(new.job_id)
@@ -427,6 +443,19 @@ impl JobStore for MemoryStore {
             .push((stored.clone(), new.event_expires_at));
         let appended = Appended::new(stored, subscribers_version, replaying, recent);
         Ok(AppendOutcome::Appended(appended))
+    }
+
+    async fn note_delivery(
+        &self,
+        job_id: &JobId,
+        event_id: &EventId,
+        owed: &Owed,
+    ) -> Result<(), StoreError> {
+        let key = (job_id.clone(), event_id.clone());
+        if let Some(record) = self.lock().event_ids.get_mut(&key) {
+            record.owed = Some(owed.clone());
+        }
+        Ok(())
     }
 
     async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {

@@ -135,8 +135,12 @@ pub struct StoredEvent {
 pub struct Appended {
     /// The event as stored (for a duplicate, as it was first recorded).
     pub event: StoredEvent,
-    /// True when this was a retry of the job's latest event: no new seq was taken.
+    /// True when this was a retry of an event already recorded (its `event_id` was seen): no
+    /// new seq was taken.
     pub duplicate: bool,
+    /// For a retry: who its earlier fan-out left unreached, when that fan-out recorded it
+    /// ([`JobStore::note_delivery`]); `None` when it is not known, and for a new event.
+    pub owed: Option<Owed>,
     /// The job's subscription version at the time of the append (see
     /// [`ConnectionStore::put_subscription`]): a cached subscriber list taken at this version
     /// is still exact.
@@ -161,12 +165,28 @@ impl Appended {
         Self {
             event,
             duplicate: false,
+            owed: None,
             subscribers_version,
             replaying,
             recent,
         }
     }
 }
+
+/// Who an event's fan-out left unreached, recorded after it so that a retry of the event posts
+/// only to them rather than to every subscriber again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owed {
+    /// Every connection the fan-out looked for was reached (or found closed).
+    Nobody,
+    /// Only these connections were not reached, for reasons that may pass (throttling, 5xx,
+    /// timeouts): at most [`MAX_OWED`] of them.
+    Only(Vec<ConnectionId>),
+}
+
+/// The most unreached connections an event's delivery record names; a fan-out that missed
+/// more records nothing, and a retry goes to every subscriber.
+pub const MAX_OWED: usize = 100;
 
 /// How long a new subscription is named on its job's head, beside the eventually consistent
 /// index; the index catches up in well under a second. (On DynamoDB a connection that closes or
@@ -231,8 +251,8 @@ pub enum ReplayEnd {
 pub struct NewEvent {
     /// The job the event is about.
     pub job_id: JobId,
-    /// The pipeline's id for this event. When it equals the id of the job's latest event, the
-    /// append is a retry: nothing new is recorded and the event already stored is returned.
+    /// The pipeline's id for this event. When the job already recorded an event with this id,
+    /// the append is a retry: nothing new is recorded and the event already stored is returned.
     pub event_id: Option<EventId>,
     /// The event.
     pub event: JobEvent,
@@ -483,12 +503,23 @@ pub trait JobStore: Send + Sync + 'static {
         job: NewJob,
     ) -> impl Future<Output = Result<RegisterOutcome, StoreError>> + Send;
 
-    /// Assigns the next `seq` atomically, updates the snapshot and logs the event — unless the
-    /// job has already finished.
+    /// Assigns the next `seq`, updates the snapshot and logs the event, all at once (the log
+    /// never has a hole) — unless the job has already finished. An event whose `event_id` the
+    /// store has seen for the job (until the event leaves the log) is a retry: nothing is
+    /// recorded, and the event as first recorded is returned, with its delivery record.
     fn append_event(
         &self,
         event: NewEvent,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// Records who the fan-out of the event with `event_id` left unreached, for a retry of it
+    /// ([`Appended::owed`]). Nothing happens if the event is not known.
+    fn note_delivery(
+        &self,
+        job_id: &JobId,
+        event_id: &EventId,
+        owed: &Owed,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The job's snapshot, if it exists and has not expired.
     fn get_job(

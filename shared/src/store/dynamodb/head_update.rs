@@ -1,20 +1,26 @@
-//! The one UpdateItem that records an event on a job's head: takes the next seq (ADD, never
-//! read-modify-write) and moves the snapshot as [`SnapshotChange`] says, under the conditions
-//! that keep a finished job finished, an owner the owner, and a retry recognisable.
+//! The head's part of the transaction that records an event: takes seq `prev + 1` (only if the
+//! head's last seq is still `prev`) and moves the snapshot as [`SnapshotChange`] says, under
+//! the conditions that keep a finished job finished and an owner the owner.
 
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
 
 use super::DynamoStore;
-use super::items::{epoch_seconds, n, now_seconds, s};
-use super::schema::EXPIRES_AT;
-use crate::protocol::JobState;
-use crate::store::{NewEvent, SnapshotChange};
+use super::errors::corrupt;
+use super::items::{HEAD_SEQ, epoch_seconds, n, now_seconds, s};
+use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
+use crate::protocol::{JobState, Seq};
+use crate::store::{NewEvent, SnapshotChange, StoreError};
 
 impl DynamoStore {
-    /// The UpdateItem that takes the next seq and moves the job's snapshot. `fresh` resets an
-    /// expired snapshot; otherwise the job must be live and running (or new).
-    pub(super) fn update_head(&self, new: &NewEvent, fresh: bool) -> UpdateItemFluentBuilder {
+    /// The head update that takes seq `prev + 1` and moves the job's snapshot. `fresh` resets
+    /// an expired snapshot; otherwise the job must be live and running (or new). Either way the
+    /// head's last seq must still be `prev`, as the caller read it.
+    pub(super) fn update_head(
+        &self,
+        new: &NewEvent,
+        fresh: bool,
+        prev: Seq,
+    ) -> Result<Update, StoreError> {
         let change = SnapshotChange::of(&new.event);
         // Every attribute goes by a placeholder name: `state` and others are reserved words.
         let mut set_clauses: Vec<String> = [
@@ -24,8 +30,10 @@ impl DynamoStore {
         ]
         .map(str::to_owned)
         .to_vec();
-        let mut update = self
-            .update_job_head(new.job_id.as_str())
+        let mut update = Update::builder()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(new.job_id.as_str()))
+            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_names("#updated", "updated_at")
@@ -35,19 +43,20 @@ impl DynamoStore {
             .expression_attribute_values(":updated", n(new.recorded_at.timestamp_millis()))
             .expression_attribute_values(":expires", n(epoch_seconds(new.job_expires_at)))
             .expression_attribute_values(":now", n(now_seconds()))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
+            .expression_attribute_values(":seq", n(prev + 1))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // No other append came between the caller's read and this write.
+        let unchanged = if prev == 0 {
+            "attribute_not_exists(#last_seq) OR #last_seq = :prev"
+        } else {
+            "#last_seq = :prev"
+        };
+        update = update.expression_attribute_values(":prev", n(prev));
         update = if fresh {
-            update.condition_expression("#expires <= :now")
+            update.condition_expression(format!("#expires <= :now AND ({unchanged})"))
         } else {
             let live = "(attribute_not_exists(#state) OR (#state IN (:running, :pending) AND #expires > :now))";
-            // A retry of the latest event fails the condition, and is answered from the log.
-            let mut condition = if new.event_id.is_some() {
-                format!("{live} AND (attribute_not_exists(#latest) OR #latest <> :event_id)")
-            } else {
-                live.to_owned()
-            };
+            let mut condition = format!("{live} AND ({unchanged})");
             if new.owner.is_some() {
                 condition.push_str(" AND (attribute_not_exists(#owner) OR #owner = :owner)");
             }
@@ -63,10 +72,6 @@ impl DynamoStore {
         if let Some(owner) = &new.owner {
             update = update.expression_attribute_values(":owner", s(owner.as_str()));
         }
-        update = update.expression_attribute_names("#latest", "latest_event_id");
-        if let Some(event_id) = &new.event_id {
-            update = update.expression_attribute_values(":event_id", s(event_id.as_str()));
-        }
         // The snapshot fields this event sets, as the one definition says, and their values.
         let fields = snapshot_fields(&change);
         for (field, value) in &fields {
@@ -74,9 +79,6 @@ impl DynamoStore {
             update = update
                 .expression_attribute_names(format!("#{field}"), *field)
                 .expression_attribute_values(format!(":{field}"), value.clone());
-        }
-        if new.event_id.is_some() {
-            set_clauses.push("#latest = :event_id".to_owned());
         }
         match (&new.owner, fresh) {
             (Some(_), false) => set_clauses.push("#owner = if_not_exists(#owner, :owner)".into()),
@@ -103,19 +105,19 @@ impl DynamoStore {
                 }
             }
         }
-        if new.event_id.is_none() {
-            // Otherwise a late retry of an earlier event would pass for a retry of this one.
-            removes.push("#latest".to_owned());
-        }
         if fresh && new.owner.is_none() {
             // A job that starts afresh does not inherit the expired one's owner.
             removes.push("#owner".to_owned());
         }
-        let mut expression = format!("SET {} ADD #last_seq :one", set_clauses.join(", "));
+        set_clauses.push("#last_seq = :seq".to_owned());
+        let mut expression = format!("SET {}", set_clauses.join(", "));
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        update.update_expression(expression)
+        update
+            .update_expression(expression)
+            .build()
+            .map_err(|e| corrupt("head update", e))
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::corrupt;
 use crate::protocol::{
-    ConnectionId, CorrelationId, JobEvent, JobId, JobState, Percent, StageName, UserId,
+    ConnectionId, CorrelationId, EventId, JobEvent, JobId, JobState, Percent, StageName, UserId,
 };
 use crate::store::{
     Connection, JobRecord, PageToken, ReplayClaim, StoreError, StoredEvent, Subscription,
@@ -96,7 +96,7 @@ impl SubscriptionItem {
 /// The job's item at seq 0: its snapshot, the counter that hands out seqs, and the
 /// subscription version. A subscribe before the job's first event leaves a head with only
 /// the version (and an expiry), which reads as "no job yet".
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(super) struct JobHeadItem {
     pub(super) job_id: String,
     pub(super) state: Option<String>,
@@ -110,7 +110,6 @@ pub(super) struct JobHeadItem {
     #[serde(default)]
     pub(super) updated_at: i64,
     pub(super) expires_at: i64,
-    pub(super) latest_event_id: Option<String>,
     #[serde(default)]
     pub(super) subscribers_version: u64,
     pub(super) owner: Option<String>,
@@ -143,6 +142,26 @@ fn still_held(entries: &[String]) -> Vec<ConnectionId> {
         .filter(|(_, until)| *until > now)
         .map(|(connection_id, _)| connection_id)
         .collect()
+}
+
+/// What the jobs table keeps of an event id, to recognise a retry: written in the same
+/// transaction as the event, expiring with it. Its partition key is `{job_id}#{event_id}`,
+/// which no job's can be (`#` is not a job id character); its sort key is 0.
+#[derive(Serialize, Deserialize)]
+pub(super) struct EventIdItem {
+    pub(super) job_id: String,
+    pub(super) seq: u64,
+    /// The seq the event took.
+    pub(super) event_seq: u64,
+    pub(super) expires_at: i64,
+    /// Who the event's fan-out left unreached, once recorded: empty for nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) owed: Option<Vec<String>>,
+}
+
+/// The partition key of an event id's item.
+pub(super) fn event_id_key(job_id: &JobId, event_id: &EventId) -> String {
+    format!("{job_id}#{event_id}")
 }
 
 #[derive(Serialize, Deserialize)]

@@ -15,8 +15,8 @@ use super::items::{
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
 use crate::store::{
-    AppendOutcome, Appended, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent,
-    NewJob, RegisterOutcome, ReplayClaim, ReplayEnd, StoreError, StoredEvent,
+    AppendOutcome, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed,
+    RegisterOutcome, ReplayClaim, ReplayEnd, StoreError, StoredEvent,
 };
 
 /// What raising a job's subscription version does to its recent subscribers.
@@ -92,72 +92,11 @@ impl DynamoStore {
         }
     }
 
-    /// The logged event at `seq`, if it is there.
-    pub(super) async fn get_event(
+    /// The job's head item, read consistently, if there is one.
+    pub(super) async fn read_head(
         &self,
         job_id: &JobId,
-        seq: Seq,
-    ) -> Result<Option<StoredEvent>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, n(seq))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        output
-            .item
-            .map(|item| {
-                serde_dynamo::from_item::<_, EventItem>(item)
-                    .map_err(|e| corrupt("event", e))?
-                    .try_into()
-            })
-            .transpose()
-    }
-}
-
-impl DynamoStore {
-    /// A retry of the job's latest event: the event from the log, written now if the first
-    /// try took its seq but failed to log it.
-    pub(super) async fn answer_retry(
-        &self,
-        new: NewEvent,
-        head: JobHeadItem,
-    ) -> Result<AppendOutcome, StoreError> {
-        let seq = head.last_seq;
-        let event = match self.get_event(&new.job_id, seq).await? {
-            Some(event) => event,
-            None => {
-                let event = new.recorded_as(seq);
-                self.put_event(&event, new.event_expires_at).await?;
-                event
-            }
-        };
-        Ok(AppendOutcome::Appended(Appended {
-            event,
-            duplicate: true,
-            subscribers_version: head.subscribers_version,
-            replaying: head.replaying_connections(),
-            recent: head.recent_connections(),
-        }))
-    }
-
-    /// Logs an event, to expire at `expires_at`.
-    pub(super) async fn put_event(
-        &self,
-        event: &StoredEvent,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let item = EventItem::new(event, expires_at);
-        self.put(&self.tables.jobs, item, "event").await
-    }
-}
-
-impl JobStore for DynamoStore {
-    async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+    ) -> Result<Option<JobHeadItem>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -168,14 +107,21 @@ impl JobStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let head: JobHeadItem = serde_dynamo::from_item(item).map_err(|e| corrupt("job", e))?;
-        if head.expires_at <= now_seconds() || head.state.is_none() {
-            return Ok(None);
+        output
+            .item
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| corrupt("job", e)))
+            .transpose()
+    }
+}
+
+impl JobStore for DynamoStore {
+    async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        match self.read_head(job_id).await? {
+            Some(head) if head.expires_at > now_seconds() && head.state.is_some() => {
+                head.try_into().map(Some)
+            }
+            _ => Ok(None),
         }
-        head.try_into().map(Some)
     }
 
     async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
@@ -187,7 +133,7 @@ impl JobStore for DynamoStore {
             "#last_seq = if_not_exists(#last_seq, :zero)",
         ];
         // What an expired job of the same id left behind; its seq keeps counting.
-        let mut removes = vec!["#stage", "#progress", "#message", "#latest"];
+        let mut removes = vec!["#stage", "#progress", "#message"];
         if job.owner.is_some() {
             sets.push("#owner = :owner");
         } else {
@@ -209,7 +155,6 @@ impl JobStore for DynamoStore {
             .expression_attribute_names("#stage", "stage")
             .expression_attribute_names("#progress", "progress")
             .expression_attribute_names("#message", "message")
-            .expression_attribute_names("#latest", "latest_event_id")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":pending", s(JobState::Pending.as_str()))
             .expression_attribute_values(":updated", n(job.registered_at.timestamp_millis()))
@@ -247,70 +192,16 @@ impl JobStore for DynamoStore {
     }
 
     async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
-        // Normally one UpdateItem does it. A head that expired (but TTL has not deleted yet)
-        // is reset instead; if two writers race to reset it, the loser takes the normal path.
-        let mut fresh = false;
-        let mut attempts = 0;
-        let (seq, subscribers_version, replaying, recent) = loop {
-            attempts += 1;
-            if attempts > 4 {
-                return Err(StoreError::Unavailable(format!(
-                    "job {}: the snapshot kept changing",
-                    new.job_id
-                )));
-            }
-            match self.update_head(&new, fresh).send().await {
-                Ok(output) => {
-                    let head: JobHeadItem =
-                        serde_dynamo::from_item(output.attributes.unwrap_or_default())
-                            .map_err(|e| corrupt("job", e))?;
-                    let (replaying, recent) =
-                        (head.replaying_connections(), head.recent_connections());
-                    break (head.last_seq, head.subscribers_version, replaying, recent);
-                }
-                Err(err) => {
-                    use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
-                    let Some(ConditionalCheckFailedException(failed)) = err.as_service_error()
-                    else {
-                        return Err(store_error("UpdateItem", err));
-                    };
-                    let Some(old) = failed.item() else {
-                        // The reset lost a race (or the item vanished): go the normal way.
-                        fresh = !fresh;
-                        continue;
-                    };
-                    let head: JobHeadItem =
-                        serde_dynamo::from_item(old.clone()).map_err(|e| corrupt("job", e))?;
-                    if !fresh
-                        && head.expires_at > now_seconds()
-                        && new.event_id.is_some()
-                        && head.latest_event_id.as_deref()
-                            == new.event_id.as_ref().map(EventId::as_str)
-                    {
-                        return self.answer_retry(new, head).await;
-                    }
-                    if head.expires_at <= now_seconds() && !fresh {
-                        fresh = true;
-                        continue;
-                    }
-                    if fresh {
-                        fresh = false;
-                        continue;
-                    }
-                    if new.owner.is_some()
-                        && head.owner.is_some()
-                        && head.owner != new.owner.as_ref().map(|o| o.to_string())
-                    {
-                        return Ok(AppendOutcome::OwnedByAnother(head.try_into()?));
-                    }
-                    return Ok(AppendOutcome::JobFinished(head.try_into()?));
-                }
-            }
-        };
-        let stored = new.recorded_as(seq);
-        self.put_event(&stored, new.event_expires_at).await?;
-        let appended = Appended::new(stored, subscribers_version, replaying, recent);
-        Ok(AppendOutcome::Appended(appended))
+        self.record_event(new).await
+    }
+
+    async fn note_delivery(
+        &self,
+        job_id: &JobId,
+        event_id: &EventId,
+        owed: &Owed,
+    ) -> Result<(), StoreError> {
+        self.record_owed(job_id, event_id, owed).await
     }
 
     async fn events_after(

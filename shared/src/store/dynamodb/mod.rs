@@ -3,8 +3,8 @@
 //! The adapter is in rooms: the items and their conversions (`items.rs`), how DynamoDB's
 //! failures map to the port's errors (`errors.rs`), table-level requests they share
 //! (`table.rs`), the connection store (`connections.rs`) with its frame bucket
-//! (`frame_bucket.rs`), the job store (`jobs.rs`) with the head update that records an event
-//! (`head_update.rs`), and what Queries have read (`reads.rs`).
+//! (`frame_bucket.rs`), the job store (`jobs.rs`), the transaction that records an event (`append.rs`)
+//! with its head update (`head_update.rs`), and what Queries have read (`reads.rs`).
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 
 use crate::store::StoreError;
 
+mod append;
 mod connections;
 mod errors;
 mod frame_bucket;
@@ -33,6 +34,8 @@ pub struct DynamoStore {
     client: Client,
     tables: TableNames,
     reads: Arc<ReadCounters>,
+    /// Appends to one job from this process take turns (see `append.rs`).
+    appending: Arc<append::AppendTurns>,
 }
 
 impl DynamoStore {
@@ -50,6 +53,7 @@ impl DynamoStore {
             client: Client::from_conf(config),
             tables,
             reads: Arc::default(),
+            appending: Arc::default(),
         }
     }
 

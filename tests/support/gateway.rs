@@ -1,0 +1,108 @@
+//! A gateway for in-process tests of the handlers, and connections put straight in the store.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jobcast::gateway::{ConnectionGateway, PostError};
+use jobcast::protocol::{ConnectionId, JobId, UserId};
+use jobcast::store::{Connection, ConnectionStore, Subscription};
+use serde_json::Value;
+
+/// Every post that went through: (connection, frame).
+pub type RecordingPosts = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Posts to the `throttled` connections fail as throttled; the others take `delay` each, and
+/// are recorded in `posts`. Which connections are throttled may change between sends.
+#[derive(Default)]
+pub struct ScriptedGateway {
+    /// Connections whose posts answer 429.
+    pub throttled: Mutex<HashSet<ConnectionId>>,
+    /// How long each post that goes through takes.
+    pub delay: Duration,
+    /// What went through.
+    pub posts: RecordingPosts,
+}
+
+impl ScriptedGateway {
+    /// A gateway that throttles `ids`.
+    pub fn throttling(ids: &[&str]) -> Self {
+        let gateway = Self::default();
+        gateway.throttle(ids);
+        gateway
+    }
+
+    /// Throttles exactly `ids` from now on.
+    pub fn throttle(&self, ids: &[&str]) {
+        *self.throttled.lock().unwrap() = ids.iter().map(|id| connection(id)).collect();
+    }
+
+    /// The posts that went through to `id`: their frames.
+    pub fn frames_to(&self, id: &str) -> Vec<Value> {
+        let posts = self.posts.lock().unwrap();
+        posts
+            .iter()
+            .filter(|(to, _)| to == id)
+            .map(|(_, frame)| frame.clone())
+            .collect()
+    }
+
+    /// How many posts went through.
+    pub fn post_count(&self) -> usize {
+        self.posts.lock().unwrap().len()
+    }
+}
+
+impl ConnectionGateway for ScriptedGateway {
+    async fn post_to_connection(
+        &self,
+        connection_id: &ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), PostError> {
+        if self.throttled.lock().unwrap().contains(connection_id) {
+            return Err(PostError::Throttled);
+        }
+        tokio::time::sleep(self.delay).await;
+        let frame = serde_json::from_slice(&payload).unwrap();
+        self.posts
+            .lock()
+            .unwrap()
+            .push((connection_id.to_string(), frame));
+        Ok(())
+    }
+
+    async fn delete_connection(&self, _: &ConnectionId) -> Result<(), PostError> {
+        Ok(())
+    }
+}
+
+fn connection(id: &str) -> ConnectionId {
+    ConnectionId::parse(id).unwrap()
+}
+
+/// Connection `id`, of user `u`, subscribed to `job` (live after seq 0), straight in the store.
+pub async fn listening<S: ConnectionStore>(store: &S, id: &str, job: &str) {
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::hours(1);
+    let user_id = UserId::parse("u").unwrap();
+    store
+        .put_connection(&Connection {
+            connection_id: connection(id),
+            user_id: user_id.clone(),
+            connected_at: now,
+            expires_at: later,
+        })
+        .await
+        .unwrap();
+    store
+        .put_subscription(&Subscription {
+            connection_id: connection(id),
+            job_id: JobId::parse(job).unwrap(),
+            user_id,
+            expires_at: later,
+            live_after: 0,
+        })
+        .await
+        .unwrap();
+}
