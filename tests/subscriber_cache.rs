@@ -111,3 +111,43 @@ async fn a_subscriber_the_index_does_not_show_yet_still_hears_the_next_event() {
     client.expect_silence().await;
     emulator.shutdown().await;
 }
+
+/// Found by the chaos check: a retry of an earlier event looked its subscribers up for that seq,
+/// which leaves out a subscriber live after it, and the warm sender cached that list for the
+/// current version; the next event, at the same version, then missed the subscriber.
+#[tokio::test]
+async fn a_retry_of_an_earlier_event_does_not_leave_a_new_subscriber_out_of_the_cache() {
+    use jobcast::handlers::Jobcast;
+    use jobcast::store::MemoryStore;
+    let store = ObservedStore::new(MemoryStore::new());
+    // The head no longer names anyone as recent: only the lookup (or the cache) finds them.
+    store
+        .observations()
+        .forget_recent
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let service = Jobcast::new(store.clone(), test_settings());
+    let gateway = ScriptedGateway::default();
+    listening(&store, "early", "cached").await;
+    let first = serde_json::json!({
+        "job_id": "cached", "event_id": "e-1",
+        "event": {"type": "progress_update", "stage": "s", "progress": 10.0}
+    });
+    service.handle_send(&gateway, first.clone()).await.unwrap();
+    // A subscriber whose replay gave it seq 1; then seq 1 is sent again (SQS redelivers it).
+    listening_after(&store, "late", "cached", 1).await;
+    service.handle_send(&gateway, first).await.unwrap();
+    service
+        .handle_send(&gateway, progress("cached", 20.0, "next"))
+        .await
+        .unwrap();
+    let heard: Vec<u64> = gateway
+        .frames_to("late")
+        .iter()
+        .map(|frame| frame["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        heard,
+        [2],
+        "the late subscriber hears seq 2 (and not seq 1)"
+    );
+}

@@ -83,6 +83,12 @@ fn connection(id: &str) -> ConnectionId {
 
 /// Connection `id`, of user `u`, subscribed to `job` (live after seq 0), straight in the store.
 pub async fn listening<S: ConnectionStore>(store: &S, id: &str, job: &str) {
+    listening_after(store, id, job, 0).await;
+}
+
+/// Connection `id`, of user `u`, subscribed to `job` live after `live_after` (as a subscribe
+/// whose claim came after that seq leaves it), straight in the store.
+pub async fn listening_after<S: ConnectionStore>(store: &S, id: &str, job: &str, live_after: u64) {
     let now = chrono::Utc::now();
     let later = now + chrono::Duration::hours(1);
     let user_id = UserId::parse("u").unwrap();
@@ -101,7 +107,7 @@ pub async fn listening<S: ConnectionStore>(store: &S, id: &str, job: &str) {
             job_id: JobId::parse(job).unwrap(),
             user_id,
             expires_at: later,
-            live_after: 0,
+            live_after,
         })
         .await
         .unwrap();

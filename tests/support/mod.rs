@@ -1,8 +1,9 @@
 //! Test support: an emulator on a free port, real WebSocket clients, real AWS SDK clients.
 
+pub mod chaos;
 mod gateway;
 mod observed;
-pub use gateway::{RecordingPosts, ScriptedGateway, listening};
+pub use gateway::{RecordingPosts, ScriptedGateway, listening, listening_after};
 pub use observed::{Observations, ObservedStore};
 
 use std::path::PathBuf;

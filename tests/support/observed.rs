@@ -243,6 +243,7 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
 
     async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
         count(&self.seen.replays_abandoned);
+        self.seen.strikes("abandon_replay")?;
         self.inner.abandon_replay(claim).await
     }
 

@@ -120,6 +120,7 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         recent: if duplicate { Vec::new() } else { recent },
         // A retry whose first fan-out recorded who it missed goes to them alone.
         owed: if duplicate { owed.clone() } else { None },
+        retry: duplicate,
     };
     // What the record says must change once those it named are reached.
     let owed_some = duplicate && matches!(owed, Some(Owed::Only(_)));
@@ -177,6 +178,8 @@ struct JobAudience<'a> {
     recent: Vec<ConnectionId>,
     /// For a retry: who its first fan-out recorded as missed (nobody, or a few).
     owed: Option<Owed>,
+    /// A retry of an event recorded before.
+    retry: bool,
 }
 
 /// Fans event `seq` out to a job's subscribers but those replaying it, from the warm cache
@@ -196,6 +199,7 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
         replaying,
         recent,
         owed,
+        retry,
     } = audience;
     match owed {
         Some(Owed::Nobody) => {
@@ -216,13 +220,20 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
         None => {}
     }
     let cache = service.subscribers();
-    let cached = cache.get(job_id, version);
+    // A retry of an earlier event neither reads nor fills the cache: its lookup leaves out the
+    // subscribers live after its seq, who need the later events, and a list cached for a later
+    // seq names some who had this event from their replay.
+    let cached = if retry {
+        None
+    } else {
+        cache.get(job_id, version)
+    };
     let from_cache = cached.is_some();
     let recipients = match cached {
         Some(list) => Recipients::Listed(list),
         None => Recipients::Lookup(Audience::Job(job_id.clone(), seq)),
     };
-    let remember = if cache.is_enabled() && !from_cache {
+    let remember = if cache.is_enabled() && !from_cache && !retry {
         MAX_CACHED_SUBSCRIBERS
     } else {
         0

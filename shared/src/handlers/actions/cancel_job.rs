@@ -10,8 +10,9 @@ use crate::handlers::service::Jobcast;
 use crate::protocol::{CancelJob, EventId, JobCancelled, JobEvent, ServerMessage};
 use crate::store::Store;
 
-/// Fan-outs of one cancel, the first included, while some subscribers are still unreached.
-const CANCEL_FAN_OUT_ATTEMPTS: u32 = 3;
+/// Tries of one cancel, the first included, while the store fails or some subscribers are still
+/// unreached: nobody else sends a client's cancel again.
+const CANCEL_ATTEMPTS: u32 = 5;
 
 /// Records the cancel and answers the job's status after it.
 pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
@@ -32,9 +33,11 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         correlation_id: caller.correlation_id.clone(),
         owner: None,
     };
-    for attempt in 1..=CANCEL_FAN_OUT_ATTEMPTS {
+    let mut recorded = false;
+    for attempt in 1..=CANCEL_ATTEMPTS {
         match record_and_deliver(service, gateway, &job_id, cancel()).await {
             Ok(Recorded::Published { seq, delivery, .. }) => {
+                recorded = true;
                 tracing::info!(
                     seq,
                     attempt,
@@ -51,9 +54,15 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
             }
             Ok(Recorded::OwnedByAnother) => return Err(ActionError::JobNotAccessible(job_id)),
             // Once recorded, the cancel stands: a failed later fan-out is logged, not refused.
-            Err(err) if attempt > 1 => {
+            Err(err) if recorded => {
                 tracing::warn!(error = %err, "could not fan the cancel out again");
                 break;
+            }
+            // The store may have recorded it all the same: the same id again is recognised,
+            // and fanned out.
+            Err(err) if err.is_transient() && attempt < CANCEL_ATTEMPTS => {
+                tracing::warn!(attempt, error = %err, "could not record the cancel; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
             }
             Err(err) => return Err(err.into()),
         }

@@ -1,0 +1,212 @@
+//! The reconnect storm: `--clients N` (5,000) WebSocket clients subscribe to one job at once
+//! (`last_seq: 0`, a replay of the job's 5 events each) against jobcast-local under
+//! `--throttle-rps 10000` (AWS's account quota: a 5,000 burst). A client that hears nothing in
+//! 3 s subscribes again, as clients do after a timeout. Once every client has heard `subscribed`
+//! (or 20 s have passed) and 2 s more, the pipeline sends one event; the run counts the
+//! subscribed clients that never receive it. `--local-bin` is the jobcast-local under test;
+//! `--baseline-bin`, if given, runs the same storm against another build first.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A jobcast-local process, stopped by its PID when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(binary: &str) -> Result<Server> {
+        let mut child = Command::new(binary)
+            .args(["--port", "0", "--idle-timeout-secs", "7200"])
+            .args(["--throttle-rps", "10000"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let banner = lines.next().context("no banner")??;
+        let address = banner
+            .strip_prefix("jobcast-local listening on ws://")
+            .with_context(|| format!("unexpected banner: {banner}"))?
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server { child, address })
+    }
+
+    async fn send(&self, request: Value) -> Result<Value> {
+        let url = format!(
+            "http://{}/2015-03-31/functions/sender/invocations",
+            self.address
+        );
+        Ok(reqwest::Client::new()
+            .post(url)
+            .json(&request)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Tally {
+    connected: AtomicU64,
+    subscribes: AtomicU64,
+    subscribed: AtomicU64,
+    heard_next: AtomicU64,
+}
+
+const JOB: &str = "storm";
+/// The seq of the event sent after the storm (5 before it).
+const NEXT_SEQ: u64 = 6;
+
+async fn client(url: String, mut go: watch::Receiver<bool>, tally: Arc<Tally>) -> Result<()> {
+    let (socket, _) = tokio_tungstenite::connect_async(&url).await?;
+    let (mut sink, mut stream) = socket.split();
+    tally.connected.fetch_add(1, Ordering::SeqCst);
+    go.wait_for(|go| *go).await?;
+    let subscribe = json!({"action": "subscribe", "job_id": JOB, "last_seq": 0}).to_string();
+    let mut subscribed = false;
+    loop {
+        tally.subscribes.fetch_add(1, Ordering::SeqCst);
+        sink.send(Message::text(subscribe.clone())).await?;
+        let asked = Instant::now();
+        // Frames until `subscribed`, or 3 s of nothing: then ask again.
+        while asked.elapsed() < Duration::from_secs(3) {
+            let left = Duration::from_secs(3).saturating_sub(asked.elapsed());
+            match tokio::time::timeout(left, stream.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text)?;
+                    if frame["type"] == "subscribed" {
+                        subscribed = true;
+                        break;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(_) => return Ok(()), // closed by the server: a real client would resume
+                Err(_) => break,
+            }
+        }
+        if subscribed {
+            break;
+        }
+    }
+    tally.subscribed.fetch_add(1, Ordering::SeqCst);
+    while let Some(Ok(message)) = stream.next().await {
+        if let Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text)?;
+            if frame["seq"] == NEXT_SEQ && frame["type"] == "progress_update" {
+                tally.heard_next.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn event(n: u64) -> Value {
+    json!({"job_id": JOB, "event_id": format!("storm-{n}"),
+           "event": {"type": "progress_update", "stage": "crawl", "progress": n as f64, "message": format!("step {n}")}})
+}
+
+/// One storm against `binary`: a Markdown row.
+async fn storm(label: &str, binary: &str, clients: usize) -> Result<String> {
+    let server = Server::start(binary)?;
+    for n in 1..NEXT_SEQ {
+        server.send(event(n)).await?;
+    }
+    let tally = Arc::new(Tally::default());
+    let (go, ready) = watch::channel(false);
+    let url = format!("ws://{}/?user_id=storm", server.address);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        tasks.push(tokio::spawn(client(
+            url.clone(),
+            ready.clone(),
+            tally.clone(),
+        )));
+        // Connections open a few at a time: the storm is the subscribes, not the handshakes.
+        if tasks.len() % 100 == 0 {
+            while tally.connected.load(Ordering::SeqCst) + 50 < tasks.len() as u64 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+    while tally.connected.load(Ordering::SeqCst) < clients as u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    go.send(true)?;
+    while tally.subscribed.load(Ordering::SeqCst) < clients as u64
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all_subscribed = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let subscribed = tally.subscribed.load(Ordering::SeqCst);
+    let report = server.send(event(NEXT_SEQ)).await?;
+    let sent = Instant::now();
+    while tally.heard_next.load(Ordering::SeqCst) < subscribed
+        && sent.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let heard = tally.heard_next.load(Ordering::SeqCst);
+    Ok(format!(
+        "| {label} | {clients} | {} | {subscribed} | {:.1} s | {} | {heard} | **{}** |",
+        tally.subscribes.load(Ordering::SeqCst),
+        all_subscribed.as_secs_f64(),
+        report["delivered"],
+        subscribed.saturating_sub(heard),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut clients = 5000usize;
+    let mut local = None;
+    let mut baseline = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().context("a value after the flag");
+        match arg.as_str() {
+            "--clients" => clients = value()?.parse()?,
+            "--local-bin" => local = Some(value()?),
+            "--baseline-bin" => baseline = Some(value()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let local = local.context("--local-bin")?;
+    println!(
+        "| build | clients | subscribes sent | subscribed | until all subscribed | sender's `delivered` | heard the next event | subscribed but missed it |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    if let Some(baseline) = baseline {
+        println!(
+            "{}",
+            storm("baseline (before the fix)", &baseline, clients).await?
+        );
+    }
+    println!("{}", storm("jobcast (this build)", &local, clients).await?);
+    Ok(())
+}
