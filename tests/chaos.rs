@@ -53,19 +53,18 @@ async fn two_schedules_keep_the_promise_on_dynamodb() {
     check(&total, 2);
 }
 
-/// The check can fail: with the release of a halted subscribe's claim broken (the bug the
-/// storm found), senders skip those connections and the check reports the silence.
+/// The check can fail: when the direct pipelines never send again what the sender reports
+/// unreached, and a fifth of the posts answer 500, some posts fail every attempt, their
+/// clients lose those events for good, and the check reports the silence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_check_finds_claims_that_are_never_released() {
+async fn the_check_finds_events_that_are_lost() {
     let mut total = Outcome::default();
-    for seed in 1..=6 {
-        let store = jobcast_tests::ObservedStore::new(MemoryStore::new());
-        store
-            .observations()
-            .fail_after("abandon_replay", 0, u32::MAX);
+    for seed in 1..=3 {
         let mut schedule = Schedule::from_seed(seed);
-        schedule.store_fail_rate = 0.08;
-        total.absorb(run_schedule(store, &schedule).await);
+        schedule.resend = false;
+        schedule.throttle_rate = 0.0;
+        schedule.error_rate = 0.2;
+        total.absorb(run_schedule(MemoryStore::new(), &schedule).await);
     }
     assert!(
         total.violations.iter().any(|v| v.starts_with("silence")),

@@ -60,19 +60,6 @@ impl ConnectionGateway for FlakyGateway {
     }
 }
 
-/// A `$default` event from connection `id` carrying `body`, in API Gateway's shape.
-fn frame_from(
-    id: &ConnectionId,
-    body: Value,
-) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
-    let mut event = aws_fixture("example-apigw-websocket-request.json");
-    event["requestContext"]["connectionId"] = json!(id.as_str());
-    event["requestContext"]["authorizer"] = json!({});
-    event["body"] = json!(body.to_string());
-    event["isBase64Encoded"] = json!(false);
-    serde_json::from_value(event).unwrap()
-}
-
 struct Scene {
     service: Jobcast<ObservedStore<MemoryStore>>,
     seen: std::sync::Arc<Observations>,
@@ -114,7 +101,7 @@ async fn scene() -> Scene {
 impl Scene {
     async fn subscribe(&self, last_seq: u64) {
         let body = json!({"action": "subscribe", "job_id": "storm", "last_seq": last_seq});
-        let request = frame_from(&self.connection, body);
+        let request = websocket_event(&self.connection, Some(body));
         self.service.handle_message(&self.gateway, &request).await;
     }
 

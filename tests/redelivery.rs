@@ -65,8 +65,22 @@ async fn a_retry_goes_only_to_those_the_first_fan_out_missed<S: Store>(store: S)
     for id in ["c1", "c2", "c3", "c4", "c5"] {
         assert_eq!(seqs(&gateway.frames_to(id)), [1], "{id} hears seq 1 once");
     }
-    // Once everyone has it, a further retry posts nothing at all.
-    assert_eq!(publish(&service, &gateway, request).await, (1, true, 0, 0));
+    // Once everyone has it, a further retry posts nothing at all; a direct invocation hears
+    // that it was a duplicate.
+    let answer = service
+        .handle_sender_invocation(&gateway, request)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &answer["outcome"],
+            &answer["seq"],
+            &answer["duplicate"],
+            &answer["delivered"]
+        ),
+        (&json!("published"), &json!(1), &json!(true), &json!(0)),
+        "{answer}"
+    );
     assert_eq!(gateway.post_count(), 5);
 }
 

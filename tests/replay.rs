@@ -329,3 +329,49 @@ async fn subscribing_without_last_seq_gives_the_status_then_everything_after_it(
     assert_eq!(client.expect("progress_update").await["seq"], 3);
     emulator.shutdown().await;
 }
+
+/// A client more than 5,000 events behind is told (`recovered: false` and the status), not
+/// replayed, so a replay never outlasts the route's timeout; at exactly 5,000 it is replayed.
+#[tokio::test]
+async fn a_client_more_than_5000_events_behind_is_told_not_replayed() {
+    use jobcast::protocol::ConnectionId;
+    let store = MemoryStore::new();
+    let service = Jobcast::new(store.clone(), test_settings());
+    let gateway = ScriptedGateway::default();
+    for n in 0..5_002u32 {
+        let event = progress("long", f64::from(n % 100), "");
+        service.handle_send(&gateway, event).await.unwrap();
+    }
+    for (connection, last_seq) in [("far", 1u64), ("near", 2)] {
+        listening_after(&store, connection, "other", 0).await;
+        let body = json!({"action": "subscribe", "job_id": "long", "last_seq": last_seq});
+        let id = ConnectionId::parse(connection).unwrap();
+        service
+            .handle_message(&gateway, &websocket_event(&id, Some(body)))
+            .await;
+    }
+    let far = gateway.frames_to("far");
+    assert_eq!(
+        (&far[0]["type"], &far[0]["after_seq"], &far[0]["recovered"]),
+        (&json!("subscribed"), &json!(5_002), &json!(false)),
+        "5,001 behind: told"
+    );
+    assert_eq!(
+        (far[1]["type"].as_str(), far.len()),
+        (Some("job_status"), 2)
+    );
+    let near = gateway.frames_to("near");
+    assert_eq!(
+        (&near[0]["after_seq"], &near[0]["recovered"]),
+        (&json!(2), &json!(true))
+    );
+    let replayed: Vec<u64> = near[1..]
+        .iter()
+        .map(|frame| frame["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        replayed,
+        (3..=5_002).collect::<Vec<_>>(),
+        "5,000 behind: replayed"
+    );
+}

@@ -2,8 +2,9 @@
 //! (`last_seq: 0`, a replay of the job's 5 events each) against jobcast-local under
 //! `--throttle-rps 10000` (AWS's account quota: a 5,000 burst). A client that hears nothing in
 //! 3 s subscribes again, as clients do after a timeout. Once every client has heard `subscribed`
-//! (or 20 s have passed) and 2 s more, the pipeline sends one event; the run counts the
-//! subscribed clients that never receive it. `--local-bin` is the jobcast-local under test;
+//! (or 20 s have passed) and 2 s more, the pipeline sends one event (and sends it again, as
+//! `jobcast::publish` does, while the sender reports subscribers it may still reach); the run
+//! counts the subscribed clients that never receive it. `--local-bin` is the jobcast-local under test;
 //! `--baseline-bin`, if given, runs the same storm against another build first.
 
 use std::process::{Child, Command, Stdio};
@@ -72,6 +73,7 @@ struct Tally {
     connected: AtomicU64,
     subscribes: AtomicU64,
     subscribed: AtomicU64,
+    reconnects: AtomicU64,
     heard_next: AtomicU64,
 }
 
@@ -79,48 +81,56 @@ const JOB: &str = "storm";
 /// The seq of the event sent after the storm (5 before it).
 const NEXT_SEQ: u64 = 6;
 
+/// One client, as `web/jobcast.js` behaves: subscribes from the last seq it has (0 at first),
+/// asks again after 3 s of silence, and reconnects and resumes when the server closes its
+/// connection. Done when it has the next event.
 async fn client(url: String, mut go: watch::Receiver<bool>, tally: Arc<Tally>) -> Result<()> {
-    let (socket, _) = tokio_tungstenite::connect_async(&url).await?;
-    let (mut sink, mut stream) = socket.split();
-    tally.connected.fetch_add(1, Ordering::SeqCst);
-    go.wait_for(|go| *go).await?;
-    let subscribe = json!({"action": "subscribe", "job_id": JOB, "last_seq": 0}).to_string();
-    let mut subscribed = false;
+    let mut cursor = 0u64;
+    let mut first = true;
+    let mut ever_subscribed = false;
     loop {
-        tally.subscribes.fetch_add(1, Ordering::SeqCst);
-        sink.send(Message::text(subscribe.clone())).await?;
-        let asked = Instant::now();
-        // Frames until `subscribed`, or 3 s of nothing: then ask again.
-        while asked.elapsed() < Duration::from_secs(3) {
-            let left = Duration::from_secs(3).saturating_sub(asked.elapsed());
-            match tokio::time::timeout(left, stream.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let frame: Value = serde_json::from_str(&text)?;
-                    if frame["type"] == "subscribed" {
-                        subscribed = true;
-                        break;
+        let (socket, _) = tokio_tungstenite::connect_async(&url).await?;
+        let (mut sink, mut stream) = socket.split();
+        if first {
+            tally.connected.fetch_add(1, Ordering::SeqCst);
+            go.wait_for(|go| *go).await?;
+            first = false;
+        } else {
+            tally.reconnects.fetch_add(1, Ordering::SeqCst);
+        }
+        'subscribe: loop {
+            let subscribe =
+                json!({"action": "subscribe", "job_id": JOB, "last_seq": cursor}).to_string();
+            tally.subscribes.fetch_add(1, Ordering::SeqCst);
+            sink.send(Message::text(subscribe)).await?;
+            let mut heard_any = Instant::now();
+            loop {
+                let left = Duration::from_secs(3).saturating_sub(heard_any.elapsed());
+                let text = match tokio::time::timeout(left, stream.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) => text,
+                    Ok(Some(Ok(_))) => continue,
+                    Ok(_) => break 'subscribe, // closed by the server: reconnect, resume
+                    Err(_) if ever_subscribed => continue,
+                    Err(_) => continue 'subscribe, // silence before `subscribed`: ask again
+                };
+                heard_any = Instant::now();
+                let frame: Value = serde_json::from_str(&text)?;
+                if frame["type"] == "subscribed" && !ever_subscribed {
+                    ever_subscribed = true;
+                    tally.subscribed.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(seq) = frame["seq"].as_u64()
+                    && seq == cursor + 1
+                {
+                    cursor = seq;
+                    if seq == NEXT_SEQ {
+                        tally.heard_next.fetch_add(1, Ordering::SeqCst);
+                        return Ok(());
                     }
                 }
-                Ok(Some(Ok(_))) => {}
-                Ok(_) => return Ok(()), // closed by the server: a real client would resume
-                Err(_) => break,
-            }
-        }
-        if subscribed {
-            break;
-        }
-    }
-    tally.subscribed.fetch_add(1, Ordering::SeqCst);
-    while let Some(Ok(message)) = stream.next().await {
-        if let Message::Text(text) = message {
-            let frame: Value = serde_json::from_str(&text)?;
-            if frame["seq"] == NEXT_SEQ && frame["type"] == "progress_update" {
-                tally.heard_next.fetch_add(1, Ordering::SeqCst);
-                break;
             }
         }
     }
-    Ok(())
 }
 
 fn event(n: u64) -> Value {
@@ -138,6 +148,7 @@ async fn storm(label: &str, binary: &str, clients: usize) -> Result<String> {
     let (go, ready) = watch::channel(false);
     let url = format!("ws://{}/?user_id=storm", server.address);
     let mut tasks = Vec::new();
+    let errors = Arc::new(AtomicU64::new(0));
     for _ in 0..clients {
         tasks.push(tokio::spawn(client(
             url.clone(),
@@ -164,20 +175,36 @@ async fn storm(label: &str, binary: &str, clients: usize) -> Result<String> {
     let all_subscribed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let subscribed = tally.subscribed.load(Ordering::SeqCst);
+    // The pipeline sends as `jobcast::publish` does: the same request again (0.25, 0.5, 1, 2 s
+    // later) while the report says some subscribers may still be reached.
     let report = server.send(event(NEXT_SEQ)).await?;
+    let mut last = report.clone();
+    let mut resends = 0;
+    while resends < 4
+        && (last["failed_transient"].as_u64().unwrap_or(0) > 0
+            || last["incomplete"].as_bool().unwrap_or(false))
+    {
+        tokio::time::sleep(Duration::from_millis(250 << resends)).await;
+        last = server.send(event(NEXT_SEQ)).await?;
+        resends += 1;
+    }
     let sent = Instant::now();
-    while tally.heard_next.load(Ordering::SeqCst) < subscribed
-        && sent.elapsed() < Duration::from_secs(15)
+    while tally.heard_next.load(Ordering::SeqCst) < tally.subscribed.load(Ordering::SeqCst)
+        && sent.elapsed() < Duration::from_secs(30)
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let heard = tally.heard_next.load(Ordering::SeqCst);
+    let subscribed = tally.subscribed.load(Ordering::SeqCst).max(subscribed);
     Ok(format!(
-        "| {label} | {clients} | {} | {subscribed} | {:.1} s | {} | {heard} | **{}** |",
+        "| {label} | {clients} | {} | {} | {subscribed} | {:.1} s | {} / {} | {resends} | {heard} | **{}** | {} |",
         tally.subscribes.load(Ordering::SeqCst),
+        tally.reconnects.load(Ordering::SeqCst),
         all_subscribed.as_secs_f64(),
         report["delivered"],
+        report["failed"],
         subscribed.saturating_sub(heard),
+        errors.load(Ordering::SeqCst),
     ))
 }
 
@@ -198,9 +225,9 @@ async fn main() -> Result<()> {
     }
     let local = local.context("--local-bin")?;
     println!(
-        "| build | clients | subscribes sent | subscribed | until all subscribed | sender's `delivered` | heard the next event | subscribed but missed it |"
+        "| build | clients | subscribes sent | reconnects | subscribed | until all subscribed | first send: delivered / failed | resends | heard the next event within 30 s | subscribed but missed it | client errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     if let Some(baseline) = baseline {
         println!(
             "{}",

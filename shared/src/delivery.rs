@@ -366,8 +366,16 @@ pub async fn post_with_retry<G: ConnectionGateway>(
         if matches!(result, Err(PostError::Throttled)) {
             attempts.throttled += 1;
         }
+        // Throttling is the quota saying "later", not a failing connection: it gets twice the
+        // attempts, so a storm at the quota is waited out (about 2.6 s at most, with the default
+        // backoff) rather than turned into failures, closed connections and resubscribes.
+        let budget = if matches!(result, Err(PostError::Throttled)) {
+            settings.max_attempts.saturating_mul(2)
+        } else {
+            settings.max_attempts
+        };
         match result {
-            Err(err) if err.is_retryable() && attempts.retries + 1 < settings.max_attempts => {
+            Err(err) if err.is_retryable() && attempts.retries + 1 < budget => {
                 attempts.retries += 1;
                 tokio::time::sleep(backoff(settings, attempts.retries)).await;
             }

@@ -52,6 +52,10 @@ pub fn fan_out_line(message_type: &str, report: &DeliveryReport) -> String {
                     {"Name": "Delivered", "Unit": "Count"},
                     {"Name": "Gone", "Unit": "Count"},
                     {"Name": "Failed", "Unit": "Count"},
+                    // Of Failed, those a retry of the event may reach (SQS hands them back).
+                    {"Name": "FailedTransient", "Unit": "Count"},
+                    // 1 when the lookup broke off: some subscribers were not tried.
+                    {"Name": "Incomplete", "Unit": "Count"},
                     {"Name": "Retried", "Unit": "Count"},
                     {"Name": "FanOutLatency", "Unit": "Milliseconds"},
                 ],
@@ -61,6 +65,8 @@ pub fn fan_out_line(message_type: &str, report: &DeliveryReport) -> String {
         "Delivered": report.delivered,
         "Gone": report.gone,
         "Failed": report.failed,
+        "FailedTransient": report.failed_transient,
+        "Incomplete": u64::from(report.incomplete),
         "Retried": report.retried,
         "FanOutLatency": report.duration_ms,
     })

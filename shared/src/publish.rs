@@ -67,6 +67,10 @@ pub struct Publisher {
     queue: Option<(aws_sdk_sqs::Client, String)>,
 }
 
+/// Times [`Publisher::event`] sends an event again (after 0.25, 0.5, 1 and 2 s) while the
+/// sender reports subscribers that may still be reached.
+pub const RESENDS: u32 = 4;
+
 /// What became of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Receipt {
@@ -123,8 +127,10 @@ impl Publisher {
     }
 
     /// Records one event and fans it out (or queues it), under a fresh event id, so a retry of
-    /// this call's request (the SDK's own, or SQS's deduplication) is recognised. A finished
-    /// job answers `Rejected` (code `job_finished`): the pipeline should stop.
+    /// this call's request (the SDK's own, or SQS's deduplication) is recognised. Invoked, it
+    /// sends the event again while the sender reports subscribers it may still reach (see
+    /// [`RESENDS`]); the answer is the last try's. A finished job answers `Rejected` (code
+    /// `job_finished`): the pipeline should stop.
     pub async fn event(&self, job_id: &JobId, event: JobEvent) -> Result<Receipt, PublishError> {
         self.send(SendRequest {
             job_id: job_id.clone(),
@@ -144,7 +150,10 @@ impl Publisher {
         let payload =
             serde_json::to_value(&request).map_err(|err| PublishError::Answer(err.to_string()))?;
         let Some((client, queue_url)) = &self.queue else {
-            return self.outcome(payload).await.map(Receipt::Answered);
+            return self
+                .invoke_until_reached(payload)
+                .await
+                .map(Receipt::Answered);
         };
         let output = client
             .send_message()
@@ -219,6 +228,38 @@ impl Publisher {
             });
         }
         Ok(answer)
+    }
+
+    /// Invokes the sender with an event, and again (the same request, so the same event id)
+    /// while its report says some subscribers may still be reached: a retry takes no new seq
+    /// and goes only to those the fan-out missed, as SQS's redelivery would. After
+    /// [`RESENDS`] more tries the last answer stands.
+    async fn invoke_until_reached(&self, payload: Value) -> Result<SendOutcome, PublishError> {
+        let mut outcome = self.outcome(payload.clone()).await?;
+        for resend in 0..RESENDS {
+            let SendOutcome::Published { delivery, .. } = &outcome else {
+                break;
+            };
+            if delivery.failed_transient == 0 && !delivery.incomplete {
+                break;
+            }
+            tracing::info!(
+                resend,
+                failed_transient = delivery.failed_transient,
+                incomplete = delivery.incomplete,
+                "some subscribers were not reached; sending the event again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250 << resend)).await;
+            match self.outcome(payload.clone()).await {
+                Ok(again) => outcome = again,
+                // The event is recorded: a failed resend leaves the answer it already has.
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not send the event again");
+                    break;
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     async fn outcome(&self, payload: Value) -> Result<SendOutcome, PublishError> {

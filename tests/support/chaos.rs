@@ -12,7 +12,8 @@
 //! senders of one job at once, a pipeline and a cancel, one of them retrying) is held until the
 //! earlier one comes, as the clients do, and counted. A **violation** is a subscription still
 //! behind the job's last seq once everything has gone quiet (**silence**: an event lost), an
-//! answer that resumes from another seq than asked, or a client or pipeline that never finishes.
+//! answer that resumes from another seq than asked, a `recovered: false` (these schedules keep
+//! every event in the log, so it would mean a hole), or a client or pipeline that never finishes.
 //! A client that finds silence records it and resubscribes, so one fault is counted once.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -20,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
 use jobcast::gateway::{ConnectionGateway, PostError};
 use jobcast::handlers::Jobcast;
@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::{aws_fixture, sqs_batch, sqs_record, test_settings};
+use crate::{sqs_batch, sqs_record, test_settings, websocket_event};
 
 /// One schedule's shape, drawn from its seed.
 #[derive(Debug, Clone)]
@@ -60,6 +60,10 @@ pub struct Schedule {
     pub sqs_timeout_rate: f64,
     /// Whether a client cancels one of the jobs half-way.
     pub cancel: bool,
+    /// Whether the direct pipelines send an event again while the sender reports subscribers
+    /// it did not reach (SQS always redelivers what is handed back). Off only to show that the
+    /// check finds the loss.
+    pub resend: bool,
 }
 
 impl Schedule {
@@ -78,6 +82,7 @@ impl Schedule {
             drop_rate: rng.random_range(0.0..0.03),
             sqs_timeout_rate: rng.random_range(0.0..0.2),
             cancel: rng.random_bool(0.3),
+            resend: true,
         }
     }
 }
@@ -175,6 +180,21 @@ type ChaosService<S> = Jobcast<FaultyStore<S>>;
 /// What the pipelines left, for the clients' final check.
 struct Finish {
     done: AtomicBool,
+    /// When `done` was set.
+    at: Mutex<Option<Instant>>,
+}
+
+impl Finish {
+    /// Set when every pipeline has finished.
+    fn set(&self) {
+        *self.at.lock().unwrap() = Some(Instant::now());
+        self.done.store(true, Ordering::SeqCst);
+    }
+
+    /// How long ago every pipeline finished, if they have.
+    fn since(&self) -> Option<Duration> {
+        self.at.lock().unwrap().map(|at| at.elapsed())
+    }
 }
 
 /// Runs one schedule on `store` (which may hold other schedules' jobs: ids carry the seed).
@@ -199,6 +219,7 @@ pub async fn run_schedule<S: Store>(store: S, schedule: &Schedule) -> Outcome {
     });
     let finish = Arc::new(Finish {
         done: AtomicBool::new(false),
+        at: Mutex::new(None),
     });
     let jobs: Vec<JobId> = (0..schedule.jobs)
         .map(|k| JobId::parse(format!("s{}-j{k}", schedule.seed)).unwrap())
@@ -243,7 +264,7 @@ pub async fn run_schedule<S: Store>(store: S, schedule: &Schedule) -> Outcome {
             outcome.violations.push(violation);
         }
     }
-    finish.done.store(true, Ordering::SeqCst);
+    finish.set();
     for client in clients {
         outcome.absorb(client.await.expect("client task"));
     }
@@ -300,7 +321,8 @@ async fn direct_pipeline<S: Store>(
             }
             match retry_send(service, gateway, request.clone()).await {
                 SendOutcome::Published { delivery, .. }
-                    if delivery.failed_transient > 0 || delivery.incomplete =>
+                    if schedule.resend
+                        && (delivery.failed_transient > 0 || delivery.incomplete) =>
                 {
                     tokio::time::sleep(Duration::from_millis(3)).await;
                 }
@@ -323,7 +345,12 @@ async fn sqs_pipeline<S: Store>(
     schedule: &Schedule,
 ) -> Result<(), String> {
     let last = schedule.events_per_job;
-    let mut rng = StdRng::seed_from_u64(schedule.seed ^ job.as_str().len() as u64);
+    let mut rng = StdRng::seed_from_u64(
+        schedule
+            .seed
+            .wrapping_mul(31)
+            .wrapping_add(job.as_str().bytes().map(u64::from).sum::<u64>()),
+    );
     let mut queue: VecDeque<(String, String)> = (1..=last)
         .map(|i| {
             let body = event_request(job, i, last).to_string();
@@ -397,14 +424,13 @@ enum Session {
 const QUIET: Duration = Duration::from_millis(400);
 /// How long a client waits for its subscribe's answer before asking again.
 const ANSWER_TIMEOUT: Duration = Duration::from_millis(300);
-/// A client still not done after this is stuck.
+/// A client still not done this long after the pipelines finished is stuck.
 const GIVE_UP: Duration = Duration::from_secs(60);
 
 impl<S: Store> Client<S> {
     async fn run(mut self) -> Outcome {
         let mut outcome = Outcome::default();
         let mut cursor: Option<u64> = None;
-        let started = Instant::now();
         'connections: loop {
             let id = ConnectionId::parse(format!(
                 "c{}-{}",
@@ -427,7 +453,7 @@ impl<S: Store> Client<S> {
             let mut session = self.subscribe(&id, cursor, &mut outcome).await;
             let mut asked_at = Instant::now();
             loop {
-                if started.elapsed() > GIVE_UP {
+                if self.finish.since().is_some_and(|since| since > GIVE_UP) {
                     outcome.violations.push(format!(
                         "stuck: {id} on {} at {cursor:?} after {GIVE_UP:?}",
                         self.job
@@ -457,7 +483,9 @@ impl<S: Store> Client<S> {
                         continue;
                     }
                     Err(_) => {
-                        if !self.finish.done.load(Ordering::SeqCst) {
+                        // Quiet since the pipelines finished (a cancel's fan-out may still be
+                        // under way just after), not only since the last frame.
+                        if self.finish.since().is_none_or(|since| since < QUIET) {
                             continue;
                         }
                         let job_last = self.job_last_seq().await;
@@ -499,12 +527,21 @@ impl<S: Store> Client<S> {
                         let after = frame["after_seq"].as_u64().unwrap();
                         let recovered = frame["recovered"].as_bool().unwrap_or(true);
                         if !recovered {
+                            // These schedules keep every event in the log and stay far under
+                            // 5,000: being told instead of replayed means the log has a hole.
                             outcome.told += 1;
+                            outcome.violations.push(format!(
+                                "told: {id} asked from {asked_from:?}, not recovered"
+                            ));
                         }
                         match asked_from {
-                            Some(c) if recovered && after != c => outcome.violations.push(format!(
-                                "resume: {id} asked from {c}, told after_seq {after}"
-                            )),
+                            Some(c) if recovered && after != c => {
+                                let recent = history.len().saturating_sub(16);
+                                outcome.violations.push(format!(
+                                    "resume: {id} asked from {c}, told after_seq {after} after {:?}",
+                                    &history[recent..]
+                                ));
+                            }
                             _ => {}
                         }
                         if cursor.is_none() || !recovered {
@@ -544,7 +581,7 @@ impl<S: Store> Client<S> {
                         {
                             let body = json!({"action": "cancel_job", "job_id": self.job.as_str()});
                             self.service
-                                .handle_message(&*self.gateway, &request(&id, Some(body)))
+                                .handle_message(&*self.gateway, &websocket_event(&id, Some(body)))
                                 .await;
                         }
                     }
@@ -563,7 +600,10 @@ impl<S: Store> Client<S> {
     }
 
     async fn connect(&self, id: &ConnectionId) -> bool {
-        let response = self.service.handle_connect(&request(id, None)).await;
+        let response = self
+            .service
+            .handle_connect(&websocket_event(id, None))
+            .await;
         response.status_code == 200
     }
 
@@ -579,14 +619,16 @@ impl<S: Store> Client<S> {
             body["last_seq"] = json!(cursor);
         }
         self.service
-            .handle_message(&*self.gateway, &request(id, Some(body)))
+            .handle_message(&*self.gateway, &websocket_event(id, Some(body)))
             .await;
         Session::Asking
     }
 
     async fn leave(&self, id: &ConnectionId) {
         self.gateway.close(id);
-        self.service.handle_disconnect(&request(id, None)).await;
+        self.service
+            .handle_disconnect(&websocket_event(id, None))
+            .await;
     }
 
     /// The job's last seq, read past the faults.
@@ -617,14 +659,4 @@ fn advance(mut at: u64, held: &mut BTreeSet<u64>) -> u64 {
     }
     held.retain(|seq| *seq > at);
     at
-}
-
-/// An API Gateway WebSocket event from connection `id`, with `body` for a message.
-fn request(id: &ConnectionId, body: Option<Value>) -> ApiGatewayWebsocketProxyRequest {
-    let mut event = aws_fixture("example-apigw-websocket-request.json");
-    event["requestContext"]["connectionId"] = json!(id.as_str());
-    event["requestContext"]["authorizer"] = json!({});
-    event["body"] = body.map_or(Value::Null, |body| json!(body.to_string()));
-    event["isBase64Encoded"] = json!(false);
-    serde_json::from_value(event).unwrap()
 }

@@ -468,6 +468,20 @@ pub async fn refusing_endpoint() -> String {
     format!("http://{address}")
 }
 
+/// An API Gateway WebSocket event from connection `id` (no authorizer context), carrying `body`
+/// as a client frame when there is one: for calling the handlers in process.
+pub fn websocket_event(
+    id: &jobcast::protocol::ConnectionId,
+    body: Option<Value>,
+) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
+    let mut event = aws_fixture("example-apigw-websocket-request.json");
+    event["requestContext"]["connectionId"] = json!(id.as_str());
+    event["requestContext"]["authorizer"] = json!({});
+    event["body"] = body.map_or(Value::Null, |body| json!(body.to_string()));
+    event["isBase64Encoded"] = json!(false);
+    serde_json::from_value(event).unwrap()
+}
+
 /// An event in the shape of AWS's published samples, from `tests/fixtures/aws/`.
 pub fn aws_fixture(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

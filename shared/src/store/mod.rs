@@ -141,9 +141,9 @@ pub struct Appended {
     /// For a retry: who its earlier fan-out left unreached, when that fan-out recorded it
     /// ([`JobStore::note_delivery`]); `None` when it is not known, and for a new event.
     pub owed: Option<Owed>,
-    /// The job's subscription version at the time of the append (see
-    /// [`ConnectionStore::put_subscription`]): a cached subscriber list taken at this version
-    /// is still exact.
+    /// The job's subscription version at the time of the append, or just before it (see
+    /// [`ConnectionStore::put_subscription`]): a subscriber list looked up after the append and
+    /// cached under this version is dropped by any subscription made since.
     pub subscribers_version: u64,
     /// Connections catching up on the job when the event was appended (see
     /// [`JobStore::start_replay`]): their replay delivers this event, so the sender must not.

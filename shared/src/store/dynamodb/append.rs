@@ -4,10 +4,14 @@
 //! latest.
 //!
 //! The head is read first (for the seq to take; the transaction only commits if no other append
-//! came between), and read again after the commit for the replay claims, recent subscribers and
-//! subscription version that the sender needs: any claim made before the commit shows there,
-//! and one made after it reads this event from the log. Seven tries on conflicts, then the
-//! store reports itself unavailable.
+//! came between), and read again after the commit for the replay claims and recent subscribers
+//! the sender needs: a claim made before the commit still holds then (a replay releases it only
+//! once it has posted this event, which leaves a few milliseconds in which the sender may post
+//! it again: a duplicate the client drops), and one made after it reads this event from the log.
+//! The subscription version is the one read before: a list of subscribers cached under it is
+//! dropped by any subscription made since, which a later version would not do. Racing writers
+//! retry (40 tries), then the store reports itself unavailable. Each transaction carries a
+//! client request token, so the SDK's own retry of one that committed does not apply it twice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -137,6 +141,7 @@ impl DynamoStore {
             }
             let fresh = head.is_some() && live.is_none();
             let prev = head.as_ref().map_or(0, |head| head.last_seq);
+            let version_before = head.as_ref().map_or(0, |head| head.subscribers_version);
             let stored = new.recorded_as(prev + 1);
             match self.transact(&new, &stored, fresh, prev).await? {
                 None => {
@@ -145,7 +150,7 @@ impl DynamoStore {
                     })?;
                     return Ok(AppendOutcome::Appended(Appended::new(
                         stored,
-                        head.subscribers_version,
+                        version_before,
                         head.replaying_connections(),
                         head.recent_connections(),
                     )));
@@ -166,7 +171,7 @@ impl DynamoStore {
                     known = Some(*head);
                 }
                 Some(Cancelled::Moved(None)) => {
-                    // Full jitter, from 2 ms doubling to the cap, then read the head again.
+                    // Full jitter, from 4 ms doubling to the cap, then read the head again.
                     let ceiling = (2u64 << attempt.min(10)).min(MAX_BACKOFF.as_millis() as u64);
                     let pause = rand::rng().random_range(0..=ceiling);
                     tokio::time::sleep(Duration::from_millis(pause)).await;
@@ -218,6 +223,7 @@ impl DynamoStore {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .client_request_token(format!("{:032x}", rand::random::<u128>()))
             .send()
             .await;
         let err = match result {
