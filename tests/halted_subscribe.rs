@@ -5,65 +5,16 @@
 //! so it resumes) or kept subscribed. These ran against the code before the fix: the claim
 //! stayed, and every sender skipped the connection for a minute.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
-use jobcast::gateway::{ConnectionGateway, PostError};
 use jobcast::handlers::Jobcast;
 use jobcast::protocol::{ConnectionId, UserId};
 use jobcast::store::{Connection, ConnectionStore, MemoryStore};
 use jobcast_tests::*;
 use serde_json::{Value, json};
 
-/// Posts to the connections in `failing` reach them and then answer 500, as a post that timed
-/// out after delivery does; every post and close is recorded.
-#[derive(Default)]
-struct FlakyGateway {
-    failing: Mutex<HashSet<ConnectionId>>,
-    posts: Mutex<Vec<(ConnectionId, Value)>>,
-    closed: Mutex<Vec<ConnectionId>>,
-}
-
-impl FlakyGateway {
-    fn fail(&self, id: &ConnectionId, failing: bool) {
-        let mut set = self.failing.lock().unwrap();
-        if failing {
-            set.insert(id.clone());
-        } else {
-            set.remove(id);
-        }
-    }
-
-    fn posts_to(&self, id: &ConnectionId) -> Vec<Value> {
-        let posts = self.posts.lock().unwrap();
-        posts
-            .iter()
-            .filter(|(to, _)| to == id)
-            .map(|(_, frame)| frame.clone())
-            .collect()
-    }
-}
-
-impl ConnectionGateway for FlakyGateway {
-    async fn post_to_connection(&self, id: &ConnectionId, payload: Bytes) -> Result<(), PostError> {
-        let frame = serde_json::from_slice(&payload).unwrap();
-        self.posts.lock().unwrap().push((id.clone(), frame));
-        if self.failing.lock().unwrap().contains(id) {
-            return Err(PostError::ServerError { status: 500 });
-        }
-        Ok(())
-    }
-
-    async fn delete_connection(&self, id: &ConnectionId) -> Result<(), PostError> {
-        self.closed.lock().unwrap().push(id.clone());
-        Ok(())
-    }
-}
-
 struct Scene {
     service: Jobcast<ObservedStore<MemoryStore>>,
     seen: std::sync::Arc<Observations>,
-    gateway: FlakyGateway,
+    gateway: ScriptedGateway,
     connection: ConnectionId,
 }
 
@@ -72,7 +23,7 @@ async fn scene() -> Scene {
     let store = ObservedStore::new(MemoryStore::new());
     let seen = store.observations();
     let service = Jobcast::new(store.clone(), test_settings());
-    let gateway = FlakyGateway::default();
+    let gateway = ScriptedGateway::default();
     for n in 1..=3 {
         service
             .handle_send(&gateway, progress("storm", f64::from(n), ""))
@@ -117,7 +68,7 @@ impl Scene {
 
     fn heard_seq(&self, seq: u64) -> bool {
         self.gateway
-            .posts_to(&self.connection)
+            .frames_to(self.connection.as_str())
             .iter()
             .any(|frame| frame["type"] == "progress_update" && frame["seq"] == seq)
     }
@@ -126,16 +77,13 @@ impl Scene {
 #[tokio::test]
 async fn a_subscribe_whose_answer_cannot_be_posted_closes_the_connection_and_holds_no_sender_off() {
     let scene = scene().await;
-    scene.gateway.fail(&scene.connection, true);
+    scene.gateway.fail_after_delivery(&scene.connection, true);
     scene.subscribe(1).await;
     // The client may have heard `subscribed` (the post reached the socket): it is made to
     // reconnect and resume, not left to wait.
-    assert_eq!(
-        *scene.gateway.closed.lock().unwrap(),
-        vec![scene.connection.clone()]
-    );
+    assert_eq!(scene.gateway.closed(), vec![scene.connection.clone()]);
     // And no sender skips the connection meanwhile: the next event is posted to it.
-    scene.gateway.fail(&scene.connection, false);
+    scene.gateway.fail_after_delivery(&scene.connection, false);
     let outcome = scene.next_event(4).await;
     assert_eq!(outcome["delivered"], 1, "{outcome}");
     assert!(scene.heard_seq(4), "the next event reached the connection");
@@ -148,14 +96,11 @@ async fn a_store_failure_before_the_answer_is_told_and_undone() {
         let scene = scene().await;
         scene.seen.fail_next(operation);
         scene.subscribe(1).await;
-        let frames = scene.gateway.posts_to(&scene.connection);
+        let frames = scene.gateway.frames_to(scene.connection.as_str());
         assert_eq!(frames.len(), 1, "{operation}: one answer: {frames:?}");
         assert_eq!(frames[0]["type"], "error", "{operation}: {frames:?}");
         assert_eq!(frames[0]["code"], "unavailable", "{operation}: {frames:?}");
-        assert!(
-            scene.gateway.closed.lock().unwrap().is_empty(),
-            "{operation}"
-        );
+        assert!(scene.gateway.closed().is_empty(), "{operation}");
         assert_eq!(
             Observations::get(&scene.seen.replays_abandoned),
             1,
@@ -184,7 +129,7 @@ async fn a_store_failure_mid_replay_closes_the_connection_and_releases_the_claim
     scene.subscribe(1).await;
     let kinds: Vec<(Value, Value)> = scene
         .gateway
-        .posts_to(&scene.connection)
+        .frames_to(scene.connection.as_str())
         .iter()
         .map(|frame| (frame["type"].clone(), frame["seq"].clone()))
         .collect();
@@ -196,10 +141,7 @@ async fn a_store_failure_mid_replay_closes_the_connection_and_releases_the_claim
             (json!("progress_update"), json!(3)),
         ]
     );
-    assert_eq!(
-        *scene.gateway.closed.lock().unwrap(),
-        vec![scene.connection.clone()]
-    );
+    assert_eq!(scene.gateway.closed(), vec![scene.connection.clone()]);
     let outcome = scene.next_event(4).await;
     assert_eq!(outcome["delivered"], 1, "no sender skips it: {outcome}");
     assert_eq!(Observations::get(&scene.seen.replays_abandoned), 1);
@@ -215,7 +157,7 @@ async fn a_resume_on_the_same_socket_that_halts_keeps_what_the_connection_had() 
     scene.seen.fail_next("events_after");
     scene.subscribe(2).await;
     assert_eq!(
-        *scene.gateway.closed.lock().unwrap(),
+        scene.gateway.closed(),
         vec![scene.connection.clone()],
         "closed, so the client resumes instead of waiting"
     );

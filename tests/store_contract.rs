@@ -289,16 +289,18 @@ async fn user_connections_paginate<S: Store>(store: S) {
     assert_eq!(found, (0..7).map(connection_id).collect::<Vec<_>>());
 }
 
-async fn seq_is_gapless_and_unique_under_concurrent_appends<S: Store>(store: S) {
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let store = store.clone();
+/// The seqs `writers` took, appending `each` events to `job_id` at once, sorted.
+async fn appended_at_once<S: Store>(writers: Vec<S>, job_id: &'static str, each: u32) -> Vec<u64> {
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(writer, store)| {
             tokio::spawn(async move {
                 let mut seqs = Vec::new();
-                for i in 0..100 {
-                    seqs.push(
-                        append(&store, new_event("busy-job", progress(f64::from(i) / 2.0))).await,
-                    );
+                for i in 0..each {
+                    let new = new_event(job_id, progress(f64::from(i) / 2.0));
+                    let new = with_id(new, &format!("w{writer}-{i}"));
+                    seqs.push(append(&store, new).await);
                 }
                 seqs
             })
@@ -309,6 +311,12 @@ async fn seq_is_gapless_and_unique_under_concurrent_appends<S: Store>(store: S) 
         all.extend(task.await.unwrap());
     }
     all.sort_unstable();
+    all
+}
+
+async fn seq_is_gapless_and_unique_under_concurrent_appends<S: Store>(store: S) {
+    let writers = vec![store.clone(); 8];
+    let all = appended_at_once(writers, "busy-job", 100).await;
     assert_eq!(all, (1..=800).collect::<Vec<u64>>());
     let job = store.get_job(&job("busy-job")).await.unwrap().unwrap();
     assert_eq!(job.last_seq, 800);
@@ -1040,26 +1048,11 @@ async fn writers_in_several_processes_take_every_seq_once_on_dynamodb() {
     let first = jobcast_tests::dynamo_store().await;
     let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT").unwrap();
     let sdk = jobcast_tests::sdk_config(&endpoint).await;
-    let tasks: Vec<_> = (0..4)
-        .map(|writer| {
-            // A store of its own, as another process would have: no shared turns.
-            let store = DynamoStore::new(&sdk, first.tables().clone());
-            tokio::spawn(async move {
-                let mut seqs = Vec::new();
-                for i in 0..25 {
-                    let id = format!("w{writer}-{i}");
-                    let new = with_id(new_event("raced", progress(f64::from(i))), &id);
-                    seqs.push(append(&store, new).await);
-                }
-                seqs
-            })
-        })
+    // A store of its own for each, as another process would have: no shared turns.
+    let writers = (0..4)
+        .map(|_| DynamoStore::new(&sdk, first.tables().clone()))
         .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    all.sort_unstable();
+    let all = appended_at_once(writers, "raced", 25).await;
     assert_eq!(all, (1..=100).collect::<Vec<u64>>());
     let logged: Vec<u64> = first
         .events_after(&job("raced"), LogPage::after(0, 200))

@@ -6,8 +6,8 @@
 //! Run by `bench/fan-out.sh`, which builds, installs the baselines' tools and records the
 //! table in bench/RESULTS.md.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,36 +30,10 @@ fn now_micros() -> u64 {
         .as_micros() as u64
 }
 
-/// A jobcast-local process, stopped by its PID when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
+mod local_server;
+use local_server::Server;
 
 impl Server {
-    fn start(binary: &str, extra: &[&str]) -> Result<Server> {
-        let mut child = Command::new(binary)
-            .args(["--port", "0", "--idle-timeout-secs", "7200"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {binary}"))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let banner = lines.next().context("no banner")??;
-        let address = banner
-            .strip_prefix("jobcast-local listening on ws://")
-            .with_context(|| format!("unexpected banner: {banner}"))?
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Server { child, address })
-    }
-
-    fn http(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
     /// Resident memory in KiB, from /proc.
     fn rss_kib(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -81,13 +55,6 @@ impl Server {
             .iter()
             .filter_map(|c| c["connection_id"].as_str().map(str::to_owned))
             .collect())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -7,7 +7,6 @@
 //! counts the subscribed clients that never receive it. `--local-bin` is the jobcast-local under test;
 //! `--baseline-bin`, if given, runs the same storm against another build first.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,41 +14,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A jobcast-local process, stopped by its PID when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
+mod local_server;
+use local_server::Server;
 
 impl Server {
-    fn start(binary: &str) -> Result<Server> {
-        let mut child = Command::new(binary)
-            .args(["--port", "0", "--idle-timeout-secs", "7200"])
-            .args(["--throttle-rps", "10000"])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {binary}"))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let banner = lines.next().context("no banner")??;
-        let address = banner
-            .strip_prefix("jobcast-local listening on ws://")
-            .with_context(|| format!("unexpected banner: {banner}"))?
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Server { child, address })
-    }
-
+    /// Sends `request` to the sender through jobcast-local's Lambda Invoke endpoint.
     async fn send(&self, request: Value) -> Result<Value> {
-        let url = format!(
-            "http://{}/2015-03-31/functions/sender/invocations",
-            self.address
-        );
+        let url = format!("{}/2015-03-31/functions/sender/invocations", self.http());
         Ok(reqwest::Client::new()
             .post(url)
             .json(&request)
@@ -57,13 +31,6 @@ impl Server {
             .await?
             .json()
             .await?)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -140,7 +107,7 @@ fn event(n: u64) -> Value {
 
 /// One storm against `binary`: a Markdown row.
 async fn storm(label: &str, binary: &str, clients: usize) -> Result<String> {
-    let server = Server::start(binary)?;
+    let server = Server::start(binary, &["--throttle-rps", "10000"])?;
     for n in 1..NEXT_SEQ {
         server.send(event(n)).await?;
     }

@@ -449,8 +449,9 @@ impl<S: Store> Client<S> {
             let mut history: Vec<String> = vec![format!("connect at {cursor:?}")];
             // Events ahead of the cursor, waiting for the seqs before them.
             let mut held: BTreeSet<u64> = BTreeSet::new();
-            let mut asked_from = cursor;
-            let mut session = self.subscribe(&id, cursor, &mut outcome).await;
+            // The latest subscribe: its correlation id, and the seq it asked from.
+            let mut asked = (self.subscribe(&id, cursor, &mut outcome).await, cursor);
+            let mut session = Session::Asking;
             let mut asked_at = Instant::now();
             loop {
                 if self.finish.since().is_some_and(|since| since > GIVE_UP) {
@@ -476,8 +477,8 @@ impl<S: Store> Client<S> {
                     Err(_) if session == Session::Asking => {
                         if asked_at.elapsed() >= ANSWER_TIMEOUT {
                             history.push(format!("subscribe from {cursor:?}"));
-                            asked_from = cursor;
-                            session = self.subscribe(&id, cursor, &mut outcome).await;
+                            asked = (self.subscribe(&id, cursor, &mut outcome).await, cursor);
+                            session = Session::Asking;
                             asked_at = Instant::now();
                         }
                         continue;
@@ -504,8 +505,8 @@ impl<S: Store> Client<S> {
                             &history[recent..]
                         ));
                         history.push(format!("subscribe from {cursor:?}"));
-                        asked_from = cursor;
-                        session = self.subscribe(&id, cursor, &mut outcome).await;
+                        asked = (self.subscribe(&id, cursor, &mut outcome).await, cursor);
+                        session = Session::Asking;
                         asked_at = Instant::now();
                         continue;
                     }
@@ -523,6 +524,9 @@ impl<S: Store> Client<S> {
                         .unwrap_or(&frame["code"])
                 ));
                 match frame["type"].as_str().unwrap_or_default() {
+                    // A late or repeated answer to an earlier subscribe (a reply posted again
+                    // after a 500 that followed its delivery) promises nothing more.
+                    "subscribed" if frame["correlation_id"] != asked.0.as_str() => {}
                     "subscribed" => {
                         let after = frame["after_seq"].as_u64().unwrap();
                         let recovered = frame["recovered"].as_bool().unwrap_or(true);
@@ -531,10 +535,11 @@ impl<S: Store> Client<S> {
                             // 5,000: being told instead of replayed means the log has a hole.
                             outcome.told += 1;
                             outcome.violations.push(format!(
-                                "told: {id} asked from {asked_from:?}, not recovered"
+                                "told: {id} asked from {:?}, not recovered",
+                                asked.1
                             ));
                         }
-                        match asked_from {
+                        match asked.1 {
                             Some(c) if recovered && after != c => {
                                 let recent = history.len().saturating_sub(16);
                                 outcome.violations.push(format!(
@@ -542,21 +547,24 @@ impl<S: Store> Client<S> {
                                     &history[recent..]
                                 ));
                             }
-                            _ => {}
-                        }
-                        if cursor.is_none() || !recovered {
-                            cursor = Some(after);
+                            // Without a last seq: the status at `after` stands for what came
+                            // before it.
+                            None => cursor = Some(cursor.map_or(after, |at| at.max(after))),
+                            Some(_) if !recovered => cursor = Some(after),
+                            Some(_) => {}
                         }
                         held.retain(|seq| *seq > after);
                         cursor = cursor.map(|at| advance(at, &mut held));
                         session = Session::Live;
                     }
+                    // An error for another request (a cancel) is not the subscribe's.
+                    "error" if frame["correlation_id"] != asked.0.as_str() => {}
                     "error" => {
                         // Told: ask again.
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         history.push(format!("subscribe from {cursor:?}"));
-                        asked_from = cursor;
-                        session = self.subscribe(&id, cursor, &mut outcome).await;
+                        asked = (self.subscribe(&id, cursor, &mut outcome).await, cursor);
+                        session = Session::Asking;
                         asked_at = Instant::now();
                     }
                     "job_status" => {}
@@ -607,21 +615,25 @@ impl<S: Store> Client<S> {
         response.status_code == 200
     }
 
+    /// Sends a subscribe from `cursor`; returns its correlation id.
     async fn subscribe(
         &self,
         id: &ConnectionId,
         cursor: Option<u64>,
         outcome: &mut Outcome,
-    ) -> Session {
+    ) -> String {
         outcome.subscribes += 1;
-        let mut body = json!({"action": "subscribe", "job_id": self.job.as_str()});
+        let correlation = format!("sub-{}", outcome.subscribes);
+        let mut body = json!({
+            "action": "subscribe", "job_id": self.job.as_str(), "correlation_id": correlation
+        });
         if let Some(cursor) = cursor {
             body["last_seq"] = json!(cursor);
         }
         self.service
             .handle_message(&*self.gateway, &websocket_event(id, Some(body)))
             .await;
-        Session::Asking
+        correlation
     }
 
     async fn leave(&self, id: &ConnectionId) {

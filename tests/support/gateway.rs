@@ -14,11 +14,17 @@ use serde_json::Value;
 pub type RecordingPosts = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// Posts to the `throttled` connections fail as throttled; the others take `delay` each, and
-/// are recorded in `posts`. Which connections are throttled may change between sends.
+/// are recorded in `posts`; those to the `failing` connections then answer 500, as a post that
+/// timed out after reaching the socket does. Which connections are throttled or failing may
+/// change between sends; closes are recorded in `closed`.
 #[derive(Default)]
 pub struct ScriptedGateway {
     /// Connections whose posts answer 429.
     pub throttled: Mutex<HashSet<ConnectionId>>,
+    /// Connections whose posts are delivered, then answer 500.
+    pub failing: Mutex<HashSet<ConnectionId>>,
+    /// Connections closed through the gateway, in order.
+    pub closed: Mutex<Vec<ConnectionId>>,
     /// How long each post that goes through takes.
     pub delay: Duration,
     /// What went through.
@@ -36,6 +42,21 @@ impl ScriptedGateway {
     /// Throttles exactly `ids` from now on.
     pub fn throttle(&self, ids: &[&str]) {
         *self.throttled.lock().unwrap() = ids.iter().map(|id| connection(id)).collect();
+    }
+
+    /// Makes posts to `id` answer 500 after delivering (or stop doing so).
+    pub fn fail_after_delivery(&self, id: &ConnectionId, failing: bool) {
+        let mut set = self.failing.lock().unwrap();
+        if failing {
+            set.insert(id.clone());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    /// The connections closed so far.
+    pub fn closed(&self) -> Vec<ConnectionId> {
+        self.closed.lock().unwrap().clone()
     }
 
     /// The posts that went through to `id`: their frames.
@@ -69,10 +90,14 @@ impl ConnectionGateway for ScriptedGateway {
             .lock()
             .unwrap()
             .push((connection_id.to_string(), frame));
+        if self.failing.lock().unwrap().contains(connection_id) {
+            return Err(PostError::ServerError { status: 500 });
+        }
         Ok(())
     }
 
-    async fn delete_connection(&self, _: &ConnectionId) -> Result<(), PostError> {
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<(), PostError> {
+        self.closed.lock().unwrap().push(id.clone());
         Ok(())
     }
 }

@@ -336,17 +336,8 @@ impl DynamoStore {
         job_id: &JobId,
         event_id: &EventId,
     ) -> Result<Option<EventIdItem>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(event_id_key(job_id, event_id)))
-            .key(SEQ, n(0))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        let Some(item) = output.item else {
+        let key = event_id_key(job_id, event_id);
+        let Some(item) = self.get_jobs_item(&key, n(0)).await? else {
             return Ok(None);
         };
         let id: EventIdItem = serde_dynamo::from_item(item).map_err(|e| corrupt("event id", e))?;
@@ -355,18 +346,8 @@ impl DynamoStore {
 
     /// The logged event at `seq`, if it is there.
     async fn get_event(&self, job_id: &JobId, seq: Seq) -> Result<Option<StoredEvent>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, n(seq))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        output
-            .item
+        self.get_jobs_item(job_id.as_str(), n(seq))
+            .await?
             .map(|item| {
                 serde_dynamo::from_item::<_, EventItem>(item)
                     .map_err(|e| corrupt("event", e))?

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
-    EventItem, HEAD_SEQ, JobHeadItem, RECENT, REPLAYING, epoch_seconds, n, now_seconds, number_of,
-    s,
+    EventItem, HEAD_SEQ, Item, JobHeadItem, RECENT, REPLAYING, epoch_seconds, n, now_seconds,
+    number_of, s,
 };
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
@@ -92,23 +92,32 @@ impl DynamoStore {
         }
     }
 
+    /// The jobs table's item at (`partition`, `seq`), read consistently, if there is one.
+    pub(super) async fn get_jobs_item(
+        &self,
+        partition: &str,
+        seq: AttributeValue,
+    ) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.jobs)
+            .key(JOB_ID, s(partition))
+            .key(SEQ, seq)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(output.item)
+    }
+
     /// The job's head item, read consistently, if there is one.
     pub(super) async fn read_head(
         &self,
         job_id: &JobId,
     ) -> Result<Option<JobHeadItem>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.jobs)
-            .key(JOB_ID, s(job_id.as_str()))
-            .key(SEQ, AttributeValue::N(HEAD_SEQ.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        output
-            .item
+        self.get_jobs_item(job_id.as_str(), AttributeValue::N(HEAD_SEQ.into()))
+            .await?
             .map(|item| serde_dynamo::from_item(item).map_err(|e| corrupt("job", e)))
             .transpose()
     }
