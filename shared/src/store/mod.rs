@@ -223,15 +223,6 @@ impl ReplayClaim {
     pub(crate) fn encode(&self) -> String {
         format!("{} {}", self.connection_id, self.until.timestamp_millis())
     }
-
-    /// The connection and expiry of a claim as [`ReplayClaim::encode`] stored it.
-    pub(crate) fn decode(value: &str) -> Option<(ConnectionId, DateTime<Utc>)> {
-        let (connection_id, until) = value.rsplit_once(' ')?;
-        Some((
-            ConnectionId::parse(connection_id).ok()?,
-            DateTime::from_timestamp_millis(until.parse().ok()?)?,
-        ))
-    }
 }
 
 /// How releasing a replay claim went.

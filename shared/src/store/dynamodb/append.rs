@@ -5,9 +5,11 @@
 //!
 //! The head is read first (for the seq to take; the transaction only commits if no other append
 //! came between), and read again after the commit for the replay claims and recent subscribers
-//! the sender needs: a claim made before the commit still holds then (a replay releases it only
-//! once it has posted this event, which leaves a few milliseconds in which the sender may post
-//! it again: a duplicate the client drops), and one made after it reads this event from the log.
+//! the sender needs. A claim made before the commit still holds then, or was released by a
+//! replay that posted this event, which names itself on the head for a few seconds with the seq
+//! it replayed through; a claim made after the commit reads this event from the log. A recent
+//! subscriber is named with its `live_after`, so one that subscribed after the commit (and had
+//! the event from its replay) is left out.
 //! The subscription version is the one read before: a list of subscribers cached under it is
 //! dropped by any subscription made since, which a later version would not do. Racing writers
 //! retry (40 tries), then the store reports itself unavailable. Each transaction carries a
@@ -142,7 +144,8 @@ impl DynamoStore {
             let fresh = head.is_some() && live.is_none();
             let prev = head.as_ref().map_or(0, |head| head.last_seq);
             let version_before = head.as_ref().map_or(0, |head| head.subscribers_version);
-            let stored = new.recorded_as(prev + 1);
+            let seq = prev + 1;
+            let stored = new.recorded_as(seq);
             match self.transact(&new, &stored, fresh, prev).await? {
                 None => {
                     let head = self.read_head(&new.job_id).await?.ok_or_else(|| {
@@ -151,8 +154,8 @@ impl DynamoStore {
                     return Ok(AppendOutcome::Appended(Appended::new(
                         stored,
                         version_before,
-                        head.replaying_connections(),
-                        head.recent_connections(),
+                        head.replaying_for(seq),
+                        head.recent_for(seq),
                     )));
                 }
                 Some(Cancelled::Retry) => {
@@ -321,11 +324,11 @@ impl DynamoStore {
             subscribers_version: head.as_ref().map_or(0, |head| head.subscribers_version),
             replaying: head
                 .as_ref()
-                .map(JobHeadItem::replaying_connections)
+                .map(|head| head.replaying_for(id.event_seq))
                 .unwrap_or_default(),
             recent: head
                 .as_ref()
-                .map(JobHeadItem::recent_connections)
+                .map(|head| head.recent_for(id.event_seq))
                 .unwrap_or_default(),
         })))
     }

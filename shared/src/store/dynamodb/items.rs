@@ -12,17 +12,18 @@ use super::errors::corrupt;
 use crate::protocol::{
     ConnectionId, CorrelationId, EventId, JobEvent, JobId, JobState, Percent, StageName, UserId,
 };
-use crate::store::{
-    Connection, JobRecord, PageToken, ReplayClaim, StoreError, StoredEvent, Subscription,
-};
+use crate::store::{Connection, JobRecord, PageToken, StoreError, StoredEvent, Subscription};
 
 pub(super) const CONNECTION_SORT_KEY: &str = "connection";
 pub(super) const SUBSCRIPTION_PREFIX: &str = "job#";
 pub(super) const HEAD_SEQ: &str = "0";
 /// The head attribute holding replay claims.
 pub(super) const REPLAYING: &str = "replaying";
-/// The head attribute naming recent subscribers (`{connection_id} {until_ms}`).
+/// The head attribute naming recent subscribers (`{connection_id} {until_ms} {live_after}`).
 pub(super) const RECENT: &str = "recent";
+/// The head attribute naming replays released lately (`{connection_id} {until_ms} {through}`):
+/// what an append read just after its commit needs to leave a connection to its replay.
+pub(super) const RELEASED: &str = "released";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -89,7 +90,7 @@ impl SubscriptionItem {
     /// The entry naming this subscription on its job's head, if it was named there.
     pub(super) fn recent_entry(&self) -> Option<String> {
         self.recent_until
-            .map(|until| format!("{} {until}", self.connection_id))
+            .map(|until| format!("{} {until} {}", self.connection_id, self.live_after))
     }
 }
 
@@ -116,37 +117,61 @@ pub(super) struct JobHeadItem {
     /// Replay claims (a string set of `ReplayClaim::encode`).
     #[serde(default)]
     pub(super) replaying: Vec<String>,
-    /// Recent subscribers (a string set of `{connection_id} {until_ms}`).
+    /// Recent subscribers (a string set of `{connection_id} {until_ms} {live_after}`).
     #[serde(default)]
     pub(super) recent: Vec<String>,
+    /// Replays released lately (a string set of `{connection_id} {until_ms} {through}`).
+    #[serde(default)]
+    pub(super) released: Vec<String>,
 }
 
 impl JobHeadItem {
-    /// The connections whose replay claim still holds.
-    pub(super) fn replaying_connections(&self) -> Vec<ConnectionId> {
-        still_held(&self.replaying)
+    /// The connections whose replay delivers event `seq`: those whose claim still holds, and
+    /// those whose replay was released lately after posting `seq` (read after the append's
+    /// commit, the head may no longer show their claim).
+    pub(super) fn replaying_for(&self, seq: u64) -> Vec<ConnectionId> {
+        let mut ids: Vec<ConnectionId> = marked(&self.replaying)
+            .map(|(connection_id, _)| connection_id)
+            .collect();
+        ids.extend(
+            marked(&self.released)
+                .filter(|(_, through)| through.is_some_and(|through| through >= seq))
+                .map(|(connection_id, _)| connection_id),
+        );
+        ids
     }
 
-    /// The recent subscribers whose window still holds.
-    pub(super) fn recent_connections(&self) -> Vec<ConnectionId> {
-        still_held(&self.recent)
+    /// The recent subscribers whose window still holds and who were live before `seq` (one
+    /// that subscribed after it had the event from its replay).
+    pub(super) fn recent_for(&self, seq: u64) -> Vec<ConnectionId> {
+        marked(&self.recent)
+            .filter(|(_, live_after)| live_after.is_none_or(|live_after| live_after < seq))
+            .map(|(connection_id, _)| connection_id)
+            .collect()
     }
 }
 
-/// The connections of `{connection_id} {until_ms}` entries whose time has not passed.
-fn still_held(entries: &[String]) -> Vec<ConnectionId> {
+/// How long a released replay stays named on its job's head: well past the moment between an
+/// append's commit and its read of the head.
+pub(super) const RELEASED_WINDOW_MS: i64 = 10_000;
+
+/// Until when an entry `{connection_id} {until_ms}[ {seq}]` holds, if it parses.
+pub(super) fn entry_until(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(value.split(' ').nth(1)?.parse().ok()?)
+}
+
+/// The entries `{connection_id} {until_ms}[ {seq}]` whose time has not passed, with their seq.
+fn marked(entries: &[String]) -> impl Iterator<Item = (ConnectionId, Option<u64>)> + '_ {
     let now = Utc::now();
-    entries
-        .iter()
-        .filter_map(|value| ReplayClaim::decode(value))
-        .filter(|(_, until)| *until > now)
-        .map(|(connection_id, _)| connection_id)
-        .collect()
+    entries.iter().filter_map(move |value| {
+        let mut parts = value.split(' ');
+        let connection_id = ConnectionId::parse(parts.next()?).ok()?;
+        let until = DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
+        let seq = parts.next().and_then(|seq| seq.parse().ok());
+        (until > now).then_some((connection_id, seq))
+    })
 }
 
-/// What the jobs table keeps of an event id, to recognise a retry: written in the same
-/// transaction as the event, expiring with it. Its partition key is `{job_id}#{event_id}`,
-/// which no job's can be (`#` is not a job id character); its sort key is 0.
 #[derive(Serialize, Deserialize)]
 pub(super) struct EventIdItem {
     pub(super) job_id: String,
@@ -312,6 +337,43 @@ mod tests {
     }
 
     #[test]
+    fn a_head_read_after_an_append_names_who_the_sender_must_leave_alone() {
+        let later = (Utc::now() + Duration::seconds(5)).timestamp_millis();
+        let earlier = (Utc::now() - Duration::seconds(5)).timestamp_millis();
+        let head: JobHeadItem = serde_dynamo::from_item(Item::from([
+            ("job_id".to_owned(), s("j")),
+            ("expires_at".to_owned(), n(1_764_086_400)),
+            (
+                RELEASED.to_owned(),
+                AttributeValue::Ss(vec![
+                    format!("through-7 {later} 7"),
+                    format!("through-6 {later} 6"),
+                    format!("lapsed {earlier} 9"),
+                ]),
+            ),
+            (
+                RECENT.to_owned(),
+                AttributeValue::Ss(vec![
+                    format!("before {later} 6"),
+                    format!("after {later} 7"),
+                    format!("unknown {later}"),
+                    format!("gone {earlier} 1"),
+                ]),
+            ),
+        ]))
+        .unwrap();
+        let ids = |ids: Vec<ConnectionId>| -> Vec<String> {
+            let mut ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
+            ids.sort();
+            ids
+        };
+        // Event 7: a replay released through 7 posted it; one released through 6 did not.
+        assert_eq!(ids(head.replaying_for(7)), ["through-7"]);
+        // A recent subscriber live after 7 had event 7 from its replay.
+        assert_eq!(ids(head.recent_for(7)), ["before", "unknown"]);
+    }
+
+    #[test]
     fn a_connection_round_trips_through_its_item() {
         let connection = Connection {
             connection_id: ConnectionId::parse("K2tFbYxRoAMCJ0g=").unwrap(),
@@ -401,7 +463,7 @@ mod tests {
         };
         let item = head("running", 50.0);
         assert_eq!(
-            item.replaying_connections(),
+            item.replaying_for(10),
             [ConnectionId::parse("c-live").unwrap()],
             "lapsed claims hold no one off"
         );

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
-    EventItem, HEAD_SEQ, Item, JobHeadItem, RECENT, REPLAYING, epoch_seconds, n, now_seconds,
-    number_of, s,
+    EventItem, HEAD_SEQ, Item, JobHeadItem, RECENT, RELEASED, RELEASED_WINDOW_MS, REPLAYING,
+    entry_until, epoch_seconds, n, now_seconds, number_of, s,
 };
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
@@ -298,13 +298,22 @@ impl JobStore for DynamoStore {
         claim: &ReplayClaim,
         through: Seq,
     ) -> Result<ReplayEnd, StoreError> {
+        // Named for a few seconds as released through `through`: an append that committed
+        // before this but reads the head after it leaves the connection to this replay.
+        let marker = format!(
+            "{} {} {through}",
+            claim.connection_id,
+            Utc::now().timestamp_millis() + RELEASED_WINDOW_MS
+        );
         let released = self
             .update_job_head(claim.job_id.as_str())
-            .update_expression("DELETE #replaying :claim")
+            .update_expression("DELETE #replaying :claim ADD #released :marker")
             .condition_expression("#last_seq = :through")
             .expression_attribute_names("#replaying", REPLAYING)
+            .expression_attribute_names("#released", RELEASED)
             .expression_attribute_names("#last_seq", "last_seq")
             .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
+            .expression_attribute_values(":marker", AttributeValue::Ss(vec![marker]))
             .expression_attribute_values(":through", n(through))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -325,15 +334,15 @@ impl JobStore for DynamoStore {
                 return Ok(ReplayEnd::Behind { last_seq });
             }
         };
-        // Claims whose handler died before releasing them, and subscribers no longer recent:
-        // tidy them away, best effort.
+        // Claims whose handler died before releasing them, subscribers no longer recent and
+        // replays released a while ago: tidy them away, best effort.
         let now = Utc::now();
         let lapsed = |attribute: &str| -> Vec<String> {
             head.get(attribute)
                 .and_then(|value| value.as_ss().ok())
                 .into_iter()
                 .flatten()
-                .filter(|value| ReplayClaim::decode(value).is_none_or(|(_, until)| until <= now))
+                .filter(|value| entry_until(value).is_none_or(|until| until <= now))
                 .cloned()
                 .collect()
         };
@@ -342,6 +351,7 @@ impl JobStore for DynamoStore {
         for (attribute, name, value) in [
             (REPLAYING, "#replaying", ":lapsed_claims"),
             (RECENT, "#recent", ":lapsed_recent"),
+            (RELEASED, "#released", ":lapsed_released"),
         ] {
             let entries = lapsed(attribute);
             if !entries.is_empty() {
