@@ -54,7 +54,7 @@ async fn two_schedules_keep_the_promise_on_dynamodb() {
 }
 
 /// The check can fail: when the direct pipelines never send again what the sender reports
-/// unreached, and a fifth of the posts answer 500, some posts fail every attempt, their
+/// unreached, and 45 % of the posts answer 500 (4 % fail every attempt), their
 /// clients lose those events for good, and the check reports the silence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_check_finds_events_that_are_lost() {
@@ -63,11 +63,14 @@ async fn the_check_finds_events_that_are_lost() {
         let mut schedule = Schedule::from_seed(seed);
         schedule.resend = false;
         schedule.throttle_rate = 0.0;
-        schedule.error_rate = 0.2;
+        schedule.error_rate = 0.45;
         total.absorb(run_schedule(MemoryStore::new(), &schedule).await);
     }
-    assert!(
-        total.violations.iter().any(|v| v.starts_with("silence")),
-        "{total:?}"
-    );
+    let silent = total
+        .violations
+        .iter()
+        .filter(|v| v.starts_with("silence"))
+        .count();
+    println!("{silent} silent clients found in 3 schedules without resends");
+    assert!(silent > 0, "{total:?}");
 }
