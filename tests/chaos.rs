@@ -4,7 +4,7 @@
 //! Any violation fails the test, naming its seed: `bench/chaos.sh --seed N` replays its plan.
 
 use jobcast::store::MemoryStore;
-use jobcast_tests::chaos::{Outcome, Schedule, run_schedule};
+use jobcast_tests::chaos::{Outcome, Schedule, run_schedule, run_schedules};
 
 fn check(outcome: &Outcome, schedules: usize) {
     println!(
@@ -28,28 +28,14 @@ fn check(outcome: &Outcome, schedules: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_four_schedules_keep_the_promise_in_memory() {
-    let mut total = Outcome::default();
-    for seed in 1..=24 {
-        let outcome = run_schedule(MemoryStore::new(), &Schedule::from_seed(seed)).await;
-        for violation in &outcome.violations {
-            eprintln!("seed {seed}: {violation}");
-        }
-        total.absorb(outcome);
-    }
+    let total = run_schedules(1..=24, MemoryStore::new).await;
     check(&total, 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schedules_keep_the_promise_on_dynamodb() {
     let store = jobcast_tests::dynamo_store().await;
-    let mut total = Outcome::default();
-    for seed in 1001..=1002 {
-        let outcome = run_schedule(store.clone(), &Schedule::from_seed(seed)).await;
-        for violation in &outcome.violations {
-            eprintln!("seed {seed}: {violation}");
-        }
-        total.absorb(outcome);
-    }
+    let total = run_schedules(1001..=1002, || store.clone()).await;
     check(&total, 2);
 }
 

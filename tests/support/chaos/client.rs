@@ -202,9 +202,7 @@ impl<S: Store> Client<S> {
                             }
                             cursor = Some(advance(at, &mut held));
                         }
-                        if self.cancels
-                            && seq == self.events_per_job / 2
-                            && !self.finish.done.load(Ordering::SeqCst)
+                        if self.cancels && seq == self.events_per_job / 2 && !self.finish.is_done()
                         {
                             let body = json!({"action": "cancel_job", "job_id": self.job.as_str()});
                             self.service
@@ -214,7 +212,7 @@ impl<S: Store> Client<S> {
                     }
                 }
                 if session == Session::Live
-                    && !self.finish.done.load(Ordering::SeqCst)
+                    && !self.finish.is_done()
                     && self.rng.random_bool(self.drop_rate)
                 {
                     // The network drops the connection; the client resumes on a new one.

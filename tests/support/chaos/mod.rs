@@ -20,7 +20,7 @@ mod client;
 mod gateway;
 mod pipelines;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,8 +132,7 @@ type ChaosService<S> = Jobcast<FaultyStore<S>>;
 
 /// What the pipelines left, for the clients' final check.
 pub(super) struct Finish {
-    pub(super) done: AtomicBool,
-    /// When `done` was set.
+    /// When every pipeline finished, once they have.
     at: Mutex<Option<Instant>>,
 }
 
@@ -141,13 +140,34 @@ impl Finish {
     /// Set when every pipeline has finished.
     pub(super) fn set(&self) {
         *self.at.lock().unwrap() = Some(Instant::now());
-        self.done.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every pipeline has finished.
+    pub(super) fn is_done(&self) -> bool {
+        self.since().is_some()
     }
 
     /// How long ago every pipeline finished, if they have.
     pub(super) fn since(&self) -> Option<Duration> {
         self.at.lock().unwrap().map(|at| at.elapsed())
     }
+}
+
+/// Runs the schedules of `seeds` one after the other, each on the store `store` gives, and
+/// names every violation with its seed on stderr.
+pub async fn run_schedules<S: Store>(
+    seeds: impl IntoIterator<Item = u64>,
+    store: impl Fn() -> S,
+) -> Outcome {
+    let mut total = Outcome::default();
+    for seed in seeds {
+        let outcome = run_schedule(store(), &Schedule::from_seed(seed)).await;
+        for violation in &outcome.violations {
+            eprintln!("seed {seed}: {violation}");
+        }
+        total.absorb(outcome);
+    }
+    total
 }
 
 /// Runs one schedule on `store` (which may hold other schedules' jobs: ids carry the seed).
@@ -171,7 +191,6 @@ pub async fn run_schedule<S: Store>(store: S, schedule: &Schedule) -> Outcome {
         schedule: schedule.clone(),
     });
     let finish = Arc::new(Finish {
-        done: AtomicBool::new(false),
         at: Mutex::new(None),
     });
     let jobs: Vec<JobId> = (0..schedule.jobs)
