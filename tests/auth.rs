@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use aws_lambda_events::iam::IamPolicyEffect;
-use jobcast::auth::{Authorizer, JwksSource, JwtSettings, TokenError, TokenVerifier};
+use jobcast::auth::{
+    AllowedOrigins, Authorizer, JwksSource, JwtSettings, TokenError, TokenVerifier,
+};
 use jobcast::handlers::Jobcast;
 use jobcast::store::{ConnectionStore, MemoryStore, Store};
 use jobcast_local::{Emulator, EmulatorConfig};
@@ -322,6 +324,58 @@ async fn a_jwks_url_is_fetched_over_http() {
     );
 }
 
+#[tokio::test]
+async fn a_jwks_is_fetched_without_redirects_and_bound_to_its_issuer_and_audience() {
+    // A redirect to the real document is refused: it could as well lead to an attacker's keys.
+    let document = std::fs::read_to_string(keys_dir().join("jwks.json")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let app = axum::Router::new()
+            .route(
+                "/keys.json",
+                axum::routing::get(move || async move { document }),
+            )
+            .route(
+                "/moved.json",
+                axum::routing::get(|| async { axum::response::Redirect::temporary("/keys.json") }),
+            );
+        axum::serve(listener, app).await
+    });
+    let at = |path: &str| JwtSettings {
+        hs256_secret: None,
+        jwks: Some(JwksSource::Url(format!("http://{address}{path}"))),
+        ..settings()
+    };
+    TokenVerifier::new(&at("/keys.json"))
+        .await
+        .expect("the document itself loads");
+    let redirected = TokenVerifier::new(&at("/moved.json")).await.unwrap_err();
+    assert!(redirected.to_string().contains("redirect"), "{redirected}");
+    // Plain http is for loopback only.
+    let remote = TokenVerifier::new(&JwtSettings {
+        jwks: Some(JwksSource::Url("http://id.example.com/keys.json".into())),
+        ..settings()
+    })
+    .await
+    .unwrap_err();
+    assert!(remote.to_string().contains("https"), "{remote}");
+    // Without an issuer or an audience, any token the provider signs would be accepted.
+    for unbound in [
+        JwtSettings {
+            issuer: None,
+            ..at("/keys.json")
+        },
+        JwtSettings {
+            audience: None,
+            ..at("/keys.json")
+        },
+    ] {
+        assert!(TokenVerifier::new(&unbound).await.is_err());
+    }
+    server.abort();
+}
+
 /// A `$connect` authorizer event in AWS's shape (`tests/fixtures/aws/`), with a token added
 /// where a client would put it.
 fn authorizer_event(header: Option<(&str, &str)>) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
@@ -335,7 +389,7 @@ fn authorizer_event(header: Option<(&str, &str)>) -> ApiGatewayCustomAuthorizerR
 
 #[tokio::test]
 async fn the_authorizer_answers_api_gateway_with_a_policy_for_the_connect_route() {
-    let authorizer = Authorizer::new(verifier().await);
+    let authorizer = Authorizer::new(verifier().await, Default::default());
     let method_arn = "arn:aws:execute-api:eu-west-1:246813579024:jc7x2k9q4d/prod/$connect";
 
     let protocol = format!("jobcast, bearer.{}", rs256(&good_claims("ana")));
@@ -381,7 +435,10 @@ async fn start_authenticated<S: Store>(store: S) -> Emulator<S> {
     let mut service_settings = test_settings();
     service_settings.auth_mode = jobcast::settings::AuthMode::Authorizer;
     let config = EmulatorConfig {
-        authorizer: Some(Arc::new(Authorizer::new(verifier().await))),
+        authorizer: Some(Arc::new(Authorizer::new(
+            verifier().await,
+            AllowedOrigins::parse("https://app.example.com").unwrap(),
+        ))),
         ..EmulatorConfig::default()
     };
     Emulator::start(listener, Jobcast::new(store, service_settings), config).unwrap()
@@ -437,7 +494,7 @@ async fn the_auth_matrix_holds_on<S: Store + ConnectionStore>(
     count: impl Fn() -> Option<usize>,
 ) {
     let emulator = start_authenticated(store).await;
-    register_job(&emulator, "job-auth", None).await;
+    register_job(&emulator, "job-auth", Some("ana")).await;
 
     for carrier in [Carrier::Subprotocol, Carrier::Query, Carrier::Cookie] {
         let expect_protocol = matches!(carrier, Carrier::Subprotocol).then_some("jobcast");
@@ -534,6 +591,86 @@ async fn the_auth_matrix_holds_on<S: Store + ConnectionStore>(
     assert_eq!(connections_of(ana).await, 1);
     assert_eq!(count(), before);
     drop(socket);
+    emulator.shutdown().await;
+}
+
+/// Opens a socket carrying `token` as told, from a page at `origin` (if any): the upgrade's
+/// status.
+async fn connect_from<S: Store>(
+    emulator: &Emulator<S>,
+    token: &str,
+    carrier: Carrier,
+    origin: Option<&str>,
+) -> u16 {
+    let url = match carrier {
+        Carrier::Query => format!("{}/?token={token}", emulator.websocket_url()),
+        _ => format!("{}/", emulator.websocket_url()),
+    };
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    match carrier {
+        Carrier::Subprotocol => {
+            headers.insert(
+                "Sec-WebSocket-Protocol",
+                format!("jobcast, bearer.{token}").parse().unwrap(),
+            );
+        }
+        Carrier::Cookie => {
+            headers.insert("Cookie", format!("access_token={token}").parse().unwrap());
+        }
+        Carrier::Query => {}
+    }
+    if let Some(origin) = origin {
+        headers.insert("Origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((mut socket, answer)) => {
+            let _ = socket.close(None).await;
+            answer.status().as_u16()
+        }
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected handshake failure: {other}"),
+    }
+}
+
+/// Cross-site WebSocket hijacking: a page on another site opens a socket and the browser
+/// attaches the victim's cookie. Refused unless the page's origin is allowed or the API's own;
+/// tokens the page itself must hold (subprotocol, query) are unaffected.
+#[tokio::test]
+async fn a_cookie_connects_only_from_allowed_origins() {
+    let emulator = start_authenticated(MemoryStore::new()).await;
+    let token = hs256(&good_claims("ana"));
+    let own = emulator.http_url();
+    let cases = [
+        (Carrier::Cookie, Some("https://evil.example"), 403),
+        (Carrier::Cookie, Some("null"), 403),
+        (
+            Carrier::Cookie,
+            Some("https://app.example.com.evil.example"),
+            403,
+        ),
+        (Carrier::Cookie, Some("https://app.example.com"), 101),
+        (Carrier::Cookie, Some(own.as_str()), 101),
+        // No Origin: not a browser, so no cookie was attached behind the user's back.
+        (Carrier::Cookie, None, 101),
+        (Carrier::Subprotocol, Some("https://evil.example"), 101),
+        (Carrier::Query, Some("https://evil.example"), 101),
+    ];
+    for (carrier, origin, expected) in cases {
+        let name = format!(
+            "{} from {origin:?}",
+            match carrier {
+                Carrier::Cookie => "cookie",
+                Carrier::Subprotocol => "subprotocol",
+                Carrier::Query => "query",
+            }
+        );
+        assert_eq!(
+            connect_from(&emulator, &token, carrier, origin).await,
+            expected,
+            "{name}"
+        );
+    }
     emulator.shutdown().await;
 }
 

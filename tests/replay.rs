@@ -360,18 +360,119 @@ async fn a_client_more_than_5000_events_behind_is_told_not_replayed() {
         (far[1]["type"].as_str(), far.len()),
         (Some("job_status"), 2)
     );
-    let near = gateway.frames_to("near");
-    assert_eq!(
-        (&near[0]["after_seq"], &near[0]["recovered"]),
-        (&json!(2), &json!(true))
-    );
-    let replayed: Vec<u64> = near[1..]
-        .iter()
-        .map(|frame| frame["seq"].as_u64().unwrap())
-        .collect();
+    // 5,000 behind: replayed, 500 events per subscribe. Each page ends with `replay_paused`
+    // and the client asks for the next from where it stopped.
+    let near = ConnectionId::parse("near").unwrap();
+    let mut replayed: Vec<u64> = Vec::new();
+    let mut pages = 0;
+    let mut frames = gateway.frames_to("near");
+    loop {
+        pages += 1;
+        assert_eq!(frames[0]["type"], "subscribed", "page {pages}");
+        assert_eq!(frames[0]["recovered"], true, "page {pages}");
+        let events: Vec<u64> = frames[1..]
+            .iter()
+            .filter_map(|frame| frame["seq"].as_u64())
+            .collect();
+        assert!(events.len() <= 500, "a frame buys at most 500 events");
+        replayed.extend(&events);
+        let last = frames.last().unwrap();
+        if last["type"] != "replay_paused" {
+            break;
+        }
+        assert_eq!(last["through_seq"], json!(replayed.last().unwrap()));
+        assert_eq!(last["last_seq"], 5_002);
+        gateway.take();
+        let body =
+            json!({"action": "subscribe", "job_id": "long", "last_seq": last["through_seq"]});
+        service
+            .handle_message(&gateway, &websocket_event(&near, Some(body)))
+            .await;
+        frames = gateway.frames_to("near");
+    }
+    assert_eq!(pages, 10);
     assert_eq!(
         replayed,
         (3..=5_002).collect::<Vec<_>>(),
-        "5,000 behind: replayed"
+        "5,000 behind: replayed, each once, in order"
     );
+    // Caught up: live again.
+    service
+        .handle_send(&gateway, progress("long", 1.0, "live"))
+        .await
+        .unwrap();
+    let live = gateway.frames_to("near");
+    assert_eq!(live.last().unwrap()["seq"], 5_003, "{live:?}");
+}
+
+#[tokio::test]
+async fn a_paused_replay_leaves_no_subscription_so_nothing_slips_in_ahead() {
+    use jobcast::protocol::ConnectionId;
+    let store = MemoryStore::new();
+    let service = Jobcast::new(store.clone(), test_settings());
+    let gateway = ScriptedGateway::default();
+    for n in 0..700u32 {
+        service
+            .handle_send(&gateway, progress("paged", f64::from(n % 100), ""))
+            .await
+            .unwrap();
+    }
+    listening_after(&store, "pager", "other", 0).await;
+    let id = ConnectionId::parse("pager").unwrap();
+    let body = json!({"action": "subscribe", "job_id": "paged", "last_seq": 0});
+    service
+        .handle_message(&gateway, &websocket_event(&id, Some(body)))
+        .await;
+    let first = gateway.take();
+    assert_eq!(first.last().unwrap()["type"], "replay_paused");
+    // An event while paused is not posted: it would arrive ahead of seqs 501..=700.
+    service
+        .handle_send(&gateway, progress("paged", 1.0, "meanwhile"))
+        .await
+        .unwrap();
+    assert!(gateway.frames_to("pager").is_empty());
+    let body = json!({"action": "subscribe", "job_id": "paged", "last_seq": 500});
+    service
+        .handle_message(&gateway, &websocket_event(&id, Some(body)))
+        .await;
+    let rest: Vec<u64> = gateway
+        .frames_to("pager")
+        .iter()
+        .filter_map(|frame| frame["seq"].as_u64())
+        .collect();
+    assert_eq!(rest, (501..=701).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_second_replay_to_the_same_connection_waits_for_the_first() {
+    use jobcast::protocol::ConnectionId;
+    use jobcast::store::{JobStore, ReplayClaim};
+    let store = MemoryStore::new();
+    let service = Jobcast::new(store.clone(), test_settings());
+    let gateway = ScriptedGateway::default();
+    service
+        .handle_send(&gateway, progress("once", 1.0, ""))
+        .await
+        .unwrap();
+    listening_after(&store, "twice", "other", 0).await;
+    let id = ConnectionId::parse("twice").unwrap();
+    // A replay to this connection under way (its claim held, as a running subscribe holds it).
+    let running = ReplayClaim {
+        job_id: jobcast::protocol::JobId::parse("once").unwrap(),
+        connection_id: id.clone(),
+        until: chrono::Utc::now() + chrono::Duration::seconds(30),
+    };
+    store.start_replay(&running).await.unwrap();
+    let body = json!({"action": "subscribe", "job_id": "once", "last_seq": 0});
+    service
+        .handle_message(&gateway, &websocket_event(&id, Some(body.clone())))
+        .await;
+    let refused = gateway.take();
+    assert_eq!(refused[0]["code"], "replay_in_progress", "{refused:?}");
+    // Its claim gone, the next subscribe replays.
+    store.abandon_replay(&running).await.unwrap();
+    service
+        .handle_message(&gateway, &websocket_event(&id, Some(body)))
+        .await;
+    assert_eq!(gateway.frames_to("twice")[0]["type"], "subscribed");
 }

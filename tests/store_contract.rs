@@ -7,8 +7,8 @@ use chrono::{Duration, Utc};
 use futures::StreamExt;
 use jobcast::protocol::{ConnectionId, EventId, JobEvent, JobId, JobState, UserId};
 use jobcast::store::{
-    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, Owed, PageRequest, Store,
-    Subscription,
+    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, Owed, PageRequest,
+    ReplayStart, Store, Subscription,
 };
 use serde_json::json;
 
@@ -93,7 +93,7 @@ async fn all_subscribers<S: Store>(
     let mut request = PageRequest::first(page_size);
     loop {
         let page = store
-            .connections_of(&Audience::Job(job(job_id), u64::MAX), request)
+            .connections_of(&Audience::Job(job(job_id), u64::MAX, None), request)
             .await
             .unwrap();
         pages += 1;
@@ -921,8 +921,35 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
         connection_id: connection_id(2),
         until: Utc::now() - Duration::seconds(1),
     };
-    assert_eq!(store.start_replay(&claim).await.unwrap(), 1);
+    let started = store.start_replay(&claim).await.unwrap();
+    assert_eq!(
+        started,
+        ReplayStart {
+            live_after: 1,
+            concurrent: false
+        }
+    );
     store.start_replay(&lapsed).await.unwrap();
+    // The same connection claiming again while its first claim holds: a replay under way.
+    let again = ReplayClaim {
+        until: claim.until + Duration::seconds(1),
+        ..claim.clone()
+    };
+    assert!(store.start_replay(&again).await.unwrap().concurrent);
+    store.abandon_replay(&again).await.unwrap();
+    // Another connection's claim, or one that lapsed, is no replay of this one's.
+    let other = ReplayClaim {
+        connection_id: connection_id(3),
+        ..claim.clone()
+    };
+    assert!(!store.start_replay(&other).await.unwrap().concurrent);
+    store.abandon_replay(&other).await.unwrap();
+    let after_lapse = ReplayClaim {
+        until: Utc::now() + Duration::minutes(1),
+        ..lapsed.clone()
+    };
+    assert!(!store.start_replay(&after_lapse).await.unwrap().concurrent);
+    store.abandon_replay(&after_lapse).await.unwrap();
     let during = appended(&store, new_event("claimed", progress(2.0))).await;
     assert_eq!(during.event.seq, 2);
     assert_eq!(
@@ -959,7 +986,10 @@ async fn a_subscription_hears_only_events_after_its_live_after<S: Store>(store: 
         let store = store.clone();
         async move {
             store
-                .connections_of(&Audience::Job(job("late"), seq), PageRequest::first(10))
+                .connections_of(
+                    &Audience::Job(job("late"), seq, None),
+                    PageRequest::first(10),
+                )
                 .await
                 .unwrap()
                 .items

@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         loop {
             let page = store
                 .connections_of(
-                    &jobcast::store::Audience::Job(job.clone(), u64::MAX),
+                    &jobcast::store::Audience::Job(job.clone(), u64::MAX, None),
                     request,
                 )
                 .await?;

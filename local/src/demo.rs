@@ -71,6 +71,13 @@ pub(crate) async fn start_job<S: Store>(
     if !(1..=500).contains(&request.steps) || !(5..=10_000).contains(&request.interval_ms) {
         return refuse("steps must be 1–500 and interval_ms 5–10000");
     }
+    let Ok(running) = app.demo_jobs.clone().try_acquire_owned() else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": "too many demo jobs running; try again when one ends"})),
+        )
+            .into_response();
+    };
     let job_id =
         JobId::parse(format!("demo-{:08x}", rand::random::<u32>())).expect("a well-formed job id");
     let registration =
@@ -93,7 +100,10 @@ pub(crate) async fn start_job<S: Store>(
     }
     tracing::info!(%job_id, user_id = %request.user_id, steps = request.steps, "demo job started");
     let pipeline_job = job_id.clone();
-    tokio::spawn(async move { run_pipeline(app, pipeline_job, request).await });
+    tokio::spawn(async move {
+        run_pipeline(app, pipeline_job, request).await;
+        drop(running);
+    });
     (StatusCode::CREATED, Json(json!({"job_id": job_id}))).into_response()
 }
 

@@ -59,7 +59,16 @@ pub(crate) async fn invoke<S: Store>(
     match invocation_type {
         "DryRun" => return StatusCode::NO_CONTENT.into_response(),
         "Event" => {
+            // Lambda throttles asynchronous invocations past its concurrency too.
+            let Ok(running) = app.async_invocations.clone().try_acquire_owned() else {
+                return aws_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    "Rate Exceeded.",
+                );
+            };
             tokio::spawn(async move {
+                let _running = running;
                 if let Err(err) = app
                     .service
                     .handle_sender_invocation(&app.registry, payload)

@@ -14,12 +14,13 @@ use jobcast::handlers::Jobcast;
 use jobcast::store::Store;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 mod demo;
 mod events;
 mod faults;
+mod guard;
 mod invoke;
 mod management;
 mod registry;
@@ -27,6 +28,7 @@ mod store_faults;
 mod websocket;
 
 pub use faults::Faults;
+pub use guard::HttpGuard;
 pub use registry::Registry;
 pub use store_faults::{FaultyStore, StoreFailKind, StoreFaults};
 
@@ -39,6 +41,12 @@ pub struct Limits {
     pub max_connection_duration: Duration,
     /// Larger client frames close the connection with 1009; larger posts get 413 (128 KB).
     pub max_message_bytes: usize,
+    /// Bytes queued for a client that does not read before its connection is closed with
+    /// 1008: a slow reader never holds up the senders posting to it.
+    pub max_queued_bytes: usize,
+    /// Frames of one connection being handled at once (API Gateway runs each as its own
+    /// invocation); one more closes the connection with 1008.
+    pub max_frames_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +55,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             max_connection_duration: Duration::from_secs(7200),
             max_message_bytes: jobcast::protocol::MAX_FRAME_BYTES,
+            max_queued_bytes: 8 * 1024 * 1024,
+            max_frames_in_flight: 32,
         }
     }
 }
@@ -60,6 +70,9 @@ pub struct EmulatorConfig {
     /// Runs on every upgrade before `$connect`, as API Gateway runs the REQUEST authorizer
     /// (`--auth jwt`); none means no authorizer (`--auth none`).
     pub authorizer: Option<Arc<jobcast::auth::Authorizer>>,
+    /// Host names the server answers to besides `localhost` and IP addresses, with an
+    /// authorizer (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -70,6 +83,7 @@ impl Default for EmulatorConfig {
             limits: Limits::default(),
             faults: Faults::default(),
             authorizer: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -80,7 +94,16 @@ pub(crate) struct App<S> {
     pub registry: Registry,
     pub config: EmulatorConfig,
     pub shutdown: watch::Sender<bool>,
+    /// Asynchronous (`Event`) invocations running at once; more are throttled, as Lambda does.
+    pub async_invocations: Arc<Semaphore>,
+    /// Demo pipelines running at once.
+    pub demo_jobs: Arc<Semaphore>,
 }
+
+/// Asynchronous invocations of the sender running at once.
+const MAX_ASYNC_INVOCATIONS: usize = 64;
+/// Demo pipelines running at once.
+const MAX_DEMO_JOBS: usize = 16;
 
 /// A running emulator. Dropping it does not stop it; call [`Emulator::shutdown`].
 pub struct Emulator<S: Store> {
@@ -100,9 +123,11 @@ impl<S: Store> Emulator<S> {
         let (shutdown, _) = watch::channel(false);
         let app = Arc::new(App {
             service,
-            registry: Registry::new(config.limits.max_message_bytes, config.faults.clone()),
+            registry: Registry::new(&config.limits, config.faults.clone()),
             config,
             shutdown,
+            async_invocations: Arc::new(Semaphore::new(MAX_ASYNC_INVOCATIONS)),
+            demo_jobs: Arc::new(Semaphore::new(MAX_DEMO_JOBS)),
         });
         let router = router(app.clone());
         let mut stop = app.shutdown.subscribe();
@@ -176,11 +201,8 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .delete(management::delete::<S>)
         // The body limit is enforced inside, to answer with AWS's 413 shape.
         .layer(DefaultBodyLimit::disable());
-    Router::new()
-        .route("/", get(websocket::websocket_or_page::<S>))
-        .route("/jobcast.js", get(demo::client_module))
+    let side_doors = Router::new()
         .route("/demo/jobs", post(demo::start_job::<S>))
-        .route("/health", get(health::<S>))
         .route("/connections", get(list_connections::<S>))
         .route("/@connections/{connection_id}", connections.clone())
         // The same routes under a stage prefix (an endpoint URL ending in `/local`).
@@ -188,8 +210,37 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route(
             "/2015-03-31/functions/{function}/invocations",
             post(invoke::invoke::<S>).layer(DefaultBodyLimit::max(6 * 1024 * 1024)),
-        )
-        .with_state(app)
+        );
+    let front = Router::new()
+        .route("/", get(websocket::websocket_or_page::<S>))
+        .route("/jobcast.js", get(demo::client_module))
+        .route("/health", get(health::<S>));
+    // With authentication on, the browser the developer uses elsewhere must not reach in.
+    let guarded = app.config.authorizer.as_ref().map(|authorizer| {
+        Arc::new(HttpGuard {
+            allowed_hosts: app.config.allowed_hosts.clone(),
+            allowed_origins: authorizer.allowed_origins().clone(),
+        })
+    });
+    let (side_doors, front) = match guarded {
+        None => (side_doors, front),
+        Some(guard) => (
+            side_doors
+                .layer(axum::middleware::from_fn_with_state(
+                    guard.clone(),
+                    guard::check_side_door,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    guard.clone(),
+                    guard::check_host,
+                )),
+            front.layer(axum::middleware::from_fn_with_state(
+                guard,
+                guard::check_host,
+            )),
+        ),
+    };
+    front.merge(side_doors).with_state(app)
 }
 
 /// `GET /connections`: the open sockets, for a developer (or a benchmark) to see who is

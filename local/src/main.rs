@@ -85,6 +85,10 @@ struct Args {
     /// Fault injection: delay added to every store call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     store_latency_ms: u64,
+    /// With --auth jwt, a host name this server answers to besides localhost and IP
+    /// addresses (requests naming any other `Host` are refused: DNS rebinding); repeatable.
+    #[arg(long)]
+    allowed_host: Vec<String>,
     /// The message size limit in bytes (API Gateway: 131072).
     #[arg(long, default_value_t = jobcast::protocol::MAX_FRAME_BYTES)]
     max_message_bytes: usize,
@@ -110,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("--auth jwt needs JWT_HS256_SECRET or JWT_JWKS")?;
             tracing::info!(?jwt, "authentication: JWT on every upgrade");
-            Some(std::sync::Arc::new(Authorizer::new(verifier)))
+            Some(std::sync::Arc::new(Authorizer::new(
+                verifier,
+                settings.allowed_origins.clone(),
+            )))
         }
     };
     let faults = Faults {
@@ -139,7 +146,9 @@ async fn main() -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),
             max_connection_duration: Duration::from_secs(args.max_connection_secs),
             max_message_bytes: args.max_message_bytes,
+            ..Limits::default()
         },
+        allowed_hosts: args.allowed_host.clone(),
         ..EmulatorConfig::default()
     };
     let address: SocketAddr = format!("{}:{}", args.host, args.port)

@@ -1,7 +1,7 @@
 //! The live sockets, and the gateway adapter that posts to them in-process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -19,6 +19,19 @@ pub(crate) enum Outbound {
     Binary(Bytes),
 }
 
+impl Outbound {
+    /// The frame's payload size, as counted against the connection's queue.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// Frames queued for one client at most, whatever their size.
+pub(crate) const OUTBOUND_FRAMES: usize = 4096;
+
 /// Why the emulator ends a connection from its side.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerClose {
@@ -29,6 +42,8 @@ pub(crate) struct ServerClose {
 /// One open WebSocket.
 pub(crate) struct LiveConnection {
     pub outbound: mpsc::Sender<Outbound>,
+    /// Bytes posted and not yet written to the socket.
+    pub queued_bytes: AtomicUsize,
     pub close: Mutex<Option<oneshot::Sender<ServerClose>>>,
     pub connected_at: DateTime<Utc>,
     last_active_ms: AtomicI64,
@@ -46,6 +61,7 @@ impl LiveConnection {
     ) -> Self {
         Self {
             outbound,
+            queued_bytes: AtomicUsize::new(0),
             close: Mutex::new(Some(close)),
             connected_at,
             last_active_ms: AtomicI64::new(connected_at.timestamp_millis()),
@@ -79,16 +95,18 @@ impl LiveConnection {
 pub struct Registry {
     connections: Arc<RwLock<HashMap<ConnectionId, Arc<LiveConnection>>>>,
     max_message_bytes: usize,
+    max_queued_bytes: usize,
     faults: Arc<FaultInjector>,
     /// When a post last reached a socket, in epoch milliseconds (0: never).
     last_delivery_millis: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Registry {
-    pub(crate) fn new(max_message_bytes: usize, faults: Faults) -> Self {
+    pub(crate) fn new(limits: &crate::Limits, faults: Faults) -> Self {
         Self {
             connections: Arc::default(),
-            max_message_bytes,
+            max_message_bytes: limits.max_message_bytes,
+            max_queued_bytes: limits.max_queued_bytes,
             faults: Arc::new(FaultInjector::new(faults)),
             last_delivery_millis: Arc::default(),
         }
@@ -173,11 +191,25 @@ impl ConnectionGateway for Registry {
             Ok(text) => Outbound::Text(text.to_owned()),
             Err(_) => Outbound::Binary(payload),
         };
-        let result = connection
-            .outbound
-            .send(message)
-            .await
-            .map_err(|_| PostError::Gone);
+        // Never wait on a client that does not read: past its share, it is closed.
+        let size = message.len();
+        let queued = connection.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let result = if queued > self.max_queued_bytes {
+            Err(mpsc::error::TrySendError::Full(message))
+        } else {
+            connection.outbound.try_send(message)
+        };
+        let result = result.map_err(|err| {
+            connection.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            if let mpsc::error::TrySendError::Full(_) = err {
+                tracing::warn!(%connection_id, queued, "a client that does not read; closing it with 1008");
+                connection.request_close(ServerClose {
+                    code: 1008,
+                    reason: "Not reading: message queue full",
+                });
+            }
+            PostError::Gone
+        });
         tracing::debug!(%connection_id, ok = result.is_ok(), "post");
         if result.is_ok() {
             self.last_delivery_millis.store(

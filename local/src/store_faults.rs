@@ -9,7 +9,7 @@ use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
     JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome, ReplayClaim,
-    ReplayEnd, StoreError, StoredEvent, Subscription,
+    ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 use rand::Rng;
 
@@ -210,7 +210,7 @@ impl<S: JobStore + Clone> JobStore for FaultyStore<S> {
             .await
     }
 
-    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<ReplayStart, StoreError> {
         self.run("start_replay", self.inner.start_replay(claim))
             .await
     }

@@ -14,15 +14,13 @@ use futures::{SinkExt, StreamExt};
 use http::StatusCode;
 use jobcast::protocol::{ClientMessage, ConnectionId};
 use jobcast::store::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use crate::events::{self, ConnectionInfo};
-use crate::registry::{LiveConnection, Outbound, ServerClose};
+use crate::registry::{LiveConnection, OUTBOUND_FRAMES, Outbound, ServerClose};
 use crate::{App, demo};
 
-/// Frames queued for one client before posts wait for it to read.
-const OUTBOUND_QUEUE: usize = 256;
 /// Per-socket read and write buffer.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 
@@ -101,7 +99,7 @@ pub(crate) async fn websocket_or_page<S: Store>(
 
     // Registered before the 101 goes out, so a post racing the upgrade waits in the queue
     // instead of finding the connection gone.
-    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_FRAMES);
     let (close_tx, close_rx) = oneshot::channel();
     let live = Arc::new(LiveConnection::new(
         outbound_tx,
@@ -204,17 +202,21 @@ async fn serve_connection<S: Store>(
     // The writer owns the sink; posts and replies reach it through the queue, so a handler
     // that replies to its own connection never waits on itself.
     let (final_close_tx, final_close_rx) = oneshot::channel::<Option<CloseFrame>>();
+    let written = live.clone();
     let writer = tokio::spawn(async move {
         let mut final_close_rx = final_close_rx;
         loop {
             tokio::select! {
                 message = outbound.recv() => {
                     let Some(message) = message else { break };
+                    let size = message.len();
                     let frame = match message {
                         Outbound::Text(text) => Message::Text(text.into()),
                         Outbound::Binary(bytes) => Message::Binary(bytes),
                     };
-                    if sink.send(frame).await.is_err() {
+                    let sent = sink.send(frame).await;
+                    written.queued_bytes.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+                    if sent.is_err() {
                         break;
                     }
                 }
@@ -231,9 +233,12 @@ async fn serve_connection<S: Store>(
 
     let lifetime_ends = Instant::now() + limits.max_connection_duration;
     let mut shutdown = app.shutdown.subscribe();
+    // Each frame is handled on its own task, as API Gateway runs each as its own invocation:
+    // a long replay never holds up the idle timer, a `DELETE`, shutdown, or the next frame.
+    let in_flight = Arc::new(Semaphore::new(limits.max_frames_in_flight.max(1)));
     let ending = loop {
         let idle_ends = Instant::now() + limits.idle_timeout;
-        tokio::select! {
+        let frame = tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     live.touch();
@@ -242,7 +247,7 @@ async fn serve_connection<S: Store>(
                         break Ending::server(1009, "Message too big");
                     }
                     let route = events::select_route(&text, &routes);
-                    route_frame(&app, &info, &route, text.to_string(), false).await;
+                    (route, text.to_string(), false)
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     live.touch();
@@ -250,9 +255,12 @@ async fn serve_connection<S: Store>(
                         break Ending::server(1009, "Message too big");
                     }
                     let body = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                    route_frame(&app, &info, "$default", body, true).await;
+                    ("$default".to_owned(), body, true)
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => live.touch(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    live.touch();
+                    continue;
+                }
                 Some(Ok(Message::Close(frame))) => break match frame {
                     Some(frame) => Ending { code: frame.code, reason: frame.reason.to_string(), send_close: false },
                     None => Ending { code: 1005, reason: "Client-side close frame status not set".into(), send_close: false },
@@ -275,7 +283,17 @@ async fn serve_connection<S: Store>(
                 break Ending::server(close.code, close.reason);
             }
             _ = shutdown.changed() => break Ending::server(1001, "Going away"),
-        }
+        };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            tracing::warn!(%connection_id, "too many frames in flight; closing with 1008");
+            break Ending::server(1008, "Too many frames in flight");
+        };
+        let (app, info) = (app.clone(), info.clone());
+        tokio::spawn(async move {
+            let (route, body, is_base64) = frame;
+            route_frame(&app, &info, &route, body, is_base64).await;
+            drop(permit);
+        });
     };
 
     // Gone from the registry first: from here on posts get 410, as they do in AWS.
@@ -286,10 +304,13 @@ async fn serve_connection<S: Store>(
         reason: ending.reason.clone().into(),
     });
     let _ = final_close_tx.send(frame);
+    let abort = writer.abort_handle();
     if tokio::time::timeout(Duration::from_secs(2), writer)
         .await
         .is_err()
     {
+        // A client that does not read keeps the writer stuck on a full socket: let it go.
+        abort.abort();
         tracing::debug!(%connection_id, "writer did not finish in time");
     }
     finish(&app, &info, ending.code, &ending.reason).await;

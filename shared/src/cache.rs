@@ -16,6 +16,10 @@ use crate::protocol::{ConnectionId, JobId};
 const MAX_JOBS: usize = 1_024;
 /// Subscribers per job remembered at most; a bigger audience is always looked up.
 pub const MAX_CACHED_SUBSCRIBERS: usize = 20_000;
+/// Connection ids remembered at most, over every job (a few MB): a sender with 512 MB must not
+/// spend it on a cache of 1,024 jobs × 20,000 subscribers. Beyond it, expired entries go, then
+/// the oldest.
+pub const MAX_CACHED_IDS: usize = 100_000;
 
 /// A warm sender's subscriber lists, one per job, each good for the subscription version it was
 /// taken at and for at most a TTL.
@@ -111,17 +115,26 @@ impl SubscriberCache {
             return;
         }
         let mut entries = self.entries();
-        if entries.len() >= MAX_JOBS && !entries.contains_key(&job_id) {
+        entries.remove(&job_id);
+        let held = |entries: &HashMap<JobId, Entry>| -> usize {
+            entries.values().map(|entry| entry.connections.len()).sum()
+        };
+        let full = |entries: &HashMap<JobId, Entry>| {
+            entries.len() >= MAX_JOBS || held(entries) + connections.len() > MAX_CACHED_IDS
+        };
+        if full(&entries) {
             let ttl = self.ttl;
             entries.retain(|_, entry| entry.taken_at.elapsed() < ttl);
-            if entries.len() >= MAX_JOBS
-                && let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, entry)| entry.taken_at)
-                    .map(|(job_id, _)| job_id.clone())
-            {
-                entries.remove(&oldest);
-            }
+        }
+        while full(&entries) {
+            let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, entry)| entry.taken_at)
+                .map(|(job_id, _)| job_id.clone())
+            else {
+                break;
+            };
+            entries.remove(&oldest);
         }
         entries.insert(
             job_id,
@@ -197,5 +210,21 @@ mod tests {
         assert!(cache.get(&job("newest"), 1).is_some());
         assert!(cache.get(&job("j0"), 1).is_none(), "the oldest made room");
         assert!(cache.get(&job("j1"), 1).is_some());
+    }
+
+    #[test]
+    fn the_whole_cache_holds_a_bounded_number_of_ids() {
+        let cache = SubscriberCache::new(Duration::from_secs(60));
+        for job in 0..40 {
+            let job_id = JobId::parse(format!("big-{job}")).unwrap();
+            cache.put(job_id, 1, ids(MAX_CACHED_SUBSCRIBERS));
+        }
+        let entries = cache.entries();
+        let held: usize = entries.values().map(|entry| entry.connections.len()).sum();
+        assert!(held <= MAX_CACHED_IDS, "{held}");
+        assert!(
+            entries.contains_key(&JobId::parse("big-39").unwrap()),
+            "the newest stays"
+        );
     }
 }

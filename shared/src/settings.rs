@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::{JwksSource, JwtSettings, MIN_SECRET_BYTES};
+use crate::auth::{AllowedOrigins, JwksSource, JwtSettings, MIN_SECRET_BYTES};
 use crate::delivery::DeliverySettings;
 use crate::store::dynamodb::schema::TableNames;
 
@@ -55,6 +55,12 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     /// How many jobs one connection may follow at once.
     pub max_subscriptions_per_connection: usize,
+    /// How many connections one user may hold open at once (`MAX_CONNECTIONS_PER_USER`); the
+    /// next `$connect` is refused with 429 `too_many_connections`.
+    pub max_connections_per_user: usize,
+    /// Whether a job without an owner may be seen by every user when authentication is on
+    /// (`OPEN_OWNERLESS_JOBS`, off by default). Without authentication they always may.
+    pub open_ownerless_jobs: bool,
     /// Client frames allowed per second, on average, per connection (the bucket's refill).
     pub frame_rate: u32,
     /// Client frames allowed at once (the bucket's size).
@@ -66,11 +72,20 @@ pub struct Settings {
     pub tables: TableNames,
     /// How tokens are verified (`JWT_*`): the authorizer's, and jobcast-local's `--auth jwt`.
     pub jwt: JwtSettings,
+    /// The web pages (origins) a token in the `access_token` cookie may connect from, besides
+    /// the API's own (`ALLOWED_ORIGINS`, comma-separated `scheme://host[:port]`).
+    pub allowed_origins: AllowedOrigins,
     /// How log lines are written (`LOG_FORMAT`, `RUST_LOG`).
     pub logging: LogSettings,
 }
 
 impl Settings {
+    /// Whether every user may see jobs that have no owner: without authentication (users
+    /// name themselves, so ownership protects nothing), or when `OPEN_OWNERLESS_JOBS` says so.
+    pub fn ownerless_jobs_open(&self) -> bool {
+        self.auth_mode == AuthMode::None || self.open_ownerless_jobs
+    }
+
     /// The per-connection token bucket for client frames.
     pub fn frame_bucket(&self) -> crate::store::FrameBucket {
         crate::store::FrameBucket {
@@ -90,6 +105,9 @@ impl Default for Settings {
             websocket_endpoint: None,
             delivery: DeliverySettings::default(),
             max_subscriptions_per_connection: 100,
+            open_ownerless_jobs: false,
+            // A user with a dozen tabs and a phone; never thousands.
+            max_connections_per_user: 20,
             // A UI sends a few frames a minute; a reconnect burst resubscribes a dozen jobs.
             frame_rate: 10,
             frame_burst: 20,
@@ -97,6 +115,7 @@ impl Default for Settings {
             sqs_deadline_reserve: Duration::from_secs(5),
             tables: TableNames::default(),
             jwt: JwtSettings::default(),
+            allowed_origins: AllowedOrigins::default(),
             logging: LogSettings::default(),
         }
     }
@@ -148,6 +167,22 @@ impl Settings {
             "MAX_SUBSCRIPTIONS_PER_CONNECTION",
             settings.max_subscriptions_per_connection as u64,
         )? as usize;
+        settings.max_connections_per_user = number(
+            &lookup,
+            "MAX_CONNECTIONS_PER_USER",
+            settings.max_connections_per_user as u64,
+        )? as usize;
+        settings.open_ownerless_jobs = match lookup("OPEN_OWNERLESS_JOBS").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "OPEN_OWNERLESS_JOBS",
+                    value: other.to_owned(),
+                    reason: "expected true or false",
+                });
+            }
+        };
         settings.frame_rate =
             number(&lookup, "FRAME_RATE_PER_SECOND", settings.frame_rate.into())? as u32;
         settings.frame_burst = number(&lookup, "FRAME_BURST", settings.frame_burst.into())? as u32;
@@ -175,6 +210,13 @@ impl Settings {
             settings.tables.jobs = name;
         }
         settings.jwt = jwt(&lookup)?;
+        if let Some(list) = lookup("ALLOWED_ORIGINS") {
+            settings.allowed_origins = AllowedOrigins::parse(&list).map_err(|_| ConfigError {
+                name: "ALLOWED_ORIGINS",
+                value: list.clone(),
+                reason: "expected comma-separated origins, scheme://host[:port], no path or wildcard",
+            })?;
+        }
         settings.logging = LogSettings {
             json: match lookup("LOG_FORMAT").as_deref() {
                 Some("json") => true,
@@ -202,13 +244,33 @@ fn jwt(lookup: &impl Fn(&str) -> Option<String>) -> Result<JwtSettings, ConfigEr
             reason: "must be at least 32 bytes",
         });
     }
-    let jwks = set("JWT_JWKS").map(|value| {
-        if value.starts_with("https://") || value.starts_with("http://") {
-            JwksSource::Url(value)
-        } else {
-            JwksSource::File(PathBuf::from(value))
-        }
-    });
+    let jwks = match set("JWT_JWKS") {
+        None => None,
+        Some(value) if value.contains("://") => Some(
+            JwksSource::url(&value)
+                .map(|_| JwksSource::Url(value.clone()))
+                .map_err(|reason| ConfigError {
+                    name: "JWT_JWKS",
+                    value,
+                    reason,
+                })?,
+        ),
+        Some(path) => Some(JwksSource::File(PathBuf::from(path))),
+    };
+    let issuer = set("JWT_ISSUER");
+    let audience = set("JWT_AUDIENCE");
+    // Keys from a shared identity provider sign tokens for every application it serves.
+    if jwks.is_some() && (issuer.is_none() || audience.is_none()) {
+        return Err(ConfigError {
+            name: if issuer.is_none() {
+                "JWT_ISSUER"
+            } else {
+                "JWT_AUDIENCE"
+            },
+            value: String::new(),
+            reason: "is required with JWT_JWKS: an identity provider's keys also sign tokens meant for other applications",
+        });
+    }
     let leeway = match set("JWT_LEEWAY_SECONDS") {
         None => Duration::from_secs(30),
         Some(value) => value
@@ -226,8 +288,8 @@ fn jwt(lookup: &impl Fn(&str) -> Option<String>) -> Result<JwtSettings, ConfigEr
     Ok(JwtSettings {
         hs256_secret,
         jwks,
-        issuer: set("JWT_ISSUER"),
-        audience: set("JWT_AUDIENCE"),
+        issuer,
+        audience,
         leeway,
     })
 }
@@ -320,13 +382,68 @@ mod tests {
         );
     }
 
+    const ISSUED: [(&str, &str); 2] = [
+        ("JWT_ISSUER", "https://id.example.com/"),
+        ("JWT_AUDIENCE", "jobcast"),
+    ];
+
     #[test]
     fn a_jwks_setting_is_a_url_or_a_file() {
-        let url = from(&[("JWT_JWKS", "https://id.example.com/.well-known/jwks.json")]).unwrap();
+        let url = from(&[
+            ("JWT_JWKS", "https://id.example.com/.well-known/jwks.json"),
+            ISSUED[0],
+            ISSUED[1],
+        ])
+        .unwrap();
         assert!(matches!(url.jwt.jwks, Some(JwksSource::Url(_))));
-        let file = from(&[("JWT_JWKS", "/etc/jobcast/jwks.json")]).unwrap();
+        let file = from(&[("JWT_JWKS", "/etc/jobcast/jwks.json"), ISSUED[0], ISSUED[1]]).unwrap();
         assert!(matches!(file.jwt.jwks, Some(JwksSource::File(_))));
         assert_eq!(file.jwt.leeway, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_jwks_comes_over_https_and_names_its_issuer_and_audience() {
+        for url in [
+            "http://id.example.com/jwks.json",
+            "http://127.0.0.1.evil.example/jwks.json",
+            "ftp://id.example.com/jwks.json",
+        ] {
+            let err = from(&[("JWT_JWKS", url), ISSUED[0], ISSUED[1]]).unwrap_err();
+            assert!(err.to_string().starts_with("JWT_JWKS"), "{url}: {err}");
+        }
+        for loopback in [
+            "http://127.0.0.1:8080/jwks.json",
+            "http://localhost/jwks.json",
+            "http://[::1]:9/k",
+        ] {
+            from(&[("JWT_JWKS", loopback), ISSUED[0], ISSUED[1]])
+                .unwrap_or_else(|err| panic!("{loopback}: {err}"));
+        }
+        let jwks = ("JWT_JWKS", "/etc/jobcast/jwks.json");
+        let no_issuer = from(&[jwks, ISSUED[1]]).unwrap_err();
+        assert!(
+            no_issuer.to_string().starts_with("JWT_ISSUER"),
+            "{no_issuer}"
+        );
+        let no_audience = from(&[jwks, ISSUED[0]]).unwrap_err();
+        assert!(
+            no_audience.to_string().starts_with("JWT_AUDIENCE"),
+            "{no_audience}"
+        );
+        // A shared secret is this deployment's own: issuer and audience stay optional.
+        from(&[("JWT_HS256_SECRET", "0123456789abcdef0123456789abcdef")]).unwrap();
+    }
+
+    #[test]
+    fn allowed_origins_are_origins() {
+        let settings = from(&[(
+            "ALLOWED_ORIGINS",
+            "https://app.example.com,http://localhost:5173",
+        )])
+        .unwrap();
+        assert_eq!(settings.allowed_origins.listed().len(), 2);
+        let err = from(&[("ALLOWED_ORIGINS", "*")]).unwrap_err();
+        assert!(err.to_string().starts_with("ALLOWED_ORIGINS"), "{err}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ async fn authorizer(settings: &Settings) -> Result<(), lambda_runtime::Error> {
     let verifier = TokenVerifier::new(&settings.jwt)
         .await
         .map_err(StartupError::from)?;
-    let authorizer = &Authorizer::new(verifier);
+    let authorizer = &Authorizer::new(verifier, settings.allowed_origins.clone());
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             authorizer

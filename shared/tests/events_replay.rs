@@ -315,6 +315,7 @@ async fn every_event_file_replays_through_its_handler() {
                 .jwt;
                 let authorizer = jobcast::auth::Authorizer::new(
                     jobcast::auth::TokenVerifier::new(&settings).await.unwrap(),
+                    Default::default(),
                 );
                 let request =
                     serde_json::from_value(json).unwrap_or_else(|err| panic!("{file}: {err}"));

@@ -69,6 +69,14 @@ impl ScriptedGateway {
             .collect()
     }
 
+    /// The posts that went through so far, as frames, forgetting them.
+    pub fn take(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.posts.lock().unwrap())
+            .into_iter()
+            .map(|(_, frame)| frame)
+            .collect()
+    }
+
     /// How many posts went through.
     pub fn post_count(&self) -> usize {
         self.posts.lock().unwrap().len()

@@ -70,6 +70,44 @@ pub async fn start_on<S: Store>(store: S) -> Emulator<S> {
     .expect("start the emulator")
 }
 
+/// The HS256 secret of [`start_secured`]'s authorizer.
+pub const TEST_SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+
+/// A token [`start_secured`]'s authorizer accepts for `user`, valid for five minutes.
+pub fn token_for(user: &str) -> String {
+    let exp = chrono::Utc::now().timestamp() + 300;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": user, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .expect("a token")
+}
+
+/// An emulator on a free port over `store` with authentication on, as deployed: `--auth jwt`
+/// (HS256 with [`TEST_SECRET`]) and the authorizer's user on every route.
+pub async fn start_secured<S: Store>(store: S, mut settings: Settings) -> Emulator<S> {
+    settings.auth_mode = AuthMode::Authorizer;
+    let jwt = jobcast::auth::JwtSettings {
+        hs256_secret: Some(TEST_SECRET.to_owned()),
+        ..jobcast::auth::JwtSettings::default()
+    };
+    let verifier = jobcast::auth::TokenVerifier::new(&jwt)
+        .await
+        .expect("a verifier");
+    let config = EmulatorConfig {
+        authorizer: Some(std::sync::Arc::new(jobcast::auth::Authorizer::new(
+            verifier,
+            settings.allowed_origins.clone(),
+        ))),
+        ..EmulatorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    Emulator::start(listener, Jobcast::new(store, settings), config).expect("start the emulator")
+}
+
 /// A real WebSocket client.
 pub struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -104,6 +142,20 @@ impl Client {
             socket,
             user: user.to_owned(),
             http_url: http_url.to_owned(),
+        }
+    }
+
+    /// Connects to a [`start_secured`] emulator as `user`, with a token for it.
+    pub async fn connect_secured<S: Store>(emulator: &Emulator<S>, user: &str) -> Client {
+        let url = format!("{}/?token={}", emulator.websocket_url(), token_for(user));
+        let (socket, response) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connect");
+        assert_eq!(response.status(), 101);
+        Client {
+            socket,
+            user: user.to_owned(),
+            http_url: emulator.http_url(),
         }
     }
 

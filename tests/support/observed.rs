@@ -10,7 +10,7 @@ use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
     JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome, ReplayClaim,
-    ReplayEnd, StoreError, StoredEvent, Subscription,
+    ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 
 /// What an [`ObservedStore`] has seen.
@@ -183,7 +183,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         self.seen.strikes("connections_of")?;
         let mut page = self.inner.connections_of(audience, page).await?;
         let lag = *self.seen.index_lag.lock().unwrap();
-        if let (Some(lag), Audience::Job(job_id, _)) = (lag, audience) {
+        if let (Some(lag), Audience::Job(job_id, _, _)) = (lag, audience) {
             let made = self.seen.subscribed_at.lock().unwrap();
             page.items.retain(|id| {
                 made.get(&(id.clone(), job_id.clone()))
@@ -237,7 +237,7 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
         self.inner.events_after(job, page).await
     }
 
-    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<ReplayStart, StoreError> {
         self.inner.start_replay(claim).await
     }
 

@@ -1,6 +1,7 @@
 //! Who is connecting: the token on the upgrade request, its verification, and the Lambda
 //! REQUEST authorizer that turns it into an IAM policy and a user id for `$connect`.
 
+mod origin;
 mod token;
 mod verifier;
 
@@ -11,6 +12,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::json;
 
+pub use origin::{AllowedOrigins, OriginError};
 pub use token::{
     BEARER_PREFIX, PresentedToken, SUBPROTOCOL, TOKEN_COOKIE, TOKEN_QUERY_PARAMETER, TokenSource,
     chosen_subprotocol, presented_token,
@@ -34,17 +36,24 @@ pub struct Unauthorized(pub TokenError);
 #[derive(Debug)]
 pub struct Authorizer {
     verifier: TokenVerifier,
+    origins: AllowedOrigins,
 }
 
 impl Authorizer {
-    /// An authorizer that checks tokens with `verifier`.
-    pub fn new(verifier: TokenVerifier) -> Self {
-        Self { verifier }
+    /// An authorizer that checks tokens with `verifier`, and lets a token carried in a
+    /// cookie connect only from `origins` or the API's own origin (see [`AllowedOrigins`]).
+    pub fn new(verifier: TokenVerifier, origins: AllowedOrigins) -> Self {
+        Self { verifier, origins }
+    }
+
+    /// The origins a cookie may connect from, besides the API's own.
+    pub fn allowed_origins(&self) -> &AllowedOrigins {
+        &self.origins
     }
 
     /// Allow (with the user in the context) for a valid token; `Err(Unauthorized)` (401) for
     /// a missing or unverifiable one; a Deny policy (403) for a genuine token not meant for
-    /// this API.
+    /// this API, and for a cookie sent from a page whose origin is not allowed.
     pub async fn authorize(
         &self,
         request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
@@ -57,6 +66,25 @@ impl Authorizer {
             tracing::info!(request_id, reason = "missing", "connect refused: no token");
             return Err(Unauthorized(TokenError::Missing));
         };
+        if presented.source == TokenSource::Cookie
+            && let Some(origin) = header(request, http::header::ORIGIN)
+            && !self
+                .origins
+                .allows(origin, header(request, http::header::HOST))
+        {
+            tracing::warn!(
+                request_id,
+                origin,
+                reason = "origin_not_allowed",
+                "connect denied: a cookie sent from a page not allowed"
+            );
+            return Ok(policy(
+                "denied",
+                IamPolicyEffect::Deny,
+                &method_arn,
+                json!({}),
+            ));
+        }
         match self.verifier.verify(&presented.token).await {
             Ok(VerifiedToken { user_id }) => {
                 tracing::info!(request_id, %user_id, source = presented.source.as_str(), "connect allowed");
@@ -85,6 +113,17 @@ impl Authorizer {
             }
         }
     }
+}
+
+/// A header of the upgrade request, when it is readable text.
+fn header(
+    request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    name: http::header::HeaderName,
+) -> Option<&str> {
+    request
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 fn policy(

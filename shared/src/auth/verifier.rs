@@ -25,9 +25,39 @@ const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum JwksSource {
     /// A JWKS document on disk, read once at start.
     File(PathBuf),
-    /// A JWKS document at an `http(s)://` URL, fetched at start and again (at most every five
-    /// minutes) when a token names a key not in it.
+    /// A JWKS document at an `https://` URL (plain `http://` only on loopback, for tests),
+    /// fetched at start and again (at most every five minutes) when a token names a key not
+    /// in it. Redirects are not followed.
     Url(String),
+}
+
+impl JwksSource {
+    /// Checks a JWKS URL: `https://`, or `http://` to a loopback host. Signing keys fetched
+    /// over plain HTTP could be swapped by anyone on the path.
+    pub fn url(url: &str) -> Result<(), &'static str> {
+        if url.starts_with("https://") {
+            return Ok(());
+        }
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err("expected an https:// URL or a file path");
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+            None => authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host),
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback && !authority.contains('@') {
+            Ok(())
+        } else {
+            Err("plain http:// is allowed only for a loopback host; use https://")
+        }
+    }
 }
 
 /// Token validation settings, read from the environment (`JWT_*`) by [`crate::settings`].
@@ -37,9 +67,9 @@ pub struct JwtSettings {
     pub hs256_secret: Option<String>,
     /// `JWT_JWKS`: a path or an `https://` URL; enables RS256 and ES256.
     pub jwks: Option<JwksSource>,
-    /// `JWT_ISSUER`: when set, `iss` must equal it.
+    /// `JWT_ISSUER`: when set, `iss` must equal it (required with a JWKS).
     pub issuer: Option<String>,
-    /// `JWT_AUDIENCE`: when set, `aud` must contain it.
+    /// `JWT_AUDIENCE`: when set, `aud` must contain it (required with a JWKS).
     pub audience: Option<String>,
     /// `JWT_LEEWAY_SECONDS`: clock skew allowed on `exp` and `nbf` (default 30).
     pub leeway: Duration,
@@ -73,6 +103,10 @@ pub enum VerifierConfigError {
     /// Neither an HS256 secret nor a JWKS is configured.
     #[error("no key configured: set JWT_HS256_SECRET and/or JWT_JWKS")]
     NoKeys,
+    /// A JWKS is configured without `JWT_ISSUER` and `JWT_AUDIENCE`: an identity provider's
+    /// keys also sign tokens it issues for other applications.
+    #[error("JWT_ISSUER and JWT_AUDIENCE are required with JWT_JWKS")]
+    UnboundJwks,
     /// The JWKS document could not be read, fetched or parsed.
     #[error("reading the JWKS document {source_name}: {reason}")]
     Jwks {
@@ -215,11 +249,19 @@ impl TokenVerifier {
         if !settings.is_configured() {
             return Err(VerifierConfigError::NoKeys);
         }
+        if settings.jwks.is_some() && (settings.issuer.is_none() || settings.audience.is_none()) {
+            return Err(VerifierConfigError::UnboundJwks);
+        }
         let jwks = match &settings.jwks {
             None => None,
             Some(source) => {
+                if let JwksSource::Url(url) = source {
+                    JwksSource::url(url).map_err(|reason| jwks_error(source, reason.into()))?;
+                }
                 let http = reqwest::Client::builder()
                     .timeout(JWKS_FETCH_TIMEOUT)
+                    // A redirect could lead the fetch to keys the attacker controls.
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|err| jwks_error(source, err.to_string()))?;
                 let keys = load_jwks(source, &http).await?;
@@ -393,6 +435,12 @@ async fn load_jwks(
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|err| jwks_error(source, err.to_string()))?;
+            if response.status().is_redirection() {
+                return Err(jwks_error(
+                    source,
+                    format!("answered {}: redirects are not followed", response.status()),
+                ));
+            }
             response
                 .bytes()
                 .await

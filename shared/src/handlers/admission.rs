@@ -18,12 +18,16 @@ pub(super) enum Admission {
     Limited,
     /// Refused, and the connection closed for sustained abuse.
     Closed,
+    /// Refused, and the connection closed: the store does not know it.
+    Unknown,
 }
 
 /// Takes a token from the connection's frame bucket (`FRAME_RATE_PER_SECOND`, burst
 /// `FRAME_BURST`). Without one the client is told `rate_limited`; after more than a burst's
-/// worth of refusals in a row (sustained abuse) the connection is closed. A store failure
-/// admits the frame: the limit protects the service, it must not take it down.
+/// worth of refusals in a row (sustained abuse) the connection is closed. The limit fails
+/// closed: when the store cannot answer, this process's own buckets decide; a connection the
+/// store does not know (never recorded, or expired) is told so and closed, so its client
+/// reconnects and is recorded anew.
 pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
     service: &Jobcast<S>,
     gateway: &G,
@@ -38,11 +42,20 @@ pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
         .await
     {
         Ok(Some(verdict)) => verdict,
-        // Not a known connection: the action itself will say so.
-        Ok(None) => return Admission::Admitted,
+        Ok(None) => {
+            tracing::warn!(%connection_id, "frame from a connection the store does not know; closing it");
+            let message = ServerMessage::Error(error_reply(&ActionError::UnknownConnection, None));
+            reply(service, gateway, connection_id, message, None).await;
+            if let Err(err) = gateway.delete_connection(connection_id).await {
+                tracing::warn!(%connection_id, error = %err, "could not close an unknown connection");
+            }
+            return Admission::Unknown;
+        }
         Err(err) => {
-            tracing::warn!(%connection_id, error = %err, "could not take a frame token; admitted");
-            return Admission::Admitted;
+            tracing::warn!(%connection_id, error = %err, "the store could not take a frame token; this process's bucket decides");
+            service
+                .fallback_frames()
+                .take(connection_id, bucket.at(now_ms))
         }
     };
     match verdict {

@@ -36,6 +36,9 @@ pub enum ActionError {
         /// The most subscriptions a connection may hold.
         limit: usize,
     },
+    /// A replay of the job to this connection is already under way.
+    #[error("a replay of job {0} to this connection is under way; its events are coming")]
+    ReplayInProgress(JobId),
     /// A resume point the job has not reached.
     #[error("last_seq {last_seq} is ahead of job {job_id}, whose last seq is {job_last_seq}")]
     SeqAhead {
@@ -63,6 +66,7 @@ impl ActionError {
             Self::JobNotAccessible(_) | Self::UnknownConnection => ErrorCode::Forbidden,
             Self::JobFinished { .. } => ErrorCode::JobFinished,
             Self::TooManySubscriptions { .. } => ErrorCode::TooManySubscriptions,
+            Self::ReplayInProgress(_) => ErrorCode::ReplayInProgress,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Store(err) if err.is_transient() => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::InternalError,

@@ -33,6 +33,7 @@ impl<S: Store> Jobcast<S> {
             Admission::Admitted => {}
             Admission::Limited => return response(429, "rate limited"),
             Admission::Closed => return response(429, "closed for abuse"),
+            Admission::Unknown => return response(410, "unknown connection"),
         }
         let parsed = match (request.is_base64_encoded, request.body.as_deref()) {
             (true, _) => Err(FrameError::Binary),

@@ -10,7 +10,8 @@
 //!   its parsed request to its effect;
 //! - the pieces they share: recording and fanning out an event (`record.rs`), who may see
 //!   which job (`access.rs`), posting a reply (`reply.rs`), the frame limit and keep-alive
-//!   (`admission.rs`), reading API Gateway's events (`apigw.rs`);
+//!   (`admission.rs`, with its in-process fallback `fallback_frames.rs`), reading API
+//!   Gateway's events (`apigw.rs`);
 //! - at the bottom, the service itself (`service.rs`) and the error vocabulary (`errors.rs`).
 
 mod access;
@@ -20,6 +21,7 @@ mod apigw;
 mod connect;
 mod disconnect;
 mod errors;
+mod fallback_frames;
 mod message;
 mod record;
 mod reply;

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use chrono::Utc;
 
+use super::access::remove_other_subscribers;
 use super::errors::SendError;
 use super::service::Jobcast;
 use crate::cache::MAX_CACHED_SUBSCRIBERS;
@@ -96,12 +97,20 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
         subscribers_version,
         replaying,
         recent,
+        owner,
+        owner_named,
     } = match outcome {
         AppendOutcome::Appended(appended) => appended,
         AppendOutcome::JobFinished(job) => return Ok(Recorded::Finished(job.state)),
         AppendOutcome::OwnedByAnother(_) => return Ok(Recorded::OwnedByAnother),
     };
     let seq = stored.seq;
+    let mut recent = recent;
+    if owner_named && let Some(owner) = &owner {
+        // Named among the recent subscribers too: they must not be posted to either.
+        let removed = remove_other_subscribers(service, job_id, owner).await;
+        recent.retain(|id| !removed.contains(id));
+    }
     if duplicate {
         tracing::info!(seq, owed = ?owed, "a retry of an event already recorded");
     }
@@ -113,6 +122,7 @@ pub(super) async fn record_and_deliver<S: Store, G: ConnectionGateway>(
     let audience = JobAudience {
         job_id,
         seq,
+        owner,
         version: subscribers_version,
         replaying: &replaying,
         // A retry goes to those the lookup finds, filtered by their `live_after`; a recent
@@ -170,6 +180,8 @@ fn owed_after(report: &DeliveryReport, missed: Vec<ConnectionId>, owed_some: boo
 struct JobAudience<'a> {
     job_id: &'a JobId,
     seq: Seq,
+    /// The job's owner: nobody else's subscription is served.
+    owner: Option<UserId>,
     /// The job's subscription version at the append.
     version: u64,
     /// Connections whose replay delivers this event instead.
@@ -195,6 +207,7 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
     let JobAudience {
         job_id,
         seq,
+        owner,
         version,
         replaying,
         recent,
@@ -231,7 +244,7 @@ async fn fan_out<S: Store, G: ConnectionGateway>(
     let from_cache = cached.is_some();
     let recipients = match cached {
         Some(list) => Recipients::Listed(list),
-        None => Recipients::Lookup(Audience::Job(job_id.clone(), seq)),
+        None => Recipients::Lookup(Audience::Job(job_id.clone(), seq, owner)),
     };
     let remember = if cache.is_enabled() && !from_cache && !retry {
         MAX_CACHED_SUBSCRIBERS

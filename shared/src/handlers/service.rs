@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::fallback_frames::FallbackFrames;
 use crate::cache::SubscriberCache;
 use crate::metrics::{NoMetrics, SharedSink};
 use crate::protocol::JobId;
@@ -20,6 +21,8 @@ pub struct Jobcast<S> {
     metrics: SharedSink,
     /// Who listens to which job, kept between invocations of a warm sender.
     subscribers: Arc<SubscriberCache>,
+    /// The frame limit's buckets for when the store cannot answer.
+    fallback_frames: Arc<FallbackFrames>,
 }
 
 impl<S: Store> Jobcast<S> {
@@ -30,6 +33,7 @@ impl<S: Store> Jobcast<S> {
             subscribers: Arc::new(SubscriberCache::new(settings.delivery.subscriber_cache_ttl)),
             settings: Arc::new(settings),
             metrics: Arc::new(NoMetrics),
+            fallback_frames: Arc::default(),
         }
     }
 
@@ -65,6 +69,11 @@ impl<S: Store> Jobcast<S> {
     /// The warm sender's subscriber lists.
     pub(crate) fn subscribers(&self) -> &SubscriberCache {
         &self.subscribers
+    }
+
+    /// The frame buckets this process keeps for when the store cannot answer.
+    pub(crate) fn fallback_frames(&self) -> &FallbackFrames {
+        &self.fallback_frames
     }
 
     /// `from` plus `ttl`, saturating.

@@ -22,6 +22,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The connection holds as many subscriptions as it may.
     TooManySubscriptions,
+    /// The user holds as many connections as it may (`$connect` refuses the next one).
+    TooManyConnections,
+    /// A replay of this job to this connection is already under way; its events are coming.
+    ReplayInProgress,
     /// A dependency (the store) is unavailable; retrying later may work.
     Unavailable,
     /// Something failed on our side.
@@ -38,6 +42,8 @@ impl ErrorCode {
             Self::PayloadTooLarge => "keep frames under 128 KB",
             Self::RateLimited => "slow down and retry after a second",
             Self::TooManySubscriptions => "unsubscribe from jobs you no longer watch",
+            Self::TooManyConnections => "close connections you no longer use",
+            Self::ReplayInProgress => "wait: the replay under way brings the events",
             Self::Unavailable => "retry with backoff",
             Self::Forbidden | Self::JobFinished | Self::InternalError => {
                 return None;

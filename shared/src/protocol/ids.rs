@@ -112,10 +112,30 @@ identifier!(
 );
 
 identifier!(
-    /// The user a connection belongs to (a JWT `sub`, an authorizer principal).
-    UserId, "user_id", 256, "1-256 printable characters without spaces", "^\\S+$",
-    |c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+    /// The user a connection belongs to (a JWT `sub`, an authorizer principal). Characters that
+    /// show nothing or reorder text (bidi controls, zero-width and other format characters)
+    /// are refused: two ids that look alike must be alike.
+    UserId, "user_id", 256, "1-256 printable characters without spaces or invisible characters", "^\\S+$",
+    |c| c.is_ascii_graphic()
+        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace() && !is_hidden_char(c))
 );
+
+/// A character that shows nothing, or changes how the text around it shows: bidirectional
+/// controls (the "Trojan Source" characters), zero-width characters and joiners, the byte-order
+/// mark, invisible fillers, variation selectors, tags, and the line and paragraph separators.
+pub(crate) fn is_hidden_char(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
 
 identifier!(
     /// Ties a reply or an event to the request or pipeline run that caused it.
@@ -160,6 +180,23 @@ mod tests {
         for bad in ["", "a b", "job/1", "ünï", "x\n", &"x".repeat(129)] {
             let err = JobId::parse(bad).unwrap_err();
             assert!(err.to_string().starts_with("job_id must be"), "{err}");
+        }
+    }
+
+    #[test]
+    fn user_ids_refuse_characters_that_hide_or_reorder_text() {
+        assert!(UserId::parse("ana").is_ok());
+        assert!(UserId::parse("anaïs-日本").is_ok());
+        for bad in [
+            "ana\u{202E}evil",
+            "an\u{200B}a",
+            "ana\u{2066}",
+            "\u{FEFF}ana",
+            "ana\u{E0041}",
+            "a\u{00AD}na",
+            "ana\u{0007}",
+        ] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -84,6 +84,8 @@ pub enum ServerMessage {
     JobStatus(JobStatusReport),
     /// The answer to `subscribe`.
     Subscribed(Subscribed),
+    /// A replay stopped at its per-frame bound: `subscribe` again from `through_seq` for more.
+    ReplayPaused(ReplayPaused),
     /// The answer to `unsubscribe`.
     Unsubscribed(JobRef),
     /// The answer to `ping`.
@@ -119,6 +121,7 @@ impl ServerMessage {
             Self::JobCancelled(event) => event.type_name(),
             Self::JobStatus(_) => "job_status",
             Self::Subscribed(_) => "subscribed",
+            Self::ReplayPaused(_) => "replay_paused",
             Self::Unsubscribed(_) => "unsubscribed",
             Self::Pong => "pong",
             Self::Error(_) => "error",
@@ -185,6 +188,24 @@ pub struct Subscribed {
     /// False when the events after the client's `last_seq` are no longer all in the log.
     pub recovered: bool,
 }
+
+/// A replay that posted as many events as one `subscribe` may ([`REPLAY_EVENTS_PER_FRAME`])
+/// while the job has more: the connection no longer follows the job, and a `subscribe` with
+/// `last_seq: through_seq` brings the next events (and, once caught up, the live stream).
+/// Bounding each frame's work keeps one client from spending the account's post quota, or a
+/// minute of Lambda time, with a single frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReplayPaused {
+    /// The job being replayed.
+    pub job_id: JobId,
+    /// The last event this replay posted: subscribe again with it as `last_seq`.
+    pub through_seq: Seq,
+    /// The job's last seq as the replay paused.
+    pub last_seq: Seq,
+}
+
+/// The most events one `subscribe` replays before it pauses with `replay_paused`.
+pub const REPLAY_EVENTS_PER_FRAME: u64 = 500;
 
 /// A request that could not be served, with a machine-readable code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

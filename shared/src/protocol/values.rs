@@ -59,19 +59,19 @@ impl schemars::JsonSchema for StageName {
             "minLength": 1,
             "maxLength": StageName::MAX_LEN,
             "pattern": "\\S",
-            "description": "A pipeline stage: non-blank, no control characters.",
+            "description": "A pipeline stage: non-blank, no control or invisible characters.",
         })
     }
 }
 
-/// A pipeline stage name: non-blank, at most 128 characters, no control characters.
+/// A pipeline stage name: non-blank, at most 128 characters, no control or invisible (bidi, zero-width) characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct StageName(String);
 
 /// A string refused as a [`StageName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be a non-blank name of at most {max} characters", max = StageName::MAX_LEN)]
+#[error("must be a non-blank name of at most {max} characters, without control or invisible characters", max = StageName::MAX_LEN)]
 pub struct InvalidStageName;
 
 impl StageName {
@@ -85,6 +85,7 @@ impl StageName {
         if value.trim().is_empty()
             || value.chars().count() > Self::MAX_LEN
             || value.chars().any(char::is_control)
+            || value.chars().any(super::ids::is_hidden_char)
         {
             return Err(InvalidStageName);
         }

@@ -11,7 +11,7 @@ use super::{
     AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict,
     JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed, Page,
     PageRequest, PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim, ReplayEnd,
-    StoreError, StoredEvent, Subscription,
+    ReplayStart, StoreError, StoredEvent, Subscription,
 };
 use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 
@@ -42,7 +42,16 @@ struct State {
     frame_buckets: HashMap<ConnectionId, (i64, u64)>,
     /// Each job's replay claims: see `JobStore::start_replay`.
     replay_claims: HashMap<JobId, HashSet<ReplayClaim>>,
+    /// When expired items were last removed.
+    pruned_at: Option<DateTime<Utc>>,
 }
+
+/// Expired items are removed on a write at most this often, as DynamoDB's TTL removes them
+/// (later, there); reads ignore them meanwhile.
+const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+/// An expired job's snapshot is kept this much longer, so an id used again soon after goes on
+/// counting seqs rather than start over.
+const JOB_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// What the store keeps of an event id.
 struct EventIdRecord {
@@ -52,6 +61,90 @@ struct EventIdRecord {
 }
 
 impl State {
+    /// Removes what has expired, if it has not been done lately.
+    fn prune_now_and_then(&mut self, now: DateTime<Utc>) {
+        if self.pruned_at.is_none_or(|at| now - at >= PRUNE_INTERVAL) {
+            self.prune(now);
+        }
+    }
+
+    /// Removes every expired item; returns how many went.
+    fn prune(&mut self, now: DateTime<Utc>) -> usize {
+        self.pruned_at = Some(now);
+        let before = self.item_count();
+        let gone: Vec<ConnectionId> = self
+            .connections
+            .values()
+            .filter(|connection| connection.expires_at <= now)
+            .map(|connection| connection.connection_id.clone())
+            .collect();
+        for connection_id in &gone {
+            if let Some(connection) = self.connections.remove(connection_id)
+                && let Some(ids) = self.connections_of_user.get_mut(&connection.user_id)
+            {
+                ids.remove(connection_id);
+                if ids.is_empty() {
+                    self.connections_of_user.remove(&connection.user_id);
+                }
+            }
+        }
+        self.subscriptions.retain(|_, subscribers| {
+            subscribers.retain(|connection_id, subscription| {
+                subscription.expires_at > now && !gone.contains(connection_id)
+            });
+            !subscribers.is_empty()
+        });
+        let subscriptions = &self.subscriptions;
+        self.jobs_of_connection.retain(|connection_id, jobs| {
+            jobs.retain(|job_id| {
+                subscriptions
+                    .get(job_id)
+                    .is_some_and(|subscribers| subscribers.contains_key(connection_id))
+            });
+            !jobs.is_empty()
+        });
+        let connections = &self.connections;
+        self.frame_buckets
+            .retain(|connection_id, _| connections.contains_key(connection_id));
+        let retired: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|job| job.expires_at + JOB_GRACE <= now)
+            .map(|job| job.job_id.clone())
+            .collect();
+        for job_id in &retired {
+            self.jobs.remove(job_id);
+            self.subscribers_versions.remove(job_id);
+        }
+        self.events.retain(|_, log| {
+            log.retain(|(_, expires_at)| *expires_at > now);
+            !log.is_empty()
+        });
+        self.event_ids.retain(|_, record| record.expires_at > now);
+        self.recent.retain(|_, recent| {
+            recent.retain(|(_, until)| *until > now);
+            !recent.is_empty()
+        });
+        self.replay_claims.retain(|_, claims| {
+            claims.retain(|claim| claim.holds_at(now));
+            !claims.is_empty()
+        });
+        before - self.item_count()
+    }
+
+    /// Items held, expired or not: connections, subscriptions, jobs, logged events, event ids.
+    fn item_count(&self) -> usize {
+        self.connections.len()
+            + self
+                .subscriptions
+                .values()
+                .map(BTreeMap::len)
+                .sum::<usize>()
+            + self.jobs.len()
+            + self.events.values().map(Vec::len).sum::<usize>()
+            + self.event_ids.len()
+    }
+
     /// The job's recent subscribers whose window still holds.
     fn recent(&self, job_id: &JobId) -> Vec<ConnectionId> {
         let now = Utc::now();
@@ -101,6 +194,19 @@ impl MemoryStore {
             .count()
     }
 
+    /// Items held, expired or not: connections, subscriptions, jobs, logged events and event
+    /// ids (for tests of clean-up, and health reports).
+    pub fn item_count(&self) -> usize {
+        self.lock().item_count()
+    }
+
+    /// Removes every expired item now, as DynamoDB's TTL would (writes also do it every ten
+    /// seconds or so); returns how many went. A job's snapshot stays ten minutes past its
+    /// expiry, so an id used again soon goes on counting seqs.
+    pub fn prune_expired(&self) -> usize {
+        self.lock().prune(Utc::now())
+    }
+
     /// How many subscriptions are stored, expired or not (for tests of clean-up).
     pub fn subscription_count(&self) -> usize {
         self.lock().subscriptions.values().map(BTreeMap::len).sum()
@@ -131,6 +237,7 @@ fn resume_after(page: &PageRequest) -> Result<Bound<ConnectionId>, StoreError> {
 impl ConnectionStore for MemoryStore {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let mut state = self.lock();
+        state.prune_now_and_then(Utc::now());
         state
             .connections_of_user
             .entry(connection.user_id.clone())
@@ -228,9 +335,8 @@ impl ConnectionStore for MemoryStore {
             .frame_buckets
             .entry(connection_id.clone())
             .or_insert((i64::MIN, 0));
-        let start = (*tat).max(now_ms);
-        if start - now_ms <= bucket.tolerance_ms() {
-            *tat = start + bucket.interval_ms;
+        if let Some(next) = (FrameTake { bucket, now_ms }).take(*tat) {
+            *tat = next;
             *refused = 0;
             Ok(Some(FrameVerdict::Admitted))
         } else {
@@ -265,6 +371,7 @@ impl ConnectionStore for MemoryStore {
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut state = self.lock();
+        state.prune_now_and_then(Utc::now());
         state
             .jobs_of_connection
             .entry(subscription.connection_id.clone())
@@ -328,12 +435,13 @@ impl ConnectionStore for MemoryStore {
         let state = self.lock();
         let empty = BTreeSet::new();
         let live: Vec<&ConnectionId> = match audience {
-            Audience::Job(job_id, event_seq) => state
+            Audience::Job(job_id, event_seq, owner) => state
                 .subscriptions
                 .get(job_id)
                 .into_iter()
                 .flat_map(|subscribers| subscribers.range((after.clone(), Bound::Unbounded)))
                 .filter(|(_, s)| s.expires_at > now && s.live_after < *event_seq)
+                .filter(|(_, s)| owner.as_ref().is_none_or(|owner| s.user_id == *owner))
                 .map(|(id, _)| id)
                 .collect(),
             Audience::User(user_id) => state
@@ -357,6 +465,7 @@ impl JobStore for MemoryStore {
     async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
         let now = Utc::now();
         let mut state = self.lock();
+        state.prune_now_and_then(Utc::now());
         if let Some(existing) = state.jobs.get(&job.job_id).filter(|j| j.expires_at > now) {
             return Ok(RegisterOutcome::Exists(existing.clone()));
         }
@@ -381,6 +490,7 @@ impl JobStore for MemoryStore {
     async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
         let now = Utc::now();
         let mut state = self.lock();
+        state.prune_now_and_then(Utc::now());
         let stored_job = state.jobs.get(&new.job_id);
         // An expired job starts afresh, but its seq keeps counting: a number is never reused.
         let last_seq = stored_job.map_or(0, |job| job.last_seq);
@@ -407,6 +517,8 @@ impl JobStore for MemoryStore {
                 subscribers_version,
                 replaying: state.replaying(&new.job_id),
                 recent: state.recent(&new.job_id),
+                owner: previous.and_then(|job| job.owner.clone()),
+                owner_named: false,
             }));
         }
         if let Some(job) = previous
@@ -421,7 +533,9 @@ impl JobStore for MemoryStore {
             return Ok(AppendOutcome::JobFinished(job.clone()));
         }
         let seq = last_seq + 1;
+        let owner_before = previous.and_then(|job| job.owner.clone());
         let record = JobRecord::after_event(previous, &new, seq);
+        let owner = record.owner.clone();
         let stored = new.recorded_as(seq);
         state.jobs.insert(new.job_id.clone(), record);
         let replaying = state.replaying(&new.job_id);
@@ -441,7 +555,8 @@ impl JobStore for MemoryStore {
             .entry(new.job_id)
             .or_default()
             .push((stored.clone(), new.event_expires_at));
-        let appended = Appended::new(stored, subscribers_version, replaying, recent);
+        let appended = Appended::new(stored, subscribers_version, replaying, recent)
+            .owned_by(owner, owner_before.is_none());
         Ok(AppendOutcome::Appended(appended))
     }
 
@@ -488,15 +603,19 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
-    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<ReplayStart, StoreError> {
         let job_id = &claim.job_id;
+        let now = Utc::now();
         let mut state = self.lock();
-        state
-            .replay_claims
-            .entry(job_id.clone())
-            .or_default()
-            .insert(claim.clone());
-        Ok(state.jobs.get(job_id).map_or(0, |job| job.last_seq))
+        let claims = state.replay_claims.entry(job_id.clone()).or_default();
+        let concurrent = claims.iter().any(|other| {
+            other.connection_id == claim.connection_id && other != claim && other.holds_at(now)
+        });
+        claims.insert(claim.clone());
+        Ok(ReplayStart {
+            live_after: state.jobs.get(job_id).map_or(0, |job| job.last_seq),
+            concurrent,
+        })
     }
 
     async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {

@@ -18,7 +18,7 @@ mod memory;
 mod snapshot;
 pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
-pub use snapshot::SnapshotChange;
+pub use snapshot::{MAX_SNAPSHOT_MESSAGE_BYTES, SnapshotChange};
 
 /// A client's open WebSocket, as recorded on `$connect`.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,8 +54,9 @@ pub struct Subscription {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Audience {
     /// Every connection subscribed to a job that should hear its event of this seq from the
-    /// sender: subscriptions made before it (`live_after < seq`).
-    Job(JobId, Seq),
+    /// sender: subscriptions made before it (`live_after < seq`); given the job's owner, only
+    /// the owner's subscriptions (nobody else's is ever served a job with an owner).
+    Job(JobId, Seq, Option<UserId>),
     /// Every connection of a user: all tabs and devices.
     User(UserId),
 }
@@ -152,6 +153,11 @@ pub struct Appended {
     /// [`MAX_RECENT_SUBSCRIBERS`] of them), read with the seq: DynamoDB's `by_job` index may not
     /// show them yet, so the sender posts to them whatever the lookup finds.
     pub recent: Vec<ConnectionId>,
+    /// The job's owner as of the append, if it has one.
+    pub owner: Option<UserId>,
+    /// Whether this append named the job's owner: the job had none before (or started
+    /// afresh). Subscriptions of other users must then go.
+    pub owner_named: bool,
 }
 
 impl Appended {
@@ -169,7 +175,16 @@ impl Appended {
             subscribers_version,
             replaying,
             recent,
+            owner: None,
+            owner_named: false,
         }
+    }
+
+    /// The same, with the job's owner after the append, and whether the append named it.
+    pub fn owned_by(mut self, owner: Option<UserId>, named: bool) -> Self {
+        self.owner = owner;
+        self.owner_named = named && self.owner.is_some();
+        self
     }
 }
 
@@ -223,6 +238,16 @@ impl ReplayClaim {
     pub(crate) fn encode(&self) -> String {
         format!("{} {}", self.connection_id, self.until.timestamp_millis())
     }
+}
+
+/// What recording a replay claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayStart {
+    /// The job's last seq as the claim was recorded.
+    pub live_after: Seq,
+    /// The connection already held another claim on the job that had not lapsed: a replay to
+    /// it is under way, and this one should not run beside it.
+    pub concurrent: bool,
 }
 
 /// How releasing a replay claim went.
@@ -306,6 +331,16 @@ pub struct FrameTake {
     pub bucket: FrameBucket,
     /// When the frame arrived, in Unix milliseconds.
     pub now_ms: i64,
+}
+
+impl FrameTake {
+    /// GCRA on a bucket kept as its theoretical arrival time `tat` (`i64::MIN` for a new one):
+    /// the new time if a token is there to take, `None` if not.
+    pub fn take(self, tat: i64) -> Option<i64> {
+        let start = tat.max(self.now_ms);
+        (start - self.now_ms <= self.bucket.tolerance_ms())
+            .then(|| start.saturating_add(self.bucket.interval_ms))
+    }
 }
 
 /// Which of a job's logged events to read: those with `seq > after`, at most `limit`.
@@ -527,11 +562,12 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Records `claim` on its job, atomically with the seq counter: every append from now on
     /// lists the connection in [`Appended::replaying`] until the claim is released or lapses.
-    /// Returns the job's last seq at that moment: the subscription's `live_after`.
+    /// Returns the job's last seq at that moment (the subscription's `live_after`), and whether
+    /// the connection already held another live claim on the job (a replay under way).
     fn start_replay(
         &self,
         claim: &ReplayClaim,
-    ) -> impl Future<Output = Result<Seq, StoreError>> + Send;
+    ) -> impl Future<Output = Result<ReplayStart, StoreError>> + Send;
 
     /// Releases `claim` whatever the job's seq: its replay stopped half-way and was undone.
     fn abandon_replay(

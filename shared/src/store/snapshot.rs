@@ -5,6 +5,25 @@
 use super::{JobRecord, NewEvent};
 use crate::protocol::{JobEvent, JobState, Percent, Seq, StageName};
 
+/// The longest message a snapshot keeps, in bytes: an event may carry up to 128 KB, but a
+/// `job_status` must fit in one frame beside its other fields, and the job's DynamoDB item
+/// beside its claims. Longer messages are cut at a character boundary and end with `…`; the
+/// event itself keeps its whole message.
+pub const MAX_SNAPSHOT_MESSAGE_BYTES: usize = 4096;
+
+/// `message`, cut to [`MAX_SNAPSHOT_MESSAGE_BYTES`].
+fn capped(message: &str) -> String {
+    if message.len() <= MAX_SNAPSHOT_MESSAGE_BYTES {
+        return message.to_owned();
+    }
+    let ellipsis = '…';
+    let mut end = MAX_SNAPSHOT_MESSAGE_BYTES - ellipsis.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &message[..end])
+}
+
 /// What one event sets on its job's snapshot. Fields left `None` keep their value; the state
 /// is always set.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,17 +54,17 @@ impl SnapshotChange {
             JobEvent::ProgressUpdate(update) => {
                 change.stage = Some(update.stage.clone());
                 change.progress = Some(update.progress);
-                change.message = Some(update.message.clone());
+                change.message = Some(capped(&update.message));
             }
             JobEvent::StageComplete(done) => change.stage = Some(done.stage.clone()),
             JobEvent::JobComplete(_) => change.progress = Some(Percent::COMPLETE),
             JobEvent::JobFailed(failed) => {
                 change.stage = failed.stage.clone();
-                change.message = Some(failed.error.message.clone());
+                change.message = Some(capped(&failed.error.message));
             }
             JobEvent::JobCancelled(cancelled) => {
                 change.cancels = true;
-                change.message = cancelled.reason.clone();
+                change.message = cancelled.reason.as_deref().map(capped);
             }
         }
         change
@@ -146,5 +165,17 @@ mod tests {
             cancel.message, None,
             "a cancel without a reason keeps the message"
         );
+    }
+
+    #[test]
+    fn a_long_message_is_cut_to_fit_a_status_frame() {
+        let long = "é".repeat(70_000);
+        let change = SnapshotChange::of(&progress("crawl", 10.0, &long));
+        let kept = change.message.unwrap();
+        assert!(kept.len() <= MAX_SNAPSHOT_MESSAGE_BYTES, "{}", kept.len());
+        assert!(kept.ends_with('…'));
+        assert!(long.starts_with(kept.trim_end_matches('…')));
+        let short = SnapshotChange::of(&progress("crawl", 10.0, "page 4"));
+        assert_eq!(short.message.as_deref(), Some("page 4"));
     }
 }

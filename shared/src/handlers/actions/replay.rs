@@ -9,7 +9,9 @@ use crate::handlers::access::Caller;
 use crate::handlers::errors::ActionError;
 use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
-use crate::protocol::{CorrelationId, JobId, Seq, ServerMessage};
+use crate::protocol::{
+    CorrelationId, JobId, REPLAY_EVENTS_PER_FRAME, ReplayPaused, Seq, ServerMessage,
+};
 use crate::store::{JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent};
 
 /// Events read from the log at a time.
@@ -170,7 +172,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
     }
 
     /// Releases the claim unconditionally, trying a few times before leaving it to lapse.
-    async fn release(&self) {
+    pub async fn release(&self) {
         for attempt in 1..=RELEASE_ATTEMPTS {
             match self.service.store().abandon_replay(self.claim).await {
                 Ok(()) => return,
@@ -183,7 +185,37 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
         tracing::error!("a replay claim is left to lapse");
     }
 
-    /// Posts the events after `cursor` until the claim can be released at the job's last seq.
+    /// Stops a replay that spent its frame's share with events still to come: the connection
+    /// stops following the job (its subscription removed while the claim still holds senders
+    /// off, so no live event slips in ahead of the rest), the claim goes, and the client is
+    /// told where to subscribe again from. If the subscription cannot be removed, the
+    /// connection is closed instead, and its client resumes from the last seq it has.
+    async fn pause(&self, through: Seq, next: Seq) -> Result<(), Halt> {
+        if !self.remove_subscription().await {
+            return Err(Halt::Told);
+        }
+        self.release().await;
+        let last_seq = self
+            .service
+            .store()
+            .get_job(self.job_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or(next, |job| job.last_seq);
+        tracing::info!(through, last_seq, "replay paused at its per-frame bound");
+        let paused = ServerMessage::ReplayPaused(ReplayPaused {
+            job_id: self.job_id.clone(),
+            through_seq: through,
+            last_seq,
+        });
+        // Told or not, the connection no longer follows the job: nothing to undo.
+        let _ = self.answer(paused).await;
+        Ok(())
+    }
+
+    /// Posts the events after `cursor` until the claim can be released at the job's last seq,
+    /// or until this frame's share of events is spent (then it pauses).
     pub async fn run(&self, mut cursor: Seq, mut pending: Vec<StoredEvent>) -> Result<(), Halt> {
         let store = self.service.store();
         let mut replayed = 0u64;
@@ -194,6 +226,9 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                     // A hole in the middle of the log (expired, or lost): never skip silently.
                     tracing::warn!(cursor, next = event.seq, "the job's log has a hole");
                     break;
+                }
+                if replayed >= REPLAY_EVENTS_PER_FRAME {
+                    return self.pause(cursor, event.seq).await;
                 }
                 let message = ServerMessage::job_event(self.job_id.clone(), event.seq, event.event);
                 self.post(message, event.correlation_id).await?;

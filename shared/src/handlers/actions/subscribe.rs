@@ -8,6 +8,11 @@
 //! posted; if the job moved on, it posts the rest first and tries again. Every event is
 //! therefore delivered by the replay (it was appended before the release) or by its sender
 //! (after), never both and never out of order.
+//!
+//! The work one frame buys is bounded: one replay at a time per connection and job (a second
+//! `subscribe` while one runs hears `replay_in_progress`), and at most
+//! [`REPLAY_EVENTS_PER_FRAME`](crate::protocol::REPLAY_EVENTS_PER_FRAME) events per replay;
+//! past that the replay pauses (`replay_paused`) and the client subscribes again for more.
 
 use std::time::Duration;
 
@@ -69,7 +74,13 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
     // connection; one appended before it has a seq of at most `live_after`, which its sender
     // skips too should it find the subscription. The replay covers both.
     let live_after = match store.start_replay(&claim).await {
-        Ok(live_after) => live_after,
+        Ok(started) if started.concurrent => {
+            // Not beside the replay under way: it delivers what this one would.
+            replay.release().await;
+            tracing::info!("refused: a replay to this connection is under way");
+            return Err(ActionError::ReplayInProgress(job_id));
+        }
+        Ok(started) => started.live_after,
         // An unavailable store may have recorded the claim all the same.
         Err(err) => return replay.undo(Halt::Untold(err)).await,
     };

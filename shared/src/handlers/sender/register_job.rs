@@ -1,9 +1,11 @@
 //! `register_job`: a pipeline declares a job (and its owner) before its first event, so the
 //! owner can subscribe at once. Registering again with the same owner changes nothing; with
-//! another owner it is refused.
+//! another owner it is refused. A registration that names the owner of an id used before
+//! removes every other user's subscription to it.
 
 use chrono::Utc;
 
+use crate::handlers::access::remove_other_subscribers;
 use crate::handlers::errors::SendError;
 use crate::handlers::service::Jobcast;
 use crate::protocol::{ErrorCode, RegisterJob, SendOutcome};
@@ -35,6 +37,10 @@ pub(super) async fn run<S: Store>(
             code: ErrorCode::Forbidden,
             message: "the job already exists with another owner".into(),
         });
+    }
+    if created && let Some(owner) = &job.owner {
+        // A job registered afresh (its id was used before, and expired) serves its owner only.
+        remove_other_subscribers(service, &job.job_id, owner).await;
     }
     tracing::info!(created, owner = ?job.owner, "job registered");
     Ok(SendOutcome::Registered {

@@ -27,7 +27,7 @@ use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{EventIdItem, EventItem, Item, JobHeadItem, event_id_key, n, now_seconds, s};
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
-use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq};
+use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 use crate::store::{AppendOutcome, Appended, JobRecord, NewEvent, Owed, StoreError, StoredEvent};
 
 /// Appends to one job from the same process take turns, so they never race each other's
@@ -142,6 +142,7 @@ impl DynamoStore {
                 });
             }
             let fresh = head.is_some() && live.is_none();
+            let owner_before = live.and_then(|head| head.owner.clone());
             let prev = head.as_ref().map_or(0, |head| head.last_seq);
             let version_before = head.as_ref().map_or(0, |head| head.subscribers_version);
             let seq = prev + 1;
@@ -151,12 +152,21 @@ impl DynamoStore {
                     let head = self.read_head(&new.job_id).await?.ok_or_else(|| {
                         StoreError::Unavailable(format!("job {}: the head vanished", new.job_id))
                     })?;
-                    return Ok(AppendOutcome::Appended(Appended::new(
-                        stored,
-                        version_before,
-                        head.replaying_for(seq),
-                        head.recent_for(seq),
-                    )));
+                    let owner = match &owner_before {
+                        Some(owner) => {
+                            Some(UserId::parse(owner.clone()).map_err(|e| corrupt("owner", e))?)
+                        }
+                        None => new.owner.clone(),
+                    };
+                    return Ok(AppendOutcome::Appended(
+                        Appended::new(
+                            stored,
+                            version_before,
+                            head.replaying_for(seq),
+                            head.recent_for(seq),
+                        )
+                        .owned_by(owner, owner_before.is_none()),
+                    ));
                 }
                 Some(Cancelled::Retry) => {
                     let event_id = new.event_id.as_ref().ok_or_else(|| {
@@ -330,6 +340,10 @@ impl DynamoStore {
                 .as_ref()
                 .map(|head| head.recent_for(id.event_seq))
                 .unwrap_or_default(),
+            owner: head
+                .and_then(|head| head.owner)
+                .and_then(|owner| UserId::parse(owner).ok()),
+            owner_named: false,
         })))
     }
 

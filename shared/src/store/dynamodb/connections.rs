@@ -16,6 +16,7 @@ use super::jobs::Recent;
 use super::schema::{
     BY_JOB_INDEX, BY_USER_INDEX, CONNECTION_ID, EXPIRES_AT, JOB_ID, SORT_KEY, USER_ID,
 };
+use super::table::IndexFilter;
 use crate::protocol::{ConnectionId, JobId};
 use crate::store::{
     Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, Page, PageRequest,
@@ -29,12 +30,17 @@ impl ConnectionStore for DynamoStore {
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         match audience {
-            Audience::Job(job_id, seq) => {
-                self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), Some(*seq), page)
+            Audience::Job(job_id, seq, owner) => {
+                let filter = IndexFilter {
+                    event_seq: Some(*seq),
+                    subscriber: owner.as_ref(),
+                };
+                self.query_index(BY_JOB_INDEX, JOB_ID, job_id.as_str(), filter, page)
                     .await
             }
             Audience::User(user_id) => {
-                self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), None, page)
+                let filter = IndexFilter::default();
+                self.query_index(BY_USER_INDEX, USER_ID, user_id.as_str(), filter, page)
                     .await
             }
         }

@@ -161,6 +161,11 @@ pub(super) fn entry_until(value: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The entries `{connection_id} {until_ms}[ {seq}]` whose time has not passed, with their seq.
+/// The connections whose claim among `entries` (`{connection_id} {until_ms}`) still holds.
+pub(super) fn live_claimants(entries: &[String]) -> impl Iterator<Item = ConnectionId> + '_ {
+    marked(entries).map(|(connection_id, _)| connection_id)
+}
+
 fn marked(entries: &[String]) -> impl Iterator<Item = (ConnectionId, Option<u64>)> + '_ {
     let now = Utc::now();
     entries.iter().filter_map(move |value| {

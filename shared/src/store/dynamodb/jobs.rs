@@ -10,13 +10,13 @@ use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
     EventItem, HEAD_SEQ, Item, JobHeadItem, RECENT, RELEASED, RELEASED_WINDOW_MS, REPLAYING,
-    entry_until, epoch_seconds, n, now_seconds, number_of, s,
+    entry_until, epoch_seconds, live_claimants, n, now_seconds, number_of, s,
 };
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
 use crate::store::{
     AppendOutcome, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed,
-    RegisterOutcome, ReplayClaim, ReplayEnd, StoreError, StoredEvent,
+    RegisterOutcome, ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent,
 };
 
 /// What raising a job's subscription version does to its recent subscribers.
@@ -253,7 +253,7 @@ impl JobStore for DynamoStore {
         Ok(events)
     }
 
-    async fn start_replay(&self, claim: &ReplayClaim) -> Result<Seq, StoreError> {
+    async fn start_replay(&self, claim: &ReplayClaim) -> Result<ReplayStart, StoreError> {
         let job_id = &claim.job_id;
         // On the head, beside the seq counter: an append either precedes this (and the replay
         // reads its event) or follows it (and sees the claim).
@@ -268,12 +268,24 @@ impl JobStore for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", e))?;
-        // The last seq as of the claim, read in the same atomic write.
-        Ok(output
-            .attributes()
-            .and_then(|head| number_of(head, "last_seq"))
-            .and_then(|seq| Seq::try_from(seq).ok())
-            .unwrap_or(0))
+        // The last seq as of the claim, read in the same atomic write; so are the claims made
+        // before it, among them any other of this connection's.
+        let head = output.attributes();
+        let mine = claim.encode();
+        let concurrent = head
+            .and_then(|head| head.get(REPLAYING))
+            .and_then(|claims| claims.as_ss().ok())
+            .is_some_and(|claims| {
+                let others: Vec<String> = claims.iter().filter(|c| **c != mine).cloned().collect();
+                live_claimants(&others).any(|id| id == claim.connection_id)
+            });
+        Ok(ReplayStart {
+            live_after: head
+                .and_then(|head| number_of(head, "last_seq"))
+                .and_then(|seq| Seq::try_from(seq).ok())
+                .unwrap_or(0),
+            concurrent,
+        })
     }
 
     async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {

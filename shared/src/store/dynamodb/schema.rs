@@ -24,6 +24,8 @@ pub const SEQ: &str = "seq";
 pub const EXPIRES_AT: &str = "expires_at";
 /// A subscription's `live_after`, projected into `by_job` for fan-out.
 pub const LIVE_AFTER: &str = "live_after";
+/// A subscription's user, projected into `by_job` so fan-out serves only the job's owner.
+pub const SUBSCRIBER: &str = "subscriber";
 /// The connections table's index of subscriptions by job.
 pub const BY_JOB_INDEX: &str = "by_job";
 /// The connections table's index of connections by user.
@@ -90,7 +92,8 @@ fn part(name: &'static str, kind: ScalarAttributeType, role: KeyType) -> KeyPart
 /// everything of a connection with one Query. Both indexes are sparse: only subscription items
 /// carry `job_id`, only connection items carry `user_id`. They project only what fan-out
 /// filters on: the expiry (to skip stale items), and on `by_job` the subscription's
-/// `live_after` (to leave earlier events to its replay).
+/// `live_after` (to leave earlier events to its replay) and its `subscriber` (to serve only
+/// the job's owner).
 pub fn connections_table() -> TableSpec {
     use KeyType::{Hash, Range};
     use ScalarAttributeType::S;
@@ -100,7 +103,7 @@ pub fn connections_table() -> TableSpec {
             IndexSpec {
                 name: BY_JOB_INDEX,
                 key: vec![part(JOB_ID, S, Hash), part(CONNECTION_ID, S, Range)],
-                projected: vec![EXPIRES_AT, LIVE_AFTER],
+                projected: vec![EXPIRES_AT, LIVE_AFTER, SUBSCRIBER],
             },
             IndexSpec {
                 name: BY_USER_INDEX,

@@ -10,22 +10,31 @@ use serde::Serialize;
 use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{Item, decode_token, encode_token, n, now_seconds, s};
-use super::schema::{CONNECTION_ID, EXPIRES_AT, LIVE_AFTER, SORT_KEY};
-use crate::protocol::{ConnectionId, Seq};
+use super::schema::{CONNECTION_ID, EXPIRES_AT, LIVE_AFTER, SORT_KEY, SUBSCRIBER};
+use crate::protocol::{ConnectionId, Seq, UserId};
 use crate::store::{Page, PageRequest, StoreError};
 
 pub(super) const BATCH_LIMIT: usize = 25;
 pub(super) const BATCH_ATTEMPTS: u32 = 6;
 
+/// What a page of an index leaves out, besides expired items.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct IndexFilter<'a> {
+    /// Given an event's seq: subscriptions made after it (`live_after >= seq`).
+    pub event_seq: Option<Seq>,
+    /// Given a user: subscriptions of anyone else.
+    pub subscriber: Option<&'a UserId>,
+}
+
 impl DynamoStore {
-    /// One page of an index keyed by `key_name = key_value`, skipping expired items and, given
-    /// an event's seq, subscriptions made after it (`live_after >= seq`).
+    /// One page of an index keyed by `key_name = key_value`, skipping expired items and what
+    /// `filter` leaves out.
     pub(super) async fn query_index(
         &self,
         index: &str,
         key_name: &str,
         key_value: &str,
-        event_seq: Option<Seq>,
+        filter: IndexFilter<'_>,
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         let start = page.after.as_ref().map(decode_token).transpose()?;
@@ -39,15 +48,20 @@ impl DynamoStore {
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_values(":key", s(key_value))
             .expression_attribute_values(":now", n(now_seconds()));
-        query = match event_seq {
-            Some(seq) => query
-                .filter_expression(
-                    "#expires > :now AND (attribute_not_exists(#live) OR #live < :seq)",
-                )
+        let mut expression = String::from("#expires > :now");
+        if let Some(seq) = filter.event_seq {
+            expression.push_str(" AND (attribute_not_exists(#live) OR #live < :seq)");
+            query = query
                 .expression_attribute_names("#live", LIVE_AFTER)
-                .expression_attribute_values(":seq", n(seq)),
-            None => query.filter_expression("#expires > :now"),
-        };
+                .expression_attribute_values(":seq", n(seq));
+        }
+        if let Some(user_id) = filter.subscriber {
+            expression.push_str(" AND #subscriber = :subscriber");
+            query = query
+                .expression_attribute_names("#subscriber", SUBSCRIBER)
+                .expression_attribute_values(":subscriber", s(user_id.as_str()));
+        }
+        query = query.filter_expression(expression);
         let output = query
             .limit(i32::try_from(page.limit.clamp(1, 10_000)).unwrap_or(1000))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
