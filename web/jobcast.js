@@ -365,6 +365,16 @@ export class JobcastClient {
       case "unsubscribed":
         this.settle(frame);
         return;
+      case "replay_paused": {
+        // One subscribe replays at most 500 events; the job has more. The connection no longer
+        // follows it until we ask again from the last event delivered.
+        const job = this.jobs.get(frame.job_id);
+        if (job && this.isOpen()) {
+          job.heardAt = performance.now();
+          this.sendSubscribe(frame.job_id).catch((err) => this.emit("error", errorInfo(err, frame.job_id)));
+        }
+        return;
+      }
       default:
         break;
     }

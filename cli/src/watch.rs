@@ -221,6 +221,11 @@ impl View {
                         socket.send(subscribe(Some(last))).await?;
                     }
                 }
+                "replay_paused" => {
+                    // One subscribe replays at most 500 events: ask for the next ones.
+                    resyncing = true;
+                    socket.send(subscribe(self.last_seq)).await?;
+                }
                 "job_status" => {
                     if let Some(end) = self.show_status(&frame) {
                         return Ok(Some(end));

@@ -45,7 +45,7 @@ pub struct Limits {
     /// 1008: a slow reader never holds up the senders posting to it.
     pub max_queued_bytes: usize,
     /// Frames of one connection being handled at once (API Gateway runs each as its own
-    /// invocation); one more closes the connection with 1008.
+    /// invocation); past them the socket is not read until one ends.
     pub max_frames_in_flight: usize,
 }
 

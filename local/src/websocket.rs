@@ -235,13 +235,21 @@ async fn serve_connection<S: Store>(
     let mut shutdown = app.shutdown.subscribe();
     // Each frame is handled on its own task, as API Gateway runs each as its own invocation:
     // a long replay never holds up the idle timer, a `DELETE`, shutdown, or the next frame.
+    // At most so many at once: past them the socket is not read until one ends, so a flood
+    // waits in the client's own buffers while the timers and a close still work.
     let in_flight = Arc::new(Semaphore::new(limits.max_frames_in_flight.max(1)));
+    let mut permit = None;
+    let mut idle_ends = Instant::now() + limits.idle_timeout;
     let ending = loop {
-        let idle_ends = Instant::now() + limits.idle_timeout;
         let frame = tokio::select! {
-            frame = stream.next() => match frame {
+            taken = in_flight.clone().acquire_owned(), if permit.is_none() => {
+                permit = taken.ok();
+                continue;
+            }
+            frame = stream.next(), if permit.is_some() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     live.touch();
+                    idle_ends = Instant::now() + limits.idle_timeout;
                     if text.len() > limits.max_message_bytes {
                         tracing::info!(%connection_id, size = text.len(), "frame over the message limit");
                         break Ending::server(1009, "Message too big");
@@ -251,6 +259,7 @@ async fn serve_connection<S: Store>(
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     live.touch();
+                    idle_ends = Instant::now() + limits.idle_timeout;
                     if bytes.len() > limits.max_message_bytes {
                         break Ending::server(1009, "Message too big");
                     }
@@ -259,6 +268,7 @@ async fn serve_connection<S: Store>(
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                     live.touch();
+                    idle_ends = Instant::now() + limits.idle_timeout;
                     continue;
                 }
                 Some(Ok(Message::Close(frame))) => break match frame {
@@ -284,10 +294,7 @@ async fn serve_connection<S: Store>(
             }
             _ = shutdown.changed() => break Ending::server(1001, "Going away"),
         };
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(%connection_id, "too many frames in flight; closing with 1008");
-            break Ending::server(1008, "Too many frames in flight");
-        };
+        let permit = permit.take();
         let (app, info) = (app.clone(), info.clone());
         tokio::spawn(async move {
             let (route, body, is_base64) = frame;

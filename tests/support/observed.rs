@@ -163,6 +163,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         id: &ConnectionId,
         take: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
+        self.seen.strikes("take_frame_token")?;
         self.inner.take_frame_token(id, take).await
     }
 

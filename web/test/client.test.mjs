@@ -114,6 +114,32 @@ for (const store of STORES) {
       client.close();
     });
 
+    test("a replay longer than one subscribe's share arrives whole and in order", async (t) => {
+      // A subscribe replays at most 500 events, then says `replay_paused`; the client asks for
+      // the next ones until it is live.
+      const jobId = `node-${store}-long-replay`;
+      const total = 1_050;
+      await local.invoke({ action: "register_job", job_id: jobId, user_id: "pia" });
+      for (let sent = 0; sent < total; sent += 50) {
+        await Promise.all(
+          Array.from({ length: Math.min(50, total - sent) }, (_, i) =>
+            local.invoke({ job_id: jobId, event: { type: "progress_update", stage: "crawl", progress: 1, message: `${sent + i}` } }),
+          ),
+        );
+      }
+      const client = new JobcastClient(`${local.wsUrl}/?user_id=pia`);
+      t.after(() => client.close());
+      const seen = [];
+      client.on("event", (e) => seen.push(e.seq));
+      await client.connect();
+      await client.subscribe(jobId, { lastSeq: 0 });
+      await until("every logged event was replayed", () => seen.length >= total, 60_000);
+      await local.invoke({ job_id: jobId, event: { type: "job_complete" } });
+      await until("then the live one", () => seen.length === total + 1);
+      assert.deepEqual(seen, Array.from({ length: total + 1 }, (_, i) => i + 1));
+      client.close();
+    });
+
     test("status, cancel and errors are answered as promises", async (t) => {
       const jobId = `node-${store}-cancel`;
       await local.invoke({ action: "register_job", job_id: jobId, user_id: "olga" });

@@ -3,14 +3,11 @@
 
 use serde_json::Value;
 
-use super::frame_error::{FrameError, MAX_FRAME_BYTES};
+use super::frame_error::{FrameError, MAX_FRAME_BYTES, MAX_REASON, bounded};
 
-/// A [`FrameError::InvalidField`] naming `field`.
+/// A [`FrameError::InvalidField`] naming `field`, bounded ([`FrameError::invalid_field`]).
 pub(crate) fn invalid_field(field: &str, reason: impl Into<String>) -> FrameError {
-    FrameError::InvalidField {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    FrameError::invalid_field(field, reason)
 }
 
 /// Refuses oversize input before parsing it, then requires a JSON object.
@@ -24,7 +21,10 @@ pub(crate) fn parse_object(frame: &str) -> Result<serde_json::Map<String, Value>
     match serde_json::from_str::<Value>(frame) {
         Ok(Value::Object(fields)) => Ok(fields),
         Ok(_) => Err(FrameError::NotAnObject),
-        Err(err) => Err(FrameError::InvalidJson(err.to_string())),
+        Err(err) => Err(FrameError::InvalidJson(bounded(
+            err.to_string(),
+            MAX_REASON,
+        ))),
     }
 }
 
@@ -60,20 +60,11 @@ pub(crate) fn from_fields<T: serde::de::DeserializeOwned>(
             (".", None) => "message".to_owned(),
             _ => path,
         };
-        FrameError::InvalidField { field, reason }
+        invalid_field(&field, reason)
     })
 }
 
 /// Echoed names are bounded so an error reply can never be larger than the frame that caused it.
-pub(crate) fn truncate(mut value: String) -> String {
-    const MAX: usize = 64;
-    if value.len() > MAX {
-        let mut end = MAX;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        value.truncate(end);
-        value.push('…');
-    }
-    value
+pub(crate) fn truncate(value: String) -> String {
+    bounded(value, 64)
 }

@@ -58,7 +58,35 @@ pub enum FrameError {
     },
 }
 
+/// The longest field path a refusal names.
+const MAX_FIELD_PATH: usize = 128;
+/// The longest reason a refusal gives.
+pub(crate) const MAX_REASON: usize = 256;
+
+/// `value`, cut at a character boundary to at most `max` bytes and marked with `…` if cut.
+pub(crate) fn bounded(mut value: String, max: usize) -> String {
+    if value.len() > max {
+        let mut end = max;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+        value.push('…');
+    }
+    value
+}
+
 impl FrameError {
+    /// A refusal of `field`, both bounded: a parser's reason quotes the value it refused
+    /// (`invalid type: string "…"`), and a refusal must never carry a client's 100 KB back to
+    /// it, nor to the logs.
+    pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: bounded(field.to_owned(), MAX_FIELD_PATH),
+            reason: bounded(reason.into(), MAX_REASON),
+        }
+    }
+
     /// The `error` code a client is answered with for this refusal.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -35,11 +35,9 @@ impl<S: Store> Jobcast<S> {
         deadline: Option<Instant>,
     ) -> Result<Value, SendError> {
         if is_sqs_event(&payload) {
-            let event =
-                serde_json::from_value(payload).map_err(|err| FrameError::InvalidField {
-                    field: "Records".into(),
-                    reason: format!("is not an SQS event: {err}"),
-                })?;
+            let event = serde_json::from_value(payload).map_err(|err| {
+                FrameError::invalid_field("Records", format!("is not an SQS event: {err}"))
+            })?;
             // Boxed: the whole fan-out future nested in a binary's `main` overflows rustc's
             // layout query depth, and one allocation per invocation costs nothing.
             let (response, _) = Box::pin(self.handle_sqs_until(gateway, event, deadline)).await;
