@@ -382,6 +382,11 @@ async fn a_client_more_than_5000_events_behind_is_told_not_replayed() {
         }
         assert_eq!(last["through_seq"], json!(replayed.last().unwrap()));
         assert_eq!(last["last_seq"], 5_002);
+        // The replay was charged to the connection's frames (20 tokens for 500 events): it
+        // comes back when told to, or is refused.
+        let wait = last["retry_after_ms"].as_u64().unwrap();
+        assert!(wait <= 2_200, "{wait}");
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         gateway.take();
         let body =
             json!({"action": "subscribe", "job_id": "long", "last_seq": last["through_seq"]});
@@ -424,7 +429,21 @@ async fn a_paused_replay_leaves_no_subscription_so_nothing_slips_in_ahead() {
         .handle_message(&gateway, &websocket_event(&id, Some(body)))
         .await;
     let first = gateway.take();
-    assert_eq!(first.last().unwrap()["type"], "replay_paused");
+    let paused = first.last().unwrap();
+    assert_eq!(paused["type"], "replay_paused");
+    // Too soon: the replay's cost is not paid off yet.
+    let body = json!({"action": "subscribe", "job_id": "paged", "last_seq": 500});
+    service
+        .handle_message(&gateway, &websocket_event(&id, Some(body)))
+        .await;
+    let early = gateway.take();
+    if paused["retry_after_ms"].as_u64().unwrap() > 50 {
+        assert_eq!(early[0]["code"], "rate_limited", "{early:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(
+        paused["retry_after_ms"].as_u64().unwrap(),
+    ))
+    .await;
     // An event while paused is not posted: it would arrive ahead of seqs 501..=700.
     service
         .handle_send(&gateway, progress("paged", 1.0, "meanwhile"))

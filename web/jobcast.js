@@ -368,10 +368,15 @@ export class JobcastClient {
       case "replay_paused": {
         // One subscribe replays at most 500 events; the job has more. The connection no longer
         // follows it until we ask again from the last event delivered.
+        // The replay was charged to this connection's frame allowance: ask when told to.
         const job = this.jobs.get(frame.job_id);
-        if (job && this.isOpen()) {
+        if (job) {
           job.heardAt = performance.now();
-          this.sendSubscribe(frame.job_id).catch((err) => this.emit("error", errorInfo(err, frame.job_id)));
+          setTimeout(() => {
+            if (!this.isOpen() || !this.jobs.has(frame.job_id)) return;
+            job.heardAt = performance.now();
+            this.sendSubscribe(frame.job_id).catch((err) => this.emit("error", errorInfo(err, frame.job_id)));
+          }, frame.retry_after_ms ?? 0);
         }
         return;
       }

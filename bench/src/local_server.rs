@@ -15,10 +15,18 @@ pub struct Server {
 
 impl Server {
     /// Starts `binary` on a free port with `extra` arguments, and waits for its banner.
+    #[allow(dead_code)]
     pub fn start(binary: &str, extra: &[&str]) -> Result<Server> {
+        Self::start_with_env(binary, extra, &[])
+    }
+
+    /// [`Server::start`] with these environment variables set.
+    #[allow(dead_code)]
+    pub fn start_with_env(binary: &str, extra: &[&str], env: &[(&str, String)]) -> Result<Server> {
         let mut child = Command::new(binary)
             .args(["--port", "0", "--idle-timeout-secs", "7200"])
             .args(extra)
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

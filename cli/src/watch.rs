@@ -222,8 +222,11 @@ impl View {
                     }
                 }
                 "replay_paused" => {
-                    // One subscribe replays at most 500 events: ask for the next ones.
+                    // One subscribe replays at most 500 events: ask for the next ones when the
+                    // server says the connection may.
                     resyncing = true;
+                    let wait = frame["retry_after_ms"].as_u64().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(wait.min(60_000))).await;
                     socket.send(subscribe(self.last_seq)).await?;
                 }
                 "job_status" => {

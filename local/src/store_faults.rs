@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
 use jobcast::store::{
-    AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
-    JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome, ReplayClaim,
-    ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
+    AppendOutcome, Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict,
+    JobRecord, JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome,
+    ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 use rand::Rng;
 
@@ -156,6 +156,15 @@ impl<S: ConnectionStore + Clone> ConnectionStore for FaultyStore<S> {
     ) -> Result<Option<FrameVerdict>, StoreError> {
         let call = self.inner.take_frame_token(id, take);
         self.run("take_frame_token", call).await
+    }
+
+    async fn charge_frame_tokens(
+        &self,
+        id: &ConnectionId,
+        charge: FrameCharge,
+    ) -> Result<Option<i64>, StoreError> {
+        let call = self.inner.charge_frame_tokens(id, charge);
+        self.run("charge_frame_tokens", call).await
     }
 
     async fn subscribed_jobs(

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
 use jobcast::store::{
-    AppendOutcome, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, JobRecord,
-    JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome, ReplayClaim,
-    ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
+    AppendOutcome, Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict,
+    JobRecord, JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome,
+    ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 
 /// What an [`ObservedStore`] has seen.
@@ -165,6 +165,15 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
     ) -> Result<Option<FrameVerdict>, StoreError> {
         self.seen.strikes("take_frame_token")?;
         self.inner.take_frame_token(id, take).await
+    }
+
+    async fn charge_frame_tokens(
+        &self,
+        id: &ConnectionId,
+        charge: FrameCharge,
+    ) -> Result<Option<i64>, StoreError> {
+        self.seen.strikes("charge_frame_tokens")?;
+        self.inner.charge_frame_tokens(id, charge).await
     }
 
     async fn subscribed_jobs(

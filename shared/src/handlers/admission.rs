@@ -1,5 +1,6 @@
 //! What every client frame costs its connection before any action runs: a token from the
-//! connection's frame bucket, and afterwards the extension of its expiry.
+//! connection's frame bucket, and afterwards the extension of its expiry; and what a replay
+//! costs it after, in tokens, for the posts it made.
 
 use chrono::Utc;
 
@@ -78,6 +79,42 @@ pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
             Admission::Closed
         }
     }
+}
+
+/// Replayed events that cost the connection one frame token: a replay of a full page (500)
+/// spends a burst's worth (`FRAME_BURST`, 20), so one frame cannot buy 500 posts again and
+/// again. A resume of a few events is free.
+pub(super) const REPLAYED_EVENTS_PER_TOKEN: u64 = 25;
+
+/// Charges the connection's frame bucket for the events a replay posted, beyond the frame that
+/// asked for them; the connection's next frames wait until the debt is paid. The store's
+/// bucket if it answers, this process's otherwise. Returns how long until the connection's
+/// next frame is admitted, in milliseconds.
+pub(super) async fn charge_replay<S: Store>(
+    service: &Jobcast<S>,
+    connection_id: &ConnectionId,
+    replayed: u64,
+) -> u64 {
+    let tokens = u32::try_from(replayed / REPLAYED_EVENTS_PER_TOKEN).unwrap_or(u32::MAX);
+    if tokens == 0 {
+        return 0;
+    }
+    let charge = service
+        .settings()
+        .frame_bucket()
+        .charge(Utc::now().timestamp_millis(), tokens);
+    let tat = match service
+        .store()
+        .charge_frame_tokens(connection_id, charge)
+        .await
+    {
+        Ok(tat) => tat,
+        Err(err) => {
+            tracing::warn!(%connection_id, error = %err, "could not charge a replay to the store's bucket; charged to this process's");
+            Some(service.fallback_frames().charge(connection_id, charge))
+        }
+    };
+    tat.map_or(0, |tat| u64::try_from(charge.wait_ms(tat)).unwrap_or(0))
 }
 
 /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so a

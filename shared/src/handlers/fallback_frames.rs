@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::protocol::ConnectionId;
-use crate::store::{FrameTake, FrameVerdict};
+use crate::store::{FrameCharge, FrameTake, FrameVerdict};
 
 /// Buckets kept at most; past it the idle ones go, and if none is idle, all of them.
 const MAX_BUCKETS: usize = 10_000;
@@ -42,6 +42,18 @@ impl FallbackFrames {
                 FrameVerdict::Refused { in_a_row: *refused }
             }
         }
+    }
+}
+
+impl FallbackFrames {
+    /// Charges `connection_id`'s bucket, as the store would.
+    pub(crate) fn charge(&self, connection_id: &ConnectionId, charge: FrameCharge) -> i64 {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tat, _) = buckets
+            .entry(connection_id.clone())
+            .or_insert((i64::MIN, 0));
+        *tat = charge.charged(*tat);
+        *tat
     }
 }
 

@@ -107,7 +107,8 @@ pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
 pub struct RegisterJob {
     /// The job to register.
     pub job_id: JobId,
-    /// The job's owner; without one, the job is visible to every user.
+    /// The job's owner. Without one, nobody may see the job when authentication is on (unless
+    /// `OPEN_OWNERLESS_JOBS`), and everybody may without it.
     #[serde(default)]
     pub user_id: Option<UserId>,
     /// Ties the registration to the pipeline run that made it.

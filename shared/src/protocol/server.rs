@@ -191,7 +191,8 @@ pub struct Subscribed {
 
 /// A replay that posted as many events as one `subscribe` may ([`REPLAY_EVENTS_PER_FRAME`])
 /// while the job has more: the connection no longer follows the job, and a `subscribe` with
-/// `last_seq: through_seq` brings the next events (and, once caught up, the live stream).
+/// `last_seq: through_seq`, `retry_after_ms` later, brings the next events (and, once caught
+/// up, the live stream).
 /// Bounding each frame's work keeps one client from spending the account's post quota, or a
 /// minute of Lambda time, with a single frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -202,6 +203,10 @@ pub struct ReplayPaused {
     pub through_seq: Seq,
     /// The job's last seq as the replay paused.
     pub last_seq: Seq,
+    /// How long to wait before subscribing again, in milliseconds: the replay was charged to
+    /// the connection's frame allowance (a token per 25 events), and a subscribe sooner is
+    /// refused with `rate_limited`.
+    pub retry_after_ms: u64,
 }
 
 /// The most events one `subscribe` replays before it pauses with `replay_paused`.

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::{
-    AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameTake, FrameVerdict,
-    JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed, Page,
-    PageRequest, PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim, ReplayEnd,
-    ReplayStart, StoreError, StoredEvent, Subscription,
+    AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameCharge, FrameTake,
+    FrameVerdict, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed,
+    Page, PageRequest, PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim,
+    ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
 
@@ -343,6 +343,28 @@ impl ConnectionStore for MemoryStore {
             *refused += 1;
             Ok(Some(FrameVerdict::Refused { in_a_row: *refused }))
         }
+    }
+
+    async fn charge_frame_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        charge: FrameCharge,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        if state
+            .connections
+            .get(connection_id)
+            .is_none_or(|c| c.expires_at <= now)
+        {
+            return Ok(None);
+        }
+        let (tat, _) = state
+            .frame_buckets
+            .entry(connection_id.clone())
+            .or_insert((i64::MIN, 0));
+        *tat = charge.charged(*tat);
+        Ok(Some(*tat))
     }
 
     async fn subscribed_jobs(

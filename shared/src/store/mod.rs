@@ -111,8 +111,8 @@ pub struct JobRecord {
     pub updated_at: DateTime<Utc>,
     /// When the job lapses (each event pushes it out); reads ignore it after.
     pub expires_at: DateTime<Utc>,
-    /// The user the job belongs to, when its pipeline declared one; a job without an owner
-    /// is visible to every user.
+    /// The user the job belongs to, when its pipeline declared one; who may see a job without
+    /// one is the handlers' to say (`Settings::ownerless_jobs_open`).
     pub owner: Option<UserId>,
 }
 
@@ -322,6 +322,15 @@ impl FrameBucket {
             now_ms,
         }
     }
+
+    /// A charge of `tokens` to this bucket at `now_ms`.
+    pub fn charge(self, now_ms: i64, tokens: u32) -> FrameCharge {
+        FrameCharge {
+            bucket: self,
+            now_ms,
+            tokens,
+        }
+    }
 }
 
 /// One frame's take from its connection's bucket.
@@ -340,6 +349,34 @@ impl FrameTake {
         let start = tat.max(self.now_ms);
         (start - self.now_ms <= self.bucket.tolerance_ms())
             .then(|| start.saturating_add(self.bucket.interval_ms))
+    }
+}
+
+/// Tokens charged to a connection's bucket after the fact ([`ConnectionStore::charge_frame_tokens`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCharge {
+    /// The connection's allowance.
+    pub bucket: FrameBucket,
+    /// When the charge is made, in Unix milliseconds.
+    pub now_ms: i64,
+    /// How many tokens.
+    pub tokens: u32,
+}
+
+impl FrameCharge {
+    /// How long after this charge the next frame is admitted, given the bucket's time after it.
+    pub fn wait_ms(self, tat: i64) -> i64 {
+        (tat - self.now_ms - self.bucket.tolerance_ms()).max(0)
+    }
+
+    /// The bucket's theoretical arrival time after the charge, from `tat` (`i64::MIN` for a new
+    /// one): as many intervals later as tokens, counted from now if the bucket was full.
+    pub fn charged(self, tat: i64) -> i64 {
+        tat.max(self.now_ms).saturating_add(
+            self.bucket
+                .interval_ms
+                .saturating_mul(i64::from(self.tokens)),
+        )
     }
 }
 
@@ -376,7 +413,7 @@ pub enum FrameVerdict {
 pub struct NewJob {
     /// The job.
     pub job_id: JobId,
-    /// Its owner; `None` makes it visible to every user.
+    /// Its owner, if the pipeline named one.
     pub owner: Option<UserId>,
     /// When the pipeline registered it.
     pub registered_at: DateTime<Utc>,
@@ -505,6 +542,17 @@ pub trait ConnectionStore: Send + Sync + 'static {
         connection_id: &ConnectionId,
         take: FrameTake,
     ) -> impl Future<Output = Result<Option<FrameVerdict>, StoreError>> + Send;
+
+    /// Charges the connection's frame bucket `tokens` more, whatever is left in it: the work a
+    /// frame did beyond itself (a replay's posts). The bucket may go into debt, and the
+    /// connection's next frames wait until it is paid off. Returns the bucket's theoretical
+    /// arrival time after the charge (Unix ms), or `None` for a connection the store does not
+    /// know (nothing is charged).
+    fn charge_frame_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        charge: FrameCharge,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
     /// Up to `limit` of the jobs a connection is subscribed to (live subscriptions only).
     fn subscribed_jobs(

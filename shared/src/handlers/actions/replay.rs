@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::gateway::ConnectionGateway;
 use crate::handlers::access::Caller;
+use crate::handlers::admission::charge_replay;
 use crate::handlers::errors::ActionError;
 use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
@@ -190,7 +191,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
     /// off, so no live event slips in ahead of the rest), the claim goes, and the client is
     /// told where to subscribe again from. If the subscription cannot be removed, the
     /// connection is closed instead, and its client resumes from the last seq it has.
-    async fn pause(&self, through: Seq, next: Seq) -> Result<(), Halt> {
+    async fn pause(&self, through: Seq, next: Seq, retry_after_ms: u64) -> Result<(), Halt> {
         if !self.remove_subscription().await {
             return Err(Halt::Told);
         }
@@ -208,6 +209,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
             job_id: self.job_id.clone(),
             through_seq: through,
             last_seq,
+            retry_after_ms,
         });
         // Told or not, the connection no longer follows the job: nothing to undo.
         let _ = self.answer(paused).await;
@@ -228,7 +230,9 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                     break;
                 }
                 if replayed >= REPLAY_EVENTS_PER_FRAME {
-                    return self.pause(cursor, event.seq).await;
+                    let wait_ms =
+                        charge_replay(self.service, &self.caller.connection_id, replayed).await;
+                    return self.pause(cursor, event.seq, wait_ms).await;
                 }
                 let message = ServerMessage::job_event(self.job_id.clone(), event.seq, event.event);
                 self.post(message, event.correlation_id).await?;
@@ -239,6 +243,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
             let last_seq = match finished.map_err(told)? {
                 ReplayEnd::Live => {
                     tracing::info!(replayed, through = cursor, "replay done; live");
+                    charge_replay(self.service, &self.caller.connection_id, replayed).await;
                     return Ok(());
                 }
                 ReplayEnd::Behind { last_seq } => last_seq,

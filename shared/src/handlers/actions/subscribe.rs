@@ -57,10 +57,14 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
     }
 
     let now = Utc::now();
+    // A claim is stored as its connection and its expiry in milliseconds: a little jitter keeps
+    // two subscribes of one connection in the same millisecond from making the same claim, so
+    // the second still finds the first.
+    let jitter = chrono::Duration::microseconds(rand::random_range(0..1_000_000));
     let claim = ReplayClaim {
         job_id: job_id.clone(),
         connection_id: caller.connection_id.clone(),
-        until: service.expiry(now, REPLAY_CLAIM_TTL),
+        until: service.expiry(now, REPLAY_CLAIM_TTL) + jitter,
     };
     let replay = Replay {
         service,

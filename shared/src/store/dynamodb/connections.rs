@@ -19,7 +19,7 @@ use super::schema::{
 use super::table::IndexFilter;
 use crate::protocol::{ConnectionId, JobId};
 use crate::store::{
-    Audience, Connection, ConnectionStore, FrameTake, FrameVerdict, Page, PageRequest,
+    Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict, Page, PageRequest,
     RECENT_SUBSCRIBER_WINDOW, StoreError, Subscription,
 };
 
@@ -201,5 +201,13 @@ impl ConnectionStore for DynamoStore {
         take: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
         self.take_token(connection_id, take).await
+    }
+
+    async fn charge_frame_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        charge: FrameCharge,
+    ) -> Result<Option<i64>, StoreError> {
+        self.charge_tokens(connection_id, charge).await
     }
 }

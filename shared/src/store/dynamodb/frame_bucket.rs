@@ -9,7 +9,7 @@ use super::errors::{conditional, corrupt, store_error};
 use super::items::{CONNECTION_SORT_KEY, n, now_seconds, number_of, s};
 use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY};
 use crate::protocol::ConnectionId;
-use crate::store::{FrameTake, FrameVerdict, StoreError};
+use crate::store::{FrameCharge, FrameTake, FrameVerdict, StoreError};
 
 impl DynamoStore {
     /// Takes a token; see [`crate::store::ConnectionStore::take_frame_token`].
@@ -95,6 +95,71 @@ impl DynamoStore {
             "connection {connection_id}: its frame bucket kept changing"
         )))
     }
+    /// Charges tokens; see [`crate::store::ConnectionStore::charge_frame_tokens`]. From now if
+    /// the bucket is full (its time has passed), else from its time.
+    pub(super) async fn charge_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        charge: FrameCharge,
+    ) -> Result<Option<i64>, StoreError> {
+        let cost = charge
+            .bucket
+            .interval_ms
+            .saturating_mul(i64::from(charge.tokens));
+        let tat_of = |output: aws_sdk_dynamodb::operation::update_item::UpdateItemOutput| {
+            output
+                .attributes()
+                .and_then(|item| number_of(item, "frame_tat"))
+                .ok_or_else(|| corrupt("connection", "no frame time"))
+        };
+        for _ in 0..3 {
+            let idle = self
+                .bucket_update("SET #tat = :next")
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .condition_expression(
+                    "attribute_exists(#id) AND (attribute_not_exists(#tat) OR #tat < :now)",
+                )
+                .expression_attribute_values(":now", n(charge.now_ms))
+                .expression_attribute_values(":next", n(charge.now_ms.saturating_add(cost)))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match idle {
+                Ok(output) => return tat_of(output).map(Some),
+                Err(err)
+                    if !err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    return Err(store_error("UpdateItem", err));
+                }
+                Err(_) => {}
+            }
+            let busy = self
+                .bucket_update("SET #tat = #tat + :cost")
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .condition_expression("attribute_exists(#id) AND #tat >= :now")
+                .expression_attribute_values(":now", n(charge.now_ms))
+                .expression_attribute_values(":cost", n(cost))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match busy {
+                Ok(output) => return tat_of(output).map(Some),
+                Err(err)
+                    if !err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    return Err(store_error("UpdateItem", err));
+                }
+                // Neither: the connection is gone, or its bucket just crossed now.
+                Err(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
     /// An UpdateItem on a connection item's frame bucket (the partition key is left to the
     /// caller; the names every bucket expression uses are set).
     pub(super) fn bucket_update(&self, expression: &str) -> UpdateItemFluentBuilder {
