@@ -504,3 +504,34 @@ async fn the_embedded_store_forgets_what_expired() {
     store.prune_expired();
     assert_eq!(store.item_count(), 0, "everything had expired");
 }
+
+/// A replay is charged to its user too, so a client cannot start each replay afresh on a new
+/// connection: past the user's allowance (2,000 events at once, 500 a second), a replay on a
+/// fresh connection pauses early and says when to come back.
+#[tokio::test]
+async fn a_new_connection_does_not_renew_a_users_replay_allowance() {
+    let emulator = start().await;
+    logged(&emulator, "history", 3_000).await;
+    let mut pages = Vec::new();
+    for _ in 0..6 {
+        let mut client = Client::connect_as(&emulator, "replayer").await;
+        client
+            .send(json!({"action": "subscribe", "job_id": "history", "last_seq": 0}))
+            .await;
+        let frames =
+            read_until(&mut client, |frames| frames.iter().any(|f| f["type"] == "replay_paused"))
+                .await;
+        let paused = frames.iter().find(|f| f["type"] == "replay_paused").unwrap();
+        pages.push((
+            seqs(&frames).len(),
+            paused["retry_after_ms"].as_u64().unwrap(),
+        ));
+        client.close().await;
+    }
+    let replayed: usize = pages.iter().map(|(events, _)| events).sum();
+    // 2,000 at once, plus what refills while the test runs (500 a second).
+    assert!(replayed < 2_000 + 1_000, "{pages:?}");
+    let (last_events, last_wait) = *pages.last().unwrap();
+    assert!(last_events < 500 && last_wait > 0, "{pages:?}");
+    emulator.shutdown().await;
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
+use jobcast::protocol::{ConnectionId, EventId, JobId, Seq, UserId};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict,
     JobRecord, JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome,
@@ -156,6 +156,15 @@ impl<S: ConnectionStore + Clone> ConnectionStore for FaultyStore<S> {
     ) -> Result<Option<FrameVerdict>, StoreError> {
         let call = self.inner.take_frame_token(id, take);
         self.run("take_frame_token", call).await
+    }
+
+    async fn charge_user_tokens(
+        &self,
+        user_id: &UserId,
+        charge: FrameCharge,
+    ) -> Result<i64, StoreError> {
+        let call = self.inner.charge_user_tokens(user_id, charge);
+        self.run("charge_user_tokens", call).await
     }
 
     async fn charge_frame_tokens(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use jobcast::protocol::{ConnectionId, EventId, JobId, Seq};
+use jobcast::protocol::{ConnectionId, EventId, JobId, Seq, UserId};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict,
     JobRecord, JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome,
@@ -165,6 +165,15 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
     ) -> Result<Option<FrameVerdict>, StoreError> {
         self.seen.strikes("take_frame_token")?;
         self.inner.take_frame_token(id, take).await
+    }
+
+    async fn charge_user_tokens(
+        &self,
+        user_id: &UserId,
+        charge: FrameCharge,
+    ) -> Result<i64, StoreError> {
+        self.seen.strikes("charge_user_tokens")?;
+        self.inner.charge_user_tokens(user_id, charge).await
     }
 
     async fn charge_frame_tokens(

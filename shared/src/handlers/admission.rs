@@ -8,8 +8,8 @@ use super::errors::{ActionError, error_reply};
 use super::reply::reply;
 use super::service::Jobcast;
 use crate::gateway::ConnectionGateway;
-use crate::protocol::{ConnectionId, ServerMessage};
-use crate::store::{FrameVerdict, Store};
+use crate::protocol::{ConnectionId, ServerMessage, UserId};
+use crate::store::{FrameBucket, FrameVerdict, Store};
 
 /// Whether a frame may be served.
 pub(super) enum Admission {
@@ -86,23 +86,63 @@ pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
 /// again. A resume of a few events is free.
 pub(super) const REPLAYED_EVENTS_PER_TOKEN: u64 = 25;
 
-/// Charges the connection's frame bucket for the events a replay posted, beyond the frame that
-/// asked for them; the connection's next frames wait until the debt is paid. The store's
-/// bucket if it answers, this process's otherwise. Returns how long until the connection's
-/// next frame is admitted, in milliseconds.
+/// A user's replay allowance, shared by all of the user's connections (a token per
+/// [`REPLAYED_EVENTS_PER_TOKEN`] events): 500 events a second, 2,000 at once. Without it a
+/// client could close its connection after each replay and start the next one on a fresh
+/// connection's allowance.
+const USER_REPLAY_BUCKET: FrameBucket = FrameBucket {
+    interval_ms: 50,
+    burst: 80,
+};
+
+/// What a replay about to start may post: how many events the user's replay allowance covers
+/// now (at most `most`), and if none, how long until some are.
+pub(super) async fn replay_budget<S: Store>(
+    service: &Jobcast<S>,
+    user_id: &UserId,
+    most: u64,
+) -> (u64, u64) {
+    let now_ms = Utc::now().timestamp_millis();
+    let look = USER_REPLAY_BUCKET.charge(now_ms, 0);
+    let tat = match service.store().charge_user_tokens(user_id, look).await {
+        Ok(tat) => tat,
+        Err(err) => {
+            // Fail closed, but not shut: a page of 100 events until the store answers again.
+            tracing::warn!(%user_id, error = %err, "could not read the user's replay allowance");
+            return (most.min(100), 0);
+        }
+    };
+    let ahead = tat.max(now_ms) - now_ms;
+    let room = USER_REPLAY_BUCKET.tolerance_ms() + USER_REPLAY_BUCKET.interval_ms - ahead;
+    let tokens = u64::try_from(room / USER_REPLAY_BUCKET.interval_ms).unwrap_or(0);
+    let events = (tokens * REPLAYED_EVENTS_PER_TOKEN).min(most);
+    (events, u64::try_from(look.wait_ms(tat)).unwrap_or(0))
+}
+
+/// Charges the connection's frame bucket, and its user's replay bucket, for the events a
+/// replay posted beyond the frame that asked for them; the connection's next frames wait until
+/// the debt is paid. The store's buckets if it answers, this process's otherwise. Returns how
+/// long until the connection may replay again, in milliseconds.
 pub(super) async fn charge_replay<S: Store>(
     service: &Jobcast<S>,
     connection_id: &ConnectionId,
+    user_id: &UserId,
     replayed: u64,
 ) -> u64 {
     let tokens = u32::try_from(replayed / REPLAYED_EVENTS_PER_TOKEN).unwrap_or(u32::MAX);
+    let now_ms = Utc::now().timestamp_millis();
+    let user_charge = USER_REPLAY_BUCKET.charge(now_ms, tokens);
+    let user_wait = match service.store().charge_user_tokens(user_id, user_charge).await {
+        Ok(tat) => user_charge.wait_ms(tat),
+        Err(err) => {
+            tracing::warn!(%user_id, error = %err, "could not charge a replay to the user's allowance");
+            0
+        }
+    };
     if tokens == 0 {
-        return 0;
+        return u64::try_from(user_wait).unwrap_or(0);
     }
-    let charge = service
-        .settings()
-        .frame_bucket()
-        .charge(Utc::now().timestamp_millis(), tokens);
+    let charge = service.settings().frame_bucket().charge(now_ms, tokens);
     let tat = match service
         .store()
         .charge_frame_tokens(connection_id, charge)
@@ -114,7 +154,8 @@ pub(super) async fn charge_replay<S: Store>(
             Some(service.fallback_frames().charge(connection_id, charge))
         }
     };
-    tat.map_or(0, |tat| u64::try_from(charge.wait_ms(tat)).unwrap_or(0))
+    let wait = tat.map_or(0, |tat| charge.wait_ms(tat)).max(user_wait);
+    u64::try_from(wait).unwrap_or(0)
 }
 
 /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so a

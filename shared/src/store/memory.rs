@@ -44,6 +44,8 @@ struct State {
     replay_claims: HashMap<JobId, HashSet<ReplayClaim>>,
     /// When expired items were last removed.
     pruned_at: Option<DateTime<Utc>>,
+    /// Each user's replay bucket: its theoretical arrival time (Unix ms).
+    user_buckets: HashMap<UserId, i64>,
 }
 
 /// Expired items are removed on a write at most this often, as DynamoDB's TTL removes them
@@ -129,6 +131,9 @@ impl State {
             claims.retain(|claim| claim.holds_at(now));
             !claims.is_empty()
         });
+        // A bucket whose time has passed is full again: forgetting it changes nothing.
+        let now_ms = now.timestamp_millis();
+        self.user_buckets.retain(|_, tat| *tat > now_ms);
         before - self.item_count()
     }
 
@@ -365,6 +370,17 @@ impl ConnectionStore for MemoryStore {
             .or_insert((i64::MIN, 0));
         *tat = charge.charged(*tat);
         Ok(Some(*tat))
+    }
+
+    async fn charge_user_tokens(
+        &self,
+        user_id: &UserId,
+        charge: FrameCharge,
+    ) -> Result<i64, StoreError> {
+        let mut state = self.lock();
+        let tat = state.user_buckets.entry(user_id.clone()).or_insert(i64::MIN);
+        *tat = charge.charged(*tat);
+        Ok(*tat)
     }
 
     async fn subscribed_jobs(

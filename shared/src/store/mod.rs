@@ -554,6 +554,17 @@ pub trait ConnectionStore: Send + Sync + 'static {
         charge: FrameCharge,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
+    /// Charges a user's replay bucket (shared by all of the user's connections, so a new
+    /// connection does not start a replay allowance afresh) `charge.tokens`, whatever is left,
+    /// as [`ConnectionStore::charge_frame_tokens`] does; zero tokens only reads it. Returns the
+    /// bucket's theoretical arrival time after the charge (Unix ms). The bucket lapses an hour
+    /// after it was last charged.
+    fn charge_user_tokens(
+        &self,
+        user_id: &UserId,
+        charge: FrameCharge,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
     /// Up to `limit` of the jobs a connection is subscribed to (live subscriptions only).
     fn subscribed_jobs(
         &self,

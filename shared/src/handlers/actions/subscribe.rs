@@ -23,7 +23,8 @@ use crate::gateway::ConnectionGateway;
 use crate::handlers::access::{Caller, accessible_job};
 use crate::handlers::errors::ActionError;
 use crate::handlers::service::Jobcast;
-use crate::protocol::{Seq, ServerMessage, Subscribe, Subscribed};
+use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, replay_budget};
+use crate::protocol::{REPLAY_EVENTS_PER_FRAME, Seq, ServerMessage, Subscribe, Subscribed};
 use crate::store::{JobRecord, ReplayClaim, Store, Subscription};
 
 /// How long senders leave a connection to its replay if the handler never releases it.
@@ -66,6 +67,13 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         connection_id: caller.connection_id.clone(),
         until: service.expiry(now, REPLAY_CLAIM_TTL) + jitter,
     };
+    // A resume of a few events is free; a longer replay is bounded by the user's allowance.
+    let budget = match last_seq {
+        Some(last_seq) if job.last_seq - last_seq >= REPLAYED_EVENTS_PER_TOKEN => {
+            replay_budget(service, &user_id, REPLAY_EVENTS_PER_FRAME).await
+        }
+        _ => (REPLAY_EVENTS_PER_FRAME, 0),
+    };
     let replay = Replay {
         service,
         gateway,
@@ -73,6 +81,8 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         job_id: &job_id,
         claim: &claim,
         already_subscribed: held.contains(&job_id),
+        user_id: &user_id,
+        budget,
     };
     // The claim first. An event appended after it lists the claim, so its sender skips this
     // connection; one appended before it has a seq of at most `live_after`, which its sender
@@ -91,7 +101,7 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
     let subscription = Subscription {
         connection_id: caller.connection_id.clone(),
         job_id: job_id.clone(),
-        user_id,
+        user_id: user_id.clone(),
         expires_at: service.expiry(now, service.settings().connection_ttl),
         live_after,
     };

@@ -17,7 +17,7 @@ use super::schema::{
     BY_JOB_INDEX, BY_USER_INDEX, CONNECTION_ID, EXPIRES_AT, JOB_ID, SORT_KEY, USER_ID,
 };
 use super::table::IndexFilter;
-use crate::protocol::{ConnectionId, JobId};
+use crate::protocol::{ConnectionId, JobId, UserId};
 use crate::store::{
     Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict, Page, PageRequest,
     RECENT_SUBSCRIBER_WINDOW, StoreError, Subscription,
@@ -201,6 +201,14 @@ impl ConnectionStore for DynamoStore {
         take: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
         self.take_token(connection_id, take).await
+    }
+
+    async fn charge_user_tokens(
+        &self,
+        user_id: &UserId,
+        charge: FrameCharge,
+    ) -> Result<i64, StoreError> {
+        self.charge_user(user_id, charge).await
     }
 
     async fn charge_frame_tokens(

@@ -8,7 +8,12 @@ use super::DynamoStore;
 use super::errors::{conditional, corrupt, store_error};
 use super::items::{CONNECTION_SORT_KEY, n, now_seconds, number_of, s};
 use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY};
-use crate::protocol::ConnectionId;
+use crate::protocol::{ConnectionId, UserId};
+
+/// The sort key of a user's replay bucket item.
+const USER_BUCKET_SORT_KEY: &str = "replay";
+/// A user's replay bucket lapses this long after its last charge.
+const USER_BUCKET_TTL_SECONDS: i64 = 3600;
 use crate::store::{FrameCharge, FrameTake, FrameVerdict, StoreError};
 
 impl DynamoStore {
@@ -158,6 +163,67 @@ impl DynamoStore {
             }
         }
         Ok(None)
+    }
+
+    /// Charges a user's replay bucket; see
+    /// [`crate::store::ConnectionStore::charge_user_tokens`]. The bucket is an item of its own
+    /// in the connections table (`user#{user_id}`, sort key `replay`), outside both indexes.
+    pub(super) async fn charge_user(
+        &self,
+        user_id: &UserId,
+        charge: FrameCharge,
+    ) -> Result<i64, StoreError> {
+        let cost = charge.bucket.interval_ms.saturating_mul(i64::from(charge.tokens));
+        let key = format!("user#{user_id}");
+        let expires = n(now_seconds() + USER_BUCKET_TTL_SECONDS);
+        let update = |expression: &str| {
+            self.client
+                .update_item()
+                .table_name(&self.tables.connections)
+                .key(CONNECTION_ID, s(&key))
+                .key(SORT_KEY, s(USER_BUCKET_SORT_KEY))
+                .update_expression(expression)
+                .expression_attribute_names("#tat", "frame_tat")
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_values(":now", n(charge.now_ms))
+                .expression_attribute_values(":expires", expires.clone())
+                .return_values(ReturnValue::UpdatedNew)
+        };
+        let tat_of = |output: aws_sdk_dynamodb::operation::update_item::UpdateItemOutput| {
+            output
+                .attributes()
+                .and_then(|item| number_of(item, "frame_tat"))
+                .ok_or_else(|| corrupt("user bucket", "no frame time"))
+        };
+        for _ in 0..3 {
+            let idle = update("SET #tat = :next, #expires = :expires")
+                .condition_expression("attribute_not_exists(#tat) OR #tat < :now")
+                .expression_attribute_values(":next", n(charge.now_ms.saturating_add(cost)))
+                .send()
+                .await;
+            match idle {
+                Ok(output) => return tat_of(output),
+                Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                    return Err(store_error("UpdateItem", err));
+                }
+                Err(_) => {}
+            }
+            let busy = update("SET #tat = #tat + :cost, #expires = :expires")
+                .condition_expression("#tat >= :now")
+                .expression_attribute_values(":cost", n(cost))
+                .send()
+                .await;
+            match busy {
+                Ok(output) => return tat_of(output),
+                Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                    return Err(store_error("UpdateItem", err));
+                }
+                Err(_) => {}
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "user {user_id}: its replay bucket kept changing"
+        )))
     }
 
     /// An UpdateItem on a connection item's frame bucket (the partition key is left to the
