@@ -13,15 +13,10 @@ baseline_commit=22263f5
 ulimit -n "$(ulimit -Hn)"
 target_dir="$(scripts/target-dir.sh)"
 
-baseline_bin="$target_dir/release/jobcast-local-$baseline_commit"
-if [ ! -x "$baseline_bin" ]; then
-  worktree="$(mktemp -d)/jobcast-baseline"
-  git worktree add --detach --quiet "$worktree" "$baseline_commit"
-  (cd "$worktree" && CARGO_TARGET_DIR="$target_dir" cargo build --quiet --release -p jobcast-local)
-  cp "$target_dir/release/jobcast-local" "$baseline_bin"
-  git worktree remove --force "$worktree"
-fi
-cargo build --quiet --release --locked -p jobcast-local -p jobcast-bench --bin storm
+baseline_bin="$(bench/baseline-bin.sh "$baseline_commit")"
+# Two commands: `--bin storm` would leave jobcast-local's own binary out.
+cargo build --quiet --release --locked -p jobcast-local
+cargo build --quiet --release --locked -p jobcast-bench --bin storm
 
 out="$("$target_dir/release/storm" --clients "${CLIENTS:-5000}" \
   --baseline-bin "$baseline_bin" \

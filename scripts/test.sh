@@ -64,4 +64,7 @@ if [ "$(node -e 'process.stdout.write(typeof WebSocket)')" = "undefined" ]; then
   node_flags+=(--experimental-websocket)
 fi
 (cd web && node "${node_flags[@]}" --test test/)
+
+step "hostile clients (a small flood: ordinary subscribers must lose nothing)"
+bench/hostile.sh --smoke
 exit "$rust_status"

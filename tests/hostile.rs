@@ -518,10 +518,14 @@ async fn a_new_connection_does_not_renew_a_users_replay_allowance() {
         client
             .send(json!({"action": "subscribe", "job_id": "history", "last_seq": 0}))
             .await;
-        let frames =
-            read_until(&mut client, |frames| frames.iter().any(|f| f["type"] == "replay_paused"))
-                .await;
-        let paused = frames.iter().find(|f| f["type"] == "replay_paused").unwrap();
+        let frames = read_until(&mut client, |frames| {
+            frames.iter().any(|f| f["type"] == "replay_paused")
+        })
+        .await;
+        let paused = frames
+            .iter()
+            .find(|f| f["type"] == "replay_paused")
+            .unwrap();
         pages.push((
             seqs(&frames).len(),
             paused["retry_after_ms"].as_u64().unwrap(),

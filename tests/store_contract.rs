@@ -816,6 +816,69 @@ async fn the_frame_bucket_refills_at_its_rate_and_holds_its_burst<S: Store>(stor
     assert_eq!(take(1, t0 + 120_000).await, None, "deleted");
 }
 
+async fn a_charge_puts_the_bucket_in_debt_and_the_users_bucket_is_shared<S: Store>(store: S) {
+    use jobcast::store::{FrameBucket, FrameVerdict::*};
+    store
+        .put_connection(&connection(1, "u", HOUR))
+        .await
+        .unwrap();
+    let bucket = FrameBucket {
+        interval_ms: 100,
+        burst: 20,
+    };
+    let t0 = 1_800_000_000_000;
+    // A full bucket charged 30 tokens owes 10 beyond its burst: frames wait 1.1 s.
+    let tat = store
+        .charge_frame_tokens(&connection_id(1), bucket.charge(t0, 30))
+        .await
+        .unwrap()
+        .expect("a known connection");
+    assert_eq!(tat, t0 + 3_000);
+    assert_eq!(bucket.charge(t0, 30).wait_ms(tat), 1_100);
+    let first = connection_id(1);
+    let take = |at: i64| store.take_frame_token(&first, bucket.at(at));
+    assert_eq!(
+        take(t0 + 1_000).await.unwrap(),
+        Some(Refused { in_a_row: 1 })
+    );
+    assert_eq!(take(t0 + 1_100).await.unwrap(), Some(Admitted));
+    // Charged again while in debt: from its time, not from now.
+    let again = store
+        .charge_frame_tokens(&connection_id(1), bucket.charge(t0 + 1_100, 5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, t0 + 3_100 + 500);
+    assert_eq!(
+        store
+            .charge_frame_tokens(&connection_id(9), bucket.charge(t0, 1))
+            .await
+            .unwrap(),
+        None,
+        "an unknown connection has no bucket"
+    );
+    // A user's bucket: made by its first charge, read with a charge of nothing, shared.
+    let user_bucket = FrameBucket {
+        interval_ms: 50,
+        burst: 80,
+    };
+    let first = store
+        .charge_user_tokens(&user("replayer"), user_bucket.charge(t0, 40))
+        .await
+        .unwrap();
+    assert_eq!(first, t0 + 2_000);
+    let read = store
+        .charge_user_tokens(&user("replayer"), user_bucket.charge(t0 + 500, 0))
+        .await
+        .unwrap();
+    assert_eq!(read, first, "a charge of nothing only reads");
+    let other = store
+        .charge_user_tokens(&user("someone-else"), user_bucket.charge(t0, 0))
+        .await
+        .unwrap();
+    assert_eq!(other, t0, "another user's bucket is full");
+}
+
 fn registration(job_id: &str, owner: Option<&str>) -> jobcast::store::NewJob {
     jobcast::store::NewJob {
         job_id: job(job_id),
@@ -1042,6 +1105,7 @@ contract!(
     a_connections_live_subscriptions_are_listed,
     the_frame_bucket_refills_at_its_rate_and_holds_its_burst,
     the_frame_bucket_admits_its_burst_once_under_concurrent_writers,
+    a_charge_puts_the_bucket_in_debt_and_the_users_bucket_is_shared,
     a_replay_claim_holds_senders_off_until_released_at_the_last_seq,
     a_subscription_hears_only_events_after_its_live_after,
 );

@@ -325,3 +325,44 @@ fn operators_hear_about_loss() {
     let globals = &template["Globals"]["Function"];
     assert_eq!(text(&globals["Tracing"]), "TracingMode");
 }
+
+/// The security settings reach the functions that read them: the authorizer's origins, the
+/// per-user connection limit (and `$connect`'s right to count), ownerless jobs closed by
+/// default, and a reserved-concurrency knob on every function that is off unless set.
+#[test]
+fn the_security_settings_reach_their_functions() {
+    let template = template();
+    let parameters = &template["Parameters"];
+    assert_eq!(text(&parameters["OpenOwnerlessJobs"]["Default"]), "false");
+    assert_eq!(
+        parameters["MaxConnectionsPerUser"]["Default"].as_u64(),
+        Some(20)
+    );
+    let function = |name: &str| &template["Resources"][name]["Properties"];
+    let authorizer_env = &function("AuthorizerFunction")["Environment"]["Variables"];
+    assert_eq!(text(&authorizer_env["ALLOWED_ORIGINS"]), "AllowedOrigins");
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        text(&globals["MAX_CONNECTIONS_PER_USER"]),
+        "MaxConnectionsPerUser"
+    );
+    assert_eq!(text(&globals["OPEN_OWNERLESS_JOBS"]), "OpenOwnerlessJobs");
+    let connect_resources = text(&function("ConnectFunction")["Policies"]);
+    assert!(
+        connect_resources.contains("index/by_user"),
+        "$connect counts the user's connections: {connect_resources}"
+    );
+    for (name, _) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let reserved = text(&function(&name)["ReservedConcurrentExecutions"]);
+        let knob = name.replace("Function", "ReservedConcurrency");
+        assert!(
+            reserved.contains(&knob) && reserved.contains("AWS::NoValue"),
+            "{name}: {reserved}"
+        );
+        assert_eq!(
+            parameters[knob.as_str()]["Default"].as_u64(),
+            Some(0),
+            "{knob}"
+        );
+    }
+}

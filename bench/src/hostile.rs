@@ -296,6 +296,7 @@ fn calls(counts: &BTreeMap<String, u64>) -> String {
 async fn main() -> Result<()> {
     let (mut readers, mut attackers, mut events, mut rate) = (500usize, 500usize, 100u64, 20u32);
     let (mut local, mut dynamodb) = (None, None);
+    let mut check = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("a value after the flag");
@@ -306,6 +307,8 @@ async fn main() -> Result<()> {
             "--attack-rate" => rate = value()?.parse()?,
             "--local-bin" => local = Some(value()?),
             "--dynamodb" => dynamodb = Some(value()?),
+            // Fail when a reader missed or repeated an event (the smoke run in the test command).
+            "--check" => check = true,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -417,7 +420,12 @@ async fn main() -> Result<()> {
     let before = counted.snapshot();
     let sent_before = attack.sent.load(Ordering::Relaxed);
     let flood_started = Instant::now();
-    publish(&http, &base_url, "busy-job", events, base).await?;
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        publish(&http, &base_url, "busy-job", events, base),
+    )
+    .await
+    .context("publishing under the flood took more than 2 minutes")??;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let flood_seconds = flood_started.elapsed().as_secs_f64();
     let busy_calls = difference(&counted.snapshot(), &before);
@@ -494,5 +502,11 @@ async fn main() -> Result<()> {
         );
     }
     drop(server);
+    if check && quiet_wrong + busy_wrong > 0 {
+        bail!(
+            "{} readers missed or repeated events",
+            quiet_wrong + busy_wrong
+        );
+    }
     Ok(())
 }

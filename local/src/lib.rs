@@ -98,12 +98,17 @@ pub(crate) struct App<S> {
     pub async_invocations: Arc<Semaphore>,
     /// Demo pipelines running at once.
     pub demo_jobs: Arc<Semaphore>,
+    /// Client frames being handled at once, over every connection.
+    pub frames_in_flight: Arc<Semaphore>,
 }
 
 /// Asynchronous invocations of the sender running at once.
 const MAX_ASYNC_INVOCATIONS: usize = 64;
 /// Demo pipelines running at once.
 const MAX_DEMO_JOBS: usize = 16;
+/// Client frames handled at once over every connection (as an account's Lambda concurrency
+/// bounds `default`'s invocations); past it, sockets are not read until some end.
+const MAX_FRAMES_IN_FLIGHT: usize = 1_024;
 
 /// A running emulator. Dropping it does not stop it; call [`Emulator::shutdown`].
 pub struct Emulator<S: Store> {
@@ -128,6 +133,7 @@ impl<S: Store> Emulator<S> {
             shutdown,
             async_invocations: Arc::new(Semaphore::new(MAX_ASYNC_INVOCATIONS)),
             demo_jobs: Arc::new(Semaphore::new(MAX_DEMO_JOBS)),
+            frames_in_flight: Arc::new(Semaphore::new(MAX_FRAMES_IN_FLIGHT)),
         });
         let router = router(app.clone());
         let mut stop = app.shutdown.subscribe();

@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use http::StatusCode;
 use jobcast::protocol::{ClientMessage, ConnectionId};
 use jobcast::store::Store;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use crate::events::{self, ConnectionInfo};
@@ -131,6 +131,21 @@ pub(crate) async fn websocket_or_page<S: Store>(
         .on_upgrade(move |socket| serve_connection(app, info, live, socket, outbound_rx, close_rx))
 }
 
+/// A slot for one more frame: one of the connection's, and one of the server's (so many
+/// connections with many frames each never spawn without bound).
+async fn slots(
+    connection: &Arc<Semaphore>,
+    server: &Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+    let mine = connection.clone().acquire_owned().await;
+    let everyone = server.clone().acquire_owned().await;
+    // Neither semaphore is ever closed.
+    (
+        mine.expect("an open semaphore"),
+        everyone.expect("an open semaphore"),
+    )
+}
+
 /// Plays API Gateway's part around the REQUEST authorizer: 401 when it fails with
 /// "Unauthorized", 403 on a Deny policy, else the context for the connection's events.
 async fn authorize(
@@ -242,8 +257,8 @@ async fn serve_connection<S: Store>(
     let mut idle_ends = Instant::now() + limits.idle_timeout;
     let ending = loop {
         let frame = tokio::select! {
-            taken = in_flight.clone().acquire_owned(), if permit.is_none() => {
-                permit = taken.ok();
+            taken = slots(&in_flight, &app.frames_in_flight), if permit.is_none() => {
+                permit = Some(taken);
                 continue;
             }
             frame = stream.next(), if permit.is_some() => match frame {

@@ -134,6 +134,11 @@ impl Client {
     /// Connects to the emulator at these addresses (for tasks that do not hold the emulator).
     pub async fn connect_to(websocket_url: &str, http_url: &str, user: &str) -> Client {
         let url = format!("{websocket_url}/?user_id={user}");
+        Self::open(&url, http_url, user).await
+    }
+
+    /// Opens the socket at `url`, as `user`.
+    async fn open(url: &str, http_url: &str, user: &str) -> Client {
         let (socket, response) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket connect");
@@ -148,15 +153,7 @@ impl Client {
     /// Connects to a [`start_secured`] emulator as `user`, with a token for it.
     pub async fn connect_secured<S: Store>(emulator: &Emulator<S>, user: &str) -> Client {
         let url = format!("{}/?token={}", emulator.websocket_url(), token_for(user));
-        let (socket, response) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("WebSocket connect");
-        assert_eq!(response.status(), 101);
-        Client {
-            socket,
-            user: user.to_owned(),
-            http_url: emulator.http_url(),
-        }
+        Self::open(&url, &emulator.http_url(), user).await
     }
 
     /// This client's connection id, as the store knows it.

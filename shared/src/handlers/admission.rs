@@ -132,7 +132,11 @@ pub(super) async fn charge_replay<S: Store>(
     let tokens = u32::try_from(replayed / REPLAYED_EVENTS_PER_TOKEN).unwrap_or(u32::MAX);
     let now_ms = Utc::now().timestamp_millis();
     let user_charge = USER_REPLAY_BUCKET.charge(now_ms, tokens);
-    let user_wait = match service.store().charge_user_tokens(user_id, user_charge).await {
+    let user_wait = match service
+        .store()
+        .charge_user_tokens(user_id, user_charge)
+        .await
+    {
         Ok(tat) => user_charge.wait_ms(tat),
         Err(err) => {
             tracing::warn!(%user_id, error = %err, "could not charge a replay to the user's allowance");

@@ -150,6 +150,20 @@ impl State {
             + self.event_ids.len()
     }
 
+    /// A live connection's frame bucket (its time and refusals in a row); `None` for a
+    /// connection not known or expired.
+    fn frame_bucket(&mut self, connection_id: &ConnectionId) -> Option<&mut (i64, u64)> {
+        let now = Utc::now();
+        self.connections
+            .get(connection_id)
+            .is_some_and(|c| c.expires_at > now)
+            .then(|| {
+                self.frame_buckets
+                    .entry(connection_id.clone())
+                    .or_insert((i64::MIN, 0))
+            })
+    }
+
     /// The job's recent subscribers whose window still holds.
     fn recent(&self, job_id: &JobId) -> Vec<ConnectionId> {
         let now = Utc::now();
@@ -327,19 +341,10 @@ impl ConnectionStore for MemoryStore {
         connection_id: &ConnectionId,
         FrameTake { bucket, now_ms }: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
-        let now = Utc::now();
         let mut state = self.lock();
-        if state
-            .connections
-            .get(connection_id)
-            .is_none_or(|c| c.expires_at <= now)
-        {
+        let Some((tat, refused)) = state.frame_bucket(connection_id) else {
             return Ok(None);
-        }
-        let (tat, refused) = state
-            .frame_buckets
-            .entry(connection_id.clone())
-            .or_insert((i64::MIN, 0));
+        };
         if let Some(next) = (FrameTake { bucket, now_ms }).take(*tat) {
             *tat = next;
             *refused = 0;
@@ -355,19 +360,10 @@ impl ConnectionStore for MemoryStore {
         connection_id: &ConnectionId,
         charge: FrameCharge,
     ) -> Result<Option<i64>, StoreError> {
-        let now = Utc::now();
         let mut state = self.lock();
-        if state
-            .connections
-            .get(connection_id)
-            .is_none_or(|c| c.expires_at <= now)
-        {
+        let Some((tat, _)) = state.frame_bucket(connection_id) else {
             return Ok(None);
-        }
-        let (tat, _) = state
-            .frame_buckets
-            .entry(connection_id.clone())
-            .or_insert((i64::MIN, 0));
+        };
         *tat = charge.charged(*tat);
         Ok(Some(*tat))
     }
@@ -378,7 +374,10 @@ impl ConnectionStore for MemoryStore {
         charge: FrameCharge,
     ) -> Result<i64, StoreError> {
         let mut state = self.lock();
-        let tat = state.user_buckets.entry(user_id.clone()).or_insert(i64::MIN);
+        let tat = state
+            .user_buckets
+            .entry(user_id.clone())
+            .or_insert(i64::MIN);
         *tat = charge.charged(*tat);
         Ok(*tat)
     }

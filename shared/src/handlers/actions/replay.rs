@@ -240,7 +240,9 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                         replayed,
                     )
                     .await;
-                    return self.pause(cursor, event.seq, wait_ms.max(self.budget.1)).await;
+                    return self
+                        .pause(cursor, event.seq, wait_ms.max(self.budget.1))
+                        .await;
                 }
                 let message = ServerMessage::job_event(self.job_id.clone(), event.seq, event.event);
                 self.post(message, event.correlation_id).await?;

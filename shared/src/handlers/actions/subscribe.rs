@@ -21,9 +21,9 @@ use chrono::Utc;
 use super::replay::{Halt, Replay, first_page};
 use crate::gateway::ConnectionGateway;
 use crate::handlers::access::{Caller, accessible_job};
+use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, replay_budget};
 use crate::handlers::errors::ActionError;
 use crate::handlers::service::Jobcast;
-use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, replay_budget};
 use crate::protocol::{REPLAY_EVENTS_PER_FRAME, Seq, ServerMessage, Subscribe, Subscribed};
 use crate::store::{JobRecord, ReplayClaim, Store, Subscription};
 

@@ -107,123 +107,49 @@ impl DynamoStore {
         connection_id: &ConnectionId,
         charge: FrameCharge,
     ) -> Result<Option<i64>, StoreError> {
-        let cost = charge
-            .bucket
-            .interval_ms
-            .saturating_mul(i64::from(charge.tokens));
-        let tat_of = |output: aws_sdk_dynamodb::operation::update_item::UpdateItemOutput| {
-            output
-                .attributes()
-                .and_then(|item| number_of(item, "frame_tat"))
-                .ok_or_else(|| corrupt("connection", "no frame time"))
+        // Only a recorded connection has a bucket to charge.
+        let update = |set: &str, condition: &str| {
+            self.client
+                .update_item()
+                .table_name(&self.tables.connections)
+                .key(CONNECTION_ID, s(connection_id.as_str()))
+                .key(SORT_KEY, s(CONNECTION_SORT_KEY))
+                .update_expression(set)
+                .condition_expression(format!("attribute_exists(#id) AND ({condition})"))
+                .expression_attribute_names("#id", CONNECTION_ID)
+                .expression_attribute_names("#tat", "frame_tat")
         };
-        for _ in 0..3 {
-            let idle = self
-                .bucket_update("SET #tat = :next")
-                .key(CONNECTION_ID, s(connection_id.as_str()))
-                .condition_expression(
-                    "attribute_exists(#id) AND (attribute_not_exists(#tat) OR #tat < :now)",
-                )
-                .expression_attribute_values(":now", n(charge.now_ms))
-                .expression_attribute_values(":next", n(charge.now_ms.saturating_add(cost)))
-                .return_values(ReturnValue::UpdatedNew)
-                .send()
-                .await;
-            match idle {
-                Ok(output) => return tat_of(output).map(Some),
-                Err(err)
-                    if !err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    return Err(store_error("UpdateItem", err));
-                }
-                Err(_) => {}
-            }
-            let busy = self
-                .bucket_update("SET #tat = #tat + :cost")
-                .key(CONNECTION_ID, s(connection_id.as_str()))
-                .condition_expression("attribute_exists(#id) AND #tat >= :now")
-                .expression_attribute_values(":now", n(charge.now_ms))
-                .expression_attribute_values(":cost", n(cost))
-                .return_values(ReturnValue::UpdatedNew)
-                .send()
-                .await;
-            match busy {
-                Ok(output) => return tat_of(output).map(Some),
-                Err(err)
-                    if !err
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    return Err(store_error("UpdateItem", err));
-                }
-                // Neither: the connection is gone, or its bucket just crossed now.
-                Err(_) => {}
-            }
-        }
-        Ok(None)
+        charge_bucket(update, charge, "").await
     }
 
     /// Charges a user's replay bucket; see
     /// [`crate::store::ConnectionStore::charge_user_tokens`]. The bucket is an item of its own
-    /// in the connections table (`user#{user_id}`, sort key `replay`), outside both indexes.
+    /// in the connections table (`user#{user_id}`, sort key `replay`), outside both indexes,
+    /// made by its first charge and lapsing an hour after its last.
     pub(super) async fn charge_user(
         &self,
         user_id: &UserId,
         charge: FrameCharge,
     ) -> Result<i64, StoreError> {
-        let cost = charge.bucket.interval_ms.saturating_mul(i64::from(charge.tokens));
         let key = format!("user#{user_id}");
         let expires = n(now_seconds() + USER_BUCKET_TTL_SECONDS);
-        let update = |expression: &str| {
+        let update = |set: &str, condition: &str| {
             self.client
                 .update_item()
                 .table_name(&self.tables.connections)
                 .key(CONNECTION_ID, s(&key))
                 .key(SORT_KEY, s(USER_BUCKET_SORT_KEY))
-                .update_expression(expression)
+                .update_expression(set)
+                .condition_expression(condition)
                 .expression_attribute_names("#tat", "frame_tat")
                 .expression_attribute_names("#expires", EXPIRES_AT)
-                .expression_attribute_values(":now", n(charge.now_ms))
                 .expression_attribute_values(":expires", expires.clone())
-                .return_values(ReturnValue::UpdatedNew)
         };
-        let tat_of = |output: aws_sdk_dynamodb::operation::update_item::UpdateItemOutput| {
-            output
-                .attributes()
-                .and_then(|item| number_of(item, "frame_tat"))
-                .ok_or_else(|| corrupt("user bucket", "no frame time"))
-        };
-        for _ in 0..3 {
-            let idle = update("SET #tat = :next, #expires = :expires")
-                .condition_expression("attribute_not_exists(#tat) OR #tat < :now")
-                .expression_attribute_values(":next", n(charge.now_ms.saturating_add(cost)))
-                .send()
-                .await;
-            match idle {
-                Ok(output) => return tat_of(output),
-                Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                    return Err(store_error("UpdateItem", err));
-                }
-                Err(_) => {}
-            }
-            let busy = update("SET #tat = #tat + :cost, #expires = :expires")
-                .condition_expression("#tat >= :now")
-                .expression_attribute_values(":cost", n(cost))
-                .send()
-                .await;
-            match busy {
-                Ok(output) => return tat_of(output),
-                Err(err) if !err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                    return Err(store_error("UpdateItem", err));
-                }
-                Err(_) => {}
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "user {user_id}: its replay bucket kept changing"
-        )))
+        charge_bucket(update, charge, ", #expires = :expires")
+            .await?
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!("user {user_id}: its replay bucket kept changing"))
+            })
     }
 
     /// An UpdateItem on a connection item's frame bucket (the partition key is left to the
@@ -238,4 +164,57 @@ impl DynamoStore {
             .expression_attribute_names("#tat", "frame_tat")
             .expression_attribute_names("#refused", "frames_refused")
     }
+}
+
+/// Charges a bucket kept as its theoretical arrival time (`frame_tat`), in the item that
+/// `update(set, condition)` names: from now if the bucket is full (its time has passed), else
+/// from its time, each under its own condition; `also` is appended to both SET clauses. The
+/// bucket's time after the charge, or `None` if neither condition held three times over.
+async fn charge_bucket(
+    update: impl Fn(&str, &str) -> UpdateItemFluentBuilder,
+    charge: FrameCharge,
+    also: &str,
+) -> Result<Option<i64>, StoreError> {
+    let cost = charge
+        .bucket
+        .interval_ms
+        .saturating_mul(i64::from(charge.tokens));
+    let steps = [
+        (
+            format!("SET #tat = :next{also}"),
+            "attribute_not_exists(#tat) OR #tat < :now",
+            charge.now_ms.saturating_add(cost),
+        ),
+        (
+            format!("SET #tat = #tat + :next{also}"),
+            "#tat >= :now",
+            cost,
+        ),
+    ];
+    for _ in 0..3 {
+        for (set, condition, next) in &steps {
+            let sent = update(set, condition)
+                .expression_attribute_values(":now", n(charge.now_ms))
+                .expression_attribute_values(":next", n(*next))
+                .return_values(ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match sent {
+                Ok(output) => {
+                    return output
+                        .attributes()
+                        .and_then(|item| number_of(item, "frame_tat"))
+                        .map(Some)
+                        .ok_or_else(|| corrupt("frame bucket", "no frame time"));
+                }
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(store_error("UpdateItem", err)),
+            }
+        }
+    }
+    // Neither: the connection is gone, or the bucket kept crossing now.
+    Ok(None)
 }
