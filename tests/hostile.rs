@@ -539,3 +539,61 @@ async fn a_new_connection_does_not_renew_a_users_replay_allowance() {
     assert!(last_events < 500 && last_wait > 0, "{pages:?}");
     emulator.shutdown().await;
 }
+
+/// Pruning never shifts a job's log: with its first events expired and its last ones not, the
+/// log reads back by seq as before, and a retry is still recognised.
+#[tokio::test]
+async fn pruning_keeps_a_live_logs_seqs() {
+    use jobcast::store::{AppendOutcome, LogPage};
+    let store = MemoryStore::new();
+    let now = chrono::Utc::now();
+    let job_id = jobcast::protocol::JobId::parse("long-running").unwrap();
+    let event = |n: i64, expires: chrono::DateTime<chrono::Utc>| {
+        NewEvent {
+        job_id: job_id.clone(),
+        event_id: Some(jobcast::protocol::EventId::parse(format!("e-{n}")).unwrap()),
+        event: serde_json::from_value(
+            json!({"type": "progress_update", "stage": "s", "progress": 1.0, "message": format!("{n}")}),
+        )
+        .unwrap(),
+        correlation_id: None,
+        recorded_at: now,
+        job_expires_at: now + chrono::Duration::hours(1),
+        event_expires_at: expires,
+        owner: None,
+    }
+    };
+    for n in 1..=3 {
+        store
+            .append_event(event(n, now - chrono::Duration::minutes(1)))
+            .await
+            .unwrap();
+    }
+    for n in 4..=6 {
+        store
+            .append_event(event(n, now + chrono::Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    store.prune_expired();
+    let read: Vec<u64> = store
+        .events_after(&job_id, LogPage::after(4, 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|stored| stored.seq)
+        .collect();
+    assert_eq!(read, [5, 6]);
+    let AppendOutcome::Appended(retry) = store
+        .append_event(event(5, now + chrono::Duration::hours(1)))
+        .await
+        .unwrap()
+    else {
+        panic!("the job takes events");
+    };
+    assert!(retry.duplicate);
+    assert_eq!(
+        retry.event.seq, 5,
+        "the retry is recognised as the event it repeats"
+    );
+}

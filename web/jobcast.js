@@ -343,6 +343,7 @@ export class JobcastClient {
           // late answer to an earlier subscribe would otherwise let its replay repeat events.
           job.lastSeq = job.lastSeq === null ? frame.after_seq : Math.max(job.lastSeq, frame.after_seq);
           job.resyncing = false;
+          job.paused = false;
           job.heardAt = performance.now();
         }
         this.emit("subscribed", frame);
@@ -367,16 +368,13 @@ export class JobcastClient {
         return;
       case "replay_paused": {
         // One subscribe replays at most 500 events; the job has more. The connection no longer
-        // follows it until we ask again from the last event delivered.
-        // The replay was charged to this connection's frame allowance: ask when told to.
+        // follows it until we ask again from the last event delivered, when the server says
+        // the replay is paid for (it was charged to this connection's frame allowance).
         const job = this.jobs.get(frame.job_id);
         if (job) {
+          job.paused = true;
           job.heardAt = performance.now();
-          setTimeout(() => {
-            if (!this.isOpen() || !this.jobs.has(frame.job_id)) return;
-            job.heardAt = performance.now();
-            this.sendSubscribe(frame.job_id).catch((err) => this.emit("error", errorInfo(err, frame.job_id)));
-          }, frame.retry_after_ms ?? 0);
+          this.resumePaused(frame.job_id, frame.retry_after_ms ?? 0);
         }
         return;
       }
@@ -395,6 +393,18 @@ export class JobcastClient {
       }
       this.emit("notification", frame);
     }
+  }
+
+  /** Subscribes again to a paused job after `delayMs`, and again every second until a
+   *  `subscribed` answers (a subscribe refused with `rate_limited` carries no correlation id). */
+  resumePaused(jobId, delayMs) {
+    setTimeout(() => {
+      const job = this.jobs.get(jobId);
+      if (!job || !job.paused || !this.isOpen()) return;
+      job.heardAt = performance.now();
+      this.sendSubscribe(jobId).catch(() => {});
+      this.resumePaused(jobId, Math.max(1000, delayMs));
+    }, delayMs);
   }
 
   deliverJobEvent(frame) {

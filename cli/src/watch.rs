@@ -169,6 +169,8 @@ impl View {
         };
         socket.send(subscribe(self.last_seq)).await?;
         let mut resyncing = false;
+        // A replay paused at its 500 events, until the next part is `subscribed`.
+        let mut paused = false;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let quiet = Duration::from_secs(args.quiet_check_secs);
@@ -207,6 +209,7 @@ impl View {
                     // Never back: a late answer to an earlier subscribe must not repeat events.
                     self.last_seq = self.last_seq.max(frame["after_seq"].as_u64());
                     resyncing = false;
+                    paused = false;
                     if frame["recovered"] == false {
                         self.note("the missed events have expired; showing the current status");
                     }
@@ -225,6 +228,7 @@ impl View {
                     // One subscribe replays at most 500 events: ask for the next ones when the
                     // server says the connection may.
                     resyncing = true;
+                    paused = true;
                     let wait = frame["retry_after_ms"].as_u64().unwrap_or(0);
                     tokio::time::sleep(Duration::from_millis(wait.min(60_000))).await;
                     socket.send(subscribe(self.last_seq)).await?;
@@ -239,6 +243,12 @@ impl View {
                     let message = frame["message"].as_str().unwrap_or_default();
                     if code == "forbidden" || code == "invalid_message" {
                         return Ok(Some(End::Refused(format!("{code}: {message}"))));
+                    }
+                    if paused && (code == "rate_limited" || code == "replay_in_progress") {
+                        // The next part of a paused replay, asked for too soon: ask again.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        socket.send(subscribe(self.last_seq)).await?;
+                        continue;
                     }
                     self.note(&format!("{code}: {message}"));
                     // A resubscribe that was refused for now (the service busy): events and

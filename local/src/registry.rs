@@ -1,8 +1,9 @@
 //! The live sockets, and the gateway adapter that posts to them in-process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
@@ -44,6 +45,8 @@ pub(crate) struct LiveConnection {
     pub outbound: mpsc::Sender<Outbound>,
     /// Bytes posted and not yet written to the socket.
     pub queued_bytes: AtomicUsize,
+    /// Frames written to the socket so far: whether the client is reading at all.
+    pub written: AtomicU64,
     pub close: Mutex<Option<oneshot::Sender<ServerClose>>>,
     pub connected_at: DateTime<Utc>,
     last_active_ms: AtomicI64,
@@ -62,6 +65,7 @@ impl LiveConnection {
         Self {
             outbound,
             queued_bytes: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
             close: Mutex::new(Some(close)),
             connected_at,
             last_active_ms: AtomicI64::new(connected_at.timestamp_millis()),
@@ -101,7 +105,55 @@ pub struct Registry {
     last_delivery_millis: Arc<std::sync::atomic::AtomicI64>,
 }
 
+/// How long a post waits on a full queue whose client reads nothing at all before the client
+/// is closed with 1008. A client that reads, however slowly, is waited for: a replay posts its
+/// events faster than any socket is written.
+const STALL_PATIENCE: Duration = Duration::from_millis(250);
+
 impl Registry {
+    /// Puts `message` on the connection's queue. Past the queue's share (`max_queued_bytes`, or
+    /// [`OUTBOUND_FRAMES`]) it waits while the client is reading; a client that has read
+    /// nothing for [`STALL_PATIENCE`] is closed with 1008, and the post answers 410. So a
+    /// client that stops reading holds a post up for a quarter of a second, once.
+    async fn enqueue(
+        &self,
+        connection_id: &ConnectionId,
+        connection: &LiveConnection,
+        mut message: Outbound,
+    ) -> Result<(), PostError> {
+        let size = message.len();
+        let mut progress = connection.written.load(Ordering::Relaxed);
+        let mut stalled_since = tokio::time::Instant::now();
+        loop {
+            let queued = connection.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+            // A frame larger than the share still goes through an empty queue.
+            if queued <= self.max_queued_bytes || queued == size {
+                match connection.outbound.try_send(message) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        connection.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                        return Err(PostError::Gone);
+                    }
+                    Err(mpsc::error::TrySendError::Full(back)) => message = back,
+                }
+            }
+            connection.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            let written = connection.written.load(Ordering::Relaxed);
+            if written != progress {
+                progress = written;
+                stalled_since = tokio::time::Instant::now();
+            } else if stalled_since.elapsed() >= STALL_PATIENCE {
+                tracing::warn!(%connection_id, queued, "a client that does not read; closing it with 1008");
+                connection.request_close(ServerClose {
+                    code: 1008,
+                    reason: "Not reading: message queue full",
+                });
+                return Err(PostError::Gone);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub(crate) fn new(limits: &crate::Limits, faults: Faults) -> Self {
         Self {
             connections: Arc::default(),
@@ -191,25 +243,7 @@ impl ConnectionGateway for Registry {
             Ok(text) => Outbound::Text(text.to_owned()),
             Err(_) => Outbound::Binary(payload),
         };
-        // Never wait on a client that does not read: past its share, it is closed.
-        let size = message.len();
-        let queued = connection.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        let result = if queued > self.max_queued_bytes {
-            Err(mpsc::error::TrySendError::Full(message))
-        } else {
-            connection.outbound.try_send(message)
-        };
-        let result = result.map_err(|err| {
-            connection.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            if let mpsc::error::TrySendError::Full(_) = err {
-                tracing::warn!(%connection_id, queued, "a client that does not read; closing it with 1008");
-                connection.request_close(ServerClose {
-                    code: 1008,
-                    reason: "Not reading: message queue full",
-                });
-            }
-            PostError::Gone
-        });
+        let result = self.enqueue(connection_id, &connection, message).await;
         tracing::debug!(%connection_id, ok = result.is_ok(), "post");
         if result.is_ok() {
             self.last_delivery_millis.store(

@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use http::StatusCode;
 use jobcast::protocol::{ClientMessage, ConnectionId};
 use jobcast::store::Store;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use crate::events::{self, ConnectionInfo};
@@ -131,21 +131,6 @@ pub(crate) async fn websocket_or_page<S: Store>(
         .on_upgrade(move |socket| serve_connection(app, info, live, socket, outbound_rx, close_rx))
 }
 
-/// A slot for one more frame: one of the connection's, and one of the server's (so many
-/// connections with many frames each never spawn without bound).
-async fn slots(
-    connection: &Arc<Semaphore>,
-    server: &Arc<Semaphore>,
-) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-    let mine = connection.clone().acquire_owned().await;
-    let everyone = server.clone().acquire_owned().await;
-    // Neither semaphore is ever closed.
-    (
-        mine.expect("an open semaphore"),
-        everyone.expect("an open semaphore"),
-    )
-}
-
 /// Plays API Gateway's part around the REQUEST authorizer: 401 when it fails with
 /// "Unauthorized", 403 on a Deny policy, else the context for the connection's events.
 async fn authorize(
@@ -231,6 +216,7 @@ async fn serve_connection<S: Store>(
                     };
                     let sent = sink.send(frame).await;
                     written.queued_bytes.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+                    written.written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if sent.is_err() {
                         break;
                     }
@@ -257,8 +243,8 @@ async fn serve_connection<S: Store>(
     let mut idle_ends = Instant::now() + limits.idle_timeout;
     let ending = loop {
         let frame = tokio::select! {
-            taken = slots(&in_flight, &app.frames_in_flight), if permit.is_none() => {
-                permit = Some(taken);
+            taken = in_flight.clone().acquire_owned(), if permit.is_none() => {
+                permit = taken.ok();
                 continue;
             }
             frame = stream.next(), if permit.is_some() => match frame {
@@ -312,9 +298,12 @@ async fn serve_connection<S: Store>(
         let permit = permit.take();
         let (app, info) = (app.clone(), info.clone());
         tokio::spawn(async move {
+            // The server's share too, taken here rather than before the read: an idle
+            // connection must not hold one. A frame waiting for it holds its connection's.
+            let everyone = app.frames_in_flight.clone().acquire_owned().await;
             let (route, body, is_base64) = frame;
             route_frame(&app, &info, &route, body, is_base64).await;
-            drop(permit);
+            drop((permit, everyone));
         });
     };
 

@@ -95,58 +95,58 @@ const USER_REPLAY_BUCKET: FrameBucket = FrameBucket {
     burst: 80,
 };
 
-/// What a replay about to start may post: how many events the user's replay allowance covers
-/// now (at most `most`), and if none, how long until some are.
+/// What a replay about to post `planned` events may post: as many as the user's replay
+/// allowance covers, and if none, how long until some are. The planned events are charged to
+/// the user up front, in one atomic write, so replays starting at once on many of the user's
+/// connections share one allowance rather than each finding it whole.
 pub(super) async fn replay_budget<S: Store>(
     service: &Jobcast<S>,
     user_id: &UserId,
-    most: u64,
+    planned: u64,
 ) -> (u64, u64) {
     let now_ms = Utc::now().timestamp_millis();
-    let look = USER_REPLAY_BUCKET.charge(now_ms, 0);
-    let tat = match service.store().charge_user_tokens(user_id, look).await {
+    let tokens = planned.div_ceil(REPLAYED_EVENTS_PER_TOKEN);
+    let charge = USER_REPLAY_BUCKET.charge(now_ms, u32::try_from(tokens).unwrap_or(u32::MAX));
+    let tat = match service.store().charge_user_tokens(user_id, charge).await {
         Ok(tat) => tat,
         Err(err) => {
             // Fail closed, but not shut: a page of 100 events until the store answers again.
-            tracing::warn!(%user_id, error = %err, "could not read the user's replay allowance");
-            return (most.min(100), 0);
+            tracing::warn!(%user_id, error = %err, "could not charge the user's replay allowance");
+            return (planned.min(100), 0);
         }
     };
-    let ahead = tat.max(now_ms) - now_ms;
+    // The bucket as this charge found it: how many tokens it had room for.
+    let before = tat - USER_REPLAY_BUCKET.interval_ms * i64::try_from(tokens).unwrap_or(i64::MAX);
+    let ahead = before.max(now_ms) - now_ms;
     let room = USER_REPLAY_BUCKET.tolerance_ms() + USER_REPLAY_BUCKET.interval_ms - ahead;
-    let tokens = u64::try_from(room / USER_REPLAY_BUCKET.interval_ms).unwrap_or(0);
-    let events = (tokens * REPLAYED_EVENTS_PER_TOKEN).min(most);
-    (events, u64::try_from(look.wait_ms(tat)).unwrap_or(0))
+    let covered = u64::try_from(room / USER_REPLAY_BUCKET.interval_ms).unwrap_or(0);
+    let events = (covered * REPLAYED_EVENTS_PER_TOKEN).min(planned);
+    let wait = if events == 0 {
+        u64::try_from(charge.wait_ms(before.max(now_ms))).unwrap_or(0)
+    } else {
+        0
+    };
+    (events, wait)
 }
 
-/// Charges the connection's frame bucket, and its user's replay bucket, for the events a
-/// replay posted beyond the frame that asked for them; the connection's next frames wait until
-/// the debt is paid. The store's buckets if it answers, this process's otherwise. Returns how
-/// long until the connection may replay again, in milliseconds.
+/// Charges the connection's frame bucket for the events a replay is about to post, beyond
+/// the frame that asked for them, up front (a replay cut short is charged all the same); the
+/// connection's next frames wait until the debt is paid. The store's bucket if it answers,
+/// this process's otherwise. Returns how long until the connection's next frame is admitted,
+/// in milliseconds.
 pub(super) async fn charge_replay<S: Store>(
     service: &Jobcast<S>,
     connection_id: &ConnectionId,
-    user_id: &UserId,
-    replayed: u64,
+    events: u64,
 ) -> u64 {
-    let tokens = u32::try_from(replayed / REPLAYED_EVENTS_PER_TOKEN).unwrap_or(u32::MAX);
-    let now_ms = Utc::now().timestamp_millis();
-    let user_charge = USER_REPLAY_BUCKET.charge(now_ms, tokens);
-    let user_wait = match service
-        .store()
-        .charge_user_tokens(user_id, user_charge)
-        .await
-    {
-        Ok(tat) => user_charge.wait_ms(tat),
-        Err(err) => {
-            tracing::warn!(%user_id, error = %err, "could not charge a replay to the user's allowance");
-            0
-        }
-    };
+    let tokens = u32::try_from(events / REPLAYED_EVENTS_PER_TOKEN).unwrap_or(u32::MAX);
     if tokens == 0 {
-        return u64::try_from(user_wait).unwrap_or(0);
+        return 0;
     }
-    let charge = service.settings().frame_bucket().charge(now_ms, tokens);
+    let charge = service
+        .settings()
+        .frame_bucket()
+        .charge(Utc::now().timestamp_millis(), tokens);
     let tat = match service
         .store()
         .charge_frame_tokens(connection_id, charge)
@@ -158,8 +158,7 @@ pub(super) async fn charge_replay<S: Store>(
             Some(service.fallback_frames().charge(connection_id, charge))
         }
     };
-    let wait = tat.map_or(0, |tat| charge.wait_ms(tat)).max(user_wait);
-    u64::try_from(wait).unwrap_or(0)
+    u64::try_from(tat.map_or(0, |tat| charge.wait_ms(tat))).unwrap_or(0)
 }
 
 /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so a

@@ -204,8 +204,9 @@ pub struct ReplayPaused {
     /// The job's last seq as the replay paused.
     pub last_seq: Seq,
     /// How long to wait before subscribing again, in milliseconds: the replay was charged to
-    /// the connection's frame allowance (a token per 25 events), and a subscribe sooner is
-    /// refused with `rate_limited`.
+    /// the connection's frame allowance and to its user's replay allowance (a token per 25
+    /// events). A subscribe sooner is refused with `rate_limited`, or replays little or
+    /// nothing and pauses again.
     pub retry_after_ms: u64,
 }
 

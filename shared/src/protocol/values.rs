@@ -85,7 +85,10 @@ impl StageName {
         if value.trim().is_empty()
             || value.chars().count() > Self::MAX_LEN
             || value.chars().any(char::is_control)
-            || value.chars().any(super::ids::is_hidden_char)
+            || value.chars().any(|c| {
+                // Emoji need the joiner and the variation selectors ("✔️ build").
+                super::ids::is_hidden_char(c) && !matches!(c, '\u{200D}' | '\u{FE00}'..='\u{FE0F}')
+            })
         {
             return Err(InvalidStageName);
         }

@@ -108,20 +108,22 @@ impl State {
         let connections = &self.connections;
         self.frame_buckets
             .retain(|connection_id, _| connections.contains_key(connection_id));
+        // A job's log goes whole, once its last event has expired: the log is indexed by seq
+        // (event n at n - 1), so it never loses a prefix; reads skip expired events meanwhile.
+        self.events
+            .retain(|_, log| log.last().is_some_and(|(_, expires_at)| *expires_at > now));
+        // A job goes after its log, so its seqs never start over while events of it are kept.
+        let events = &self.events;
         let retired: Vec<JobId> = self
             .jobs
             .values()
-            .filter(|job| job.expires_at + JOB_GRACE <= now)
+            .filter(|job| job.expires_at + JOB_GRACE <= now && !events.contains_key(&job.job_id))
             .map(|job| job.job_id.clone())
             .collect();
         for job_id in &retired {
             self.jobs.remove(job_id);
             self.subscribers_versions.remove(job_id);
         }
-        self.events.retain(|_, log| {
-            log.retain(|(_, expires_at)| *expires_at > now);
-            !log.is_empty()
-        });
         self.event_ids.retain(|_, record| record.expires_at > now);
         self.recent.retain(|_, recent| {
             recent.retain(|(_, until)| *until > now);
@@ -519,6 +521,7 @@ impl JobStore for MemoryStore {
             updated_at: job.registered_at,
             expires_at: job.expires_at,
             owner: job.owner,
+            replaying: Vec::new(),
         };
         state.jobs.insert(job.job_id, record.clone());
         Ok(RegisterOutcome::Registered(record))
@@ -612,12 +615,15 @@ impl JobStore for MemoryStore {
 
     async fn get_job(&self, job_id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         let now = Utc::now();
-        Ok(self
-            .lock()
+        let state = self.lock();
+        Ok(state
             .jobs
             .get(job_id)
             .filter(|job| job.expires_at > now)
-            .cloned())
+            .map(|job| JobRecord {
+                replaying: state.replaying(job_id),
+                ..job.clone()
+            }))
     }
 
     async fn events_after(

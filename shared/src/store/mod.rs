@@ -114,6 +114,9 @@ pub struct JobRecord {
     /// The user the job belongs to, when its pipeline declared one; who may see a job without
     /// one is the handlers' to say (`Settings::ownerless_jobs_open`).
     pub owner: Option<UserId>,
+    /// The connections whose replay claim on the job held when it was read (see
+    /// [`JobStore::start_replay`]); empty on a snapshot just written.
+    pub replaying: Vec<ConnectionId>,
 }
 
 /// A job event as recorded, with the `seq` the store gave it.

@@ -100,6 +100,7 @@ impl JobRecord {
             updated_at: new.recorded_at,
             expires_at: new.job_expires_at,
             owner: None,
+            replaying: Vec::new(),
         });
         if record.owner.is_none() {
             record.owner = new.owner.clone();

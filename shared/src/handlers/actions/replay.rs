@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use crate::gateway::ConnectionGateway;
 use crate::handlers::access::Caller;
-use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, charge_replay};
 use crate::handlers::errors::ActionError;
 use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
-use crate::protocol::{CorrelationId, JobId, ReplayPaused, Seq, ServerMessage, UserId};
+use crate::protocol::{CorrelationId, JobId, ReplayPaused, Seq, ServerMessage};
 use crate::store::{JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent};
 
 /// Events read from the log at a time.
@@ -80,10 +79,8 @@ pub(super) struct Replay<'a, S, G> {
     /// Whether the connection followed the job before this subscribe (a resume on the same
     /// socket): undoing must not take away the subscription it already had.
     pub already_subscribed: bool,
-    /// The caller's user, whose replay allowance the replay is charged to.
-    pub user_id: &'a UserId,
-    /// The most events this replay may post (its share of the frame and of the user's
-    /// allowance), and how long until the user's allowance has room if it has none.
+    /// The most events this replay may post (paid for up front from the connection's frames
+    /// and the user's replay allowance), and how long until the connection may ask for more.
     pub budget: (u64, u64),
 }
 
@@ -176,7 +173,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
     }
 
     /// Releases the claim unconditionally, trying a few times before leaving it to lapse.
-    pub async fn release(&self) {
+    async fn release(&self) {
         for attempt in 1..=RELEASE_ATTEMPTS {
             match self.service.store().abandon_replay(self.claim).await {
                 Ok(()) => return,
@@ -233,16 +230,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                     break;
                 }
                 if replayed >= self.budget.0 {
-                    let wait_ms = charge_replay(
-                        self.service,
-                        &self.caller.connection_id,
-                        self.user_id,
-                        replayed,
-                    )
-                    .await;
-                    return self
-                        .pause(cursor, event.seq, wait_ms.max(self.budget.1))
-                        .await;
+                    return self.pause(cursor, event.seq, self.budget.1).await;
                 }
                 let message = ServerMessage::job_event(self.job_id.clone(), event.seq, event.event);
                 self.post(message, event.correlation_id).await?;
@@ -253,15 +241,6 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
             let last_seq = match finished.map_err(told)? {
                 ReplayEnd::Live => {
                     tracing::info!(replayed, through = cursor, "replay done; live");
-                    if replayed >= REPLAYED_EVENTS_PER_TOKEN {
-                        charge_replay(
-                            self.service,
-                            &self.caller.connection_id,
-                            self.user_id,
-                            replayed,
-                        )
-                        .await;
-                    }
                     return Ok(());
                 }
                 ReplayEnd::Behind { last_seq } => last_seq,

@@ -21,7 +21,7 @@ use chrono::Utc;
 use super::replay::{Halt, Replay, first_page};
 use crate::gateway::ConnectionGateway;
 use crate::handlers::access::{Caller, accessible_job};
-use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, replay_budget};
+use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, charge_replay, replay_budget};
 use crate::handlers::errors::ActionError;
 use crate::handlers::service::Jobcast;
 use crate::protocol::{REPLAY_EVENTS_PER_FRAME, Seq, ServerMessage, Subscribe, Subscribed};
@@ -57,20 +57,38 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         return Err(ActionError::TooManySubscriptions { limit });
     }
 
+    // One replay at a time per connection and job, refused before this subscribe makes a claim
+    // of its own: a claim listed even for a moment makes senders leave the connection to a
+    // replay, and a refused subscribe would deliver nothing.
+    if job.replaying.contains(&caller.connection_id) {
+        tracing::info!("refused: a replay to this connection is under way");
+        return Err(ActionError::ReplayInProgress(job_id));
+    }
     let now = Utc::now();
-    // A claim is stored as its connection and its expiry in milliseconds: a little jitter keeps
-    // two subscribes of one connection in the same millisecond from making the same claim, so
-    // the second still finds the first.
-    let jitter = chrono::Duration::microseconds(rand::random_range(0..1_000_000));
+    // A claim is stored as its connection and its expiry in milliseconds: jitter over ten
+    // seconds keeps two subscribes of one connection in the same millisecond from making the
+    // same claim (whose first release would end the other's).
+    let jitter = chrono::Duration::milliseconds(rand::random_range(0..10_000));
     let claim = ReplayClaim {
         job_id: job_id.clone(),
         connection_id: caller.connection_id.clone(),
         until: service.expiry(now, REPLAY_CLAIM_TTL) + jitter,
     };
-    // A resume of a few events is free; a longer replay is bounded by the user's allowance.
+    // A resume of a few events is free; a longer replay is paid for up front, from the user's
+    // allowance and the connection's frames, and posts no more than they cover.
     let budget = match last_seq {
         Some(last_seq) if job.last_seq - last_seq >= REPLAYED_EVENTS_PER_TOKEN => {
-            replay_budget(service, &user_id, REPLAY_EVENTS_PER_FRAME).await
+            let planned = (job.last_seq - last_seq).min(REPLAY_EVENTS_PER_FRAME);
+            let (covered, user_wait) = replay_budget(service, &user_id, planned).await;
+            let frames_wait = charge_replay(service, &caller.connection_id, covered).await;
+            // Covered in full, the replay may also catch up with what the pipeline sends
+            // meanwhile, up to a page; covered in part, it stops where the allowance does.
+            let most = if covered == planned {
+                REPLAY_EVENTS_PER_FRAME
+            } else {
+                covered
+            };
+            (most, user_wait.max(frames_wait))
         }
         _ => (REPLAY_EVENTS_PER_FRAME, 0),
     };
@@ -81,20 +99,20 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         job_id: &job_id,
         claim: &claim,
         already_subscribed: held.contains(&job_id),
-        user_id: &user_id,
         budget,
     };
     // The claim first. An event appended after it lists the claim, so its sender skips this
     // connection; one appended before it has a seq of at most `live_after`, which its sender
     // skips too should it find the subscription. The replay covers both.
     let live_after = match store.start_replay(&claim).await {
-        Ok(started) if started.concurrent => {
-            // Not beside the replay under way: it delivers what this one would.
-            replay.release().await;
-            tracing::info!("refused: a replay to this connection is under way");
-            return Err(ActionError::ReplayInProgress(job_id));
+        Ok(started) => {
+            if started.concurrent {
+                // Two subscribes passed the check above at once. Both replays run, each under
+                // its own claim: the client sees some events twice, and drops them by seq.
+                tracing::info!("two replays to this connection raced; both run");
+            }
+            started.live_after
         }
-        Ok(started) => started.live_after,
         // An unavailable store may have recorded the claim all the same.
         Err(err) => return replay.undo(Halt::Untold(err)).await,
     };

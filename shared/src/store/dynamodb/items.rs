@@ -236,6 +236,7 @@ impl TryFrom<JobHeadItem> for JobRecord {
                 .map(UserId::parse)
                 .transpose()
                 .map_err(|e| corrupt("owner", e))?,
+            replaying: live_claimants(&item.replaying).collect(),
         })
     }
 }
