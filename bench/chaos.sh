@@ -35,6 +35,6 @@ mkdir -p bench/results
   echo "$memory"
   echo "$dynamodb"
 } > bench/results/chaos.md
-for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
+bench/collect.sh
 cat bench/results/chaos.md
 echo "recorded in bench/RESULTS.md"

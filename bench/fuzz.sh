@@ -28,5 +28,5 @@ mkdir -p bench/results
   echo
   echo "Result: $outcome; $elapsed s including the build."
 } > bench/results/fuzz.md
-for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
+bench/collect.sh
 echo "recorded in bench/RESULTS.md"

@@ -65,5 +65,5 @@ trap 'kill "$dynamodb_pid" 2>/dev/null || true' EXIT
   echo
   "$bench" --local-bin "$local_bin" --dynamodb "$endpoint" --attackers 25 || echo "(the run failed)"
 } >> "$out"
-for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
+bench/collect.sh
 echo "recorded in bench/RESULTS.md"

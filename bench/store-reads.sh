@@ -20,5 +20,5 @@ echo "$out"
   echo
   echo "$out"
 } > bench/results/store-reads.md
-for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
+bench/collect.sh
 echo "recorded in bench/RESULTS.md"

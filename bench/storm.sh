@@ -38,5 +38,5 @@ mkdir -p bench/results
   echo
   echo "$out"
 } > bench/results/storm.md
-for part in bench/results/*.md; do cat "$part"; echo; done > bench/RESULTS.md
+bench/collect.sh
 echo "recorded in bench/RESULTS.md"

@@ -111,6 +111,13 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The lock, for a write that adds items: expired ones are removed first, now and then.
+    fn lock_to_add(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        state.prune_now_and_then(Utc::now());
+        state
+    }
+
     /// How many unexpired connections there are (for health reports and tests).
     pub fn connection_count(&self) -> usize {
         let now = Utc::now();
@@ -163,8 +170,7 @@ fn resume_after(page: &PageRequest) -> Result<Bound<ConnectionId>, StoreError> {
 
 impl ConnectionStore for MemoryStore {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        state.prune_now_and_then(Utc::now());
+        let mut state = self.lock_to_add();
         state
             .connections_of_user
             .entry(connection.user_id.clone())
@@ -315,8 +321,7 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        state.prune_now_and_then(Utc::now());
+        let mut state = self.lock_to_add();
         state
             .jobs_of_connection
             .entry(subscription.connection_id.clone())
@@ -409,8 +414,7 @@ impl ConnectionStore for MemoryStore {
 impl JobStore for MemoryStore {
     async fn register_job(&self, job: NewJob) -> Result<RegisterOutcome, StoreError> {
         let now = Utc::now();
-        let mut state = self.lock();
-        state.prune_now_and_then(Utc::now());
+        let mut state = self.lock_to_add();
         if let Some(existing) = state.jobs.get(&job.job_id).filter(|j| j.expires_at > now) {
             return Ok(RegisterOutcome::Exists(existing.clone()));
         }
@@ -435,8 +439,7 @@ impl JobStore for MemoryStore {
 
     async fn append_event(&self, new: NewEvent) -> Result<AppendOutcome, StoreError> {
         let now = Utc::now();
-        let mut state = self.lock();
-        state.prune_now_and_then(Utc::now());
+        let mut state = self.lock_to_add();
         let stored_job = state.jobs.get(&new.job_id);
         // An expired job starts afresh, but its seq keeps counting: a number is never reused.
         let last_seq = stored_job.map_or(0, |job| job.last_seq);
