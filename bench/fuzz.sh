@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 cases="${1:-1000000}"
 started=$(date +%s)
-if JOBCAST_FUZZ_CASES="$cases" cargo test --quiet --locked -p jobcast-tests --test fuzz \
+if JOBCAST_FUZZ_CASES="$cases" cargo test --quiet --locked -p jobcast-tests --test end_to_end fuzz:: \
   > /tmp/jobcast-fuzz.log 2>&1; then
   outcome="**0 failures**: no panic, every client frame answered with a frame the contract describes, every sender request with an outcome or a typed refusal"
 else

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 target_dir="$(scripts/target-dir.sh)"
 if [ "${1:-}" = "--smoke" ]; then
+  # The test command runs the same smoke flood as bench/tests/smoke.rs.
   cargo build --quiet --locked -p jobcast-local
   cargo build --quiet --locked -p jobcast-bench --bin hostile
   exec "$target_dir/debug/hostile" --readers 20 --attackers 20 --events 20 --check \

@@ -4,6 +4,8 @@
 # Arguments go to `cargo lambda build` (e.g. `-p sender`). Also the one place the pinned
 # PyPI tools are installed, into .tools/: cfn-lint, the SAM CLI and cargo lambda (with zig).
 #   scripts/lambda-build.sh --tools-only      # install the tools, build nothing
+#   scripts/lambda-build.sh --check -p …      # the `lambda-check` profile: the same build path,
+#                                             # without the release profile's size work
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +20,9 @@ lambda_arch=()
 if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
   lambda_arch=(--arm64)
 fi
-PATH="$PWD/.tools/bin:$PATH" exec cargo lambda build --release --locked "${lambda_arch[@]}" "$@"
+profile=(--release)
+if [ "${1:-}" = "--check" ]; then
+  shift
+  profile=(--profile lambda-check --disable-optimizations)
+fi
+PATH="$PWD/.tools/bin:$PATH" exec cargo lambda build "${profile[@]}" --locked "${lambda_arch[@]}" "$@"

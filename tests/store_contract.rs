@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use futures::StreamExt;
 use jobcast::protocol::{ConnectionId, EventId, JobEvent, JobId, JobState, UserId};
 use jobcast::store::{
-    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, Owed, PageRequest,
+    AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, Owed, PageRequest, Removed,
     ReplayStart, Store, Subscription,
 };
 use serde_json::json;
@@ -129,7 +129,11 @@ async fn connections_round_trip<S: Store>(store: S) {
     );
     assert_eq!(
         store.delete_connection(&alice.connection_id).await.unwrap(),
-        0
+        Removed {
+            user_id: Some(alice.user_id.clone()),
+            subscriptions: 0
+        },
+        "the removal says whose connection it was"
     );
     assert!(
         store
@@ -141,7 +145,7 @@ async fn connections_round_trip<S: Store>(store: S) {
     // Deleting what is not there is not an error.
     assert_eq!(
         store.delete_connection(&alice.connection_id).await.unwrap(),
-        0
+        Removed::default()
     );
 }
 
@@ -221,7 +225,14 @@ async fn subscriptions_follow_their_connection<S: Store>(store: S) {
             .await
             .unwrap()
     );
-    assert_eq!(store.delete_connection(&connection_id(1)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .delete_connection(&connection_id(1))
+            .await
+            .unwrap()
+            .subscriptions,
+        2
+    );
     let (a, _) = all_subscribers(&store, "job-a", 10).await;
     assert_eq!(a, vec![connection_id(2)]);
     let (b, _) = all_subscribers(&store, "job-b", 10).await;

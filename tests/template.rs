@@ -352,6 +352,19 @@ fn the_security_settings_reach_their_functions() {
         connect_resources.contains("index/by_user"),
         "$connect counts the user's connections: {connect_resources}"
     );
+    assert!(
+        connect_resources.contains("SenderFunction") && connect_resources.contains("JobsTable"),
+        "$connect checks a one-job socket's job and hands its subscribe to the sender: {connect_resources}"
+    );
+    assert_eq!(
+        text(&function("ConnectFunction")["Environment"]["Variables"]["SENDER_FUNCTION_NAME"]),
+        "SenderFunction"
+    );
+    let sender_resources = text(&function("SenderFunction")["Policies"]);
+    assert!(
+        sender_resources.contains("/GET/@connections/*"),
+        "the sender asks whether a one-job socket is open: {sender_resources}"
+    );
     for (name, _) in resources_of_type(&template, "AWS::Serverless::Function") {
         let reserved = text(&function(&name)["ReservedConcurrentExecutions"]);
         let knob = name.replace("Function", "ReservedConcurrency");

@@ -24,7 +24,7 @@ const EVENT_KINDS = {
   job_cancelled: "cancelled",
 };
 const TERMINAL = new Set(["job_complete", "job_failed", "job_cancelled"]);
-const USER_MESSAGES = new Set(["notification", "alert", "project_progress", "project_completed"]);
+const USER_MESSAGES = new Set(["notification", "alert", "project_progress", "project_completed", "update"]);
 
 /** The `on(...)` kinds a listener may ask for. */
 export const KINDS = Object.freeze([

@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         connections: "bench-cold-connections".into(),
         jobs: "bench-cold-jobs".into(),
     };
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let sdk = jobcast::sdk::loader()
         .endpoint_url(&dynamodb)
         .region(aws_config::Region::new("eu-west-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -199,7 +199,7 @@ impl Sender {
                 })
                 .await?;
         }
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk = jobcast::sdk::loader()
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
                 "bench", "bench", None, None, "bench",

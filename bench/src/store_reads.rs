@@ -31,7 +31,7 @@ struct Reads {
 async fn main() -> anyhow::Result<()> {
     let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT")
         .context("set JOBCAST_DYNAMODB_ENDPOINT (bench/store-reads.sh does)")?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let sdk = jobcast::sdk::loader()
         .endpoint_url(&endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

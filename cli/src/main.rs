@@ -13,12 +13,13 @@ use jobcast::protocol::{
 use jobcast::publish::{PublishError, Publisher, Receipt};
 use serde_json::Value;
 
+mod bridge;
 mod watch;
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "jobcast from a terminal: watch a job live, publish its events by hand"
+    about = "jobcast from a terminal: watch a job live, publish its events by hand, bridge Redis"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +45,9 @@ enum Command {
         #[arg(long, default_value = "schemas")]
         out: std::path::PathBuf,
     },
+    /// Forward what a notification hub's publishers put on Redis to jobcast.
+    #[command(subcommand)]
+    Bridge(bridge::BridgeKind),
     /// Print a job's latest snapshot, as the sender's `get_job` answers it.
     Status {
         #[command(flatten)]
@@ -130,7 +134,7 @@ struct SenderTarget {
 
 impl SenderTarget {
     async fn publisher(&self) -> Publisher {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = jobcast::sdk::loader();
         let function = match &self.local {
             Some(endpoint) => {
                 loader = loader
@@ -171,6 +175,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Watch(args) => watch::run(args).await,
+        Command::Bridge(kind) => bridge::run(kind).await,
         Command::Send {
             target,
             job_id,

@@ -17,12 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+mod bridge;
 mod demo;
 mod events;
 mod faults;
 mod guard;
 mod invoke;
 mod management;
+mod metrics;
 mod registry;
 mod store_faults;
 mod websocket;
@@ -73,6 +75,8 @@ pub struct EmulatorConfig {
     /// Host names the server answers to besides `localhost` and IP addresses, with an
     /// authorizer (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// The Redis bridge to run in-process (`--redis-url`), forwarding to this sender.
+    pub bridge: Option<jobcast_bridge::BridgeConfig>,
 }
 
 impl Default for EmulatorConfig {
@@ -84,6 +88,7 @@ impl Default for EmulatorConfig {
             faults: Faults::default(),
             authorizer: None,
             allowed_hosts: Vec::new(),
+            bridge: None,
         }
     }
 }
@@ -100,6 +105,12 @@ pub(crate) struct App<S> {
     pub demo_jobs: Arc<Semaphore>,
     /// Client frames being handled at once, over every connection.
     pub frames_in_flight: Arc<Semaphore>,
+    /// The in-process Redis bridge, taken at shutdown.
+    pub bridge: std::sync::Mutex<Option<jobcast_bridge::Bridge>>,
+    /// The bridge's health and counters, for `/health` and `/metrics`.
+    pub bridge_status: Option<Arc<jobcast_bridge::Status>>,
+    /// What `/metrics` serves.
+    pub metrics: prometheus_client::registry::Registry,
 }
 
 /// Asynchronous invocations of the sender running at once.
@@ -126,15 +137,35 @@ impl<S: Store> Emulator<S> {
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
-        let app = Arc::new(App {
-            service,
-            registry: Registry::new(&config.limits, config.faults.clone()),
-            config,
-            shutdown,
-            async_invocations: Arc::new(Semaphore::new(MAX_ASYNC_INVOCATIONS)),
-            demo_jobs: Arc::new(Semaphore::new(MAX_DEMO_JOBS)),
-            frames_in_flight: Arc::new(Semaphore::new(MAX_FRAMES_IN_FLIGHT)),
+        let registry = Registry::new(&config.limits, config.faults.clone());
+        let bridge_config = config.bridge.clone();
+        // The bridge forwards to this emulator, which owns it: it holds the emulator weakly.
+        let mut bridge_error = None;
+        let app = Arc::new_cyclic(|app: &std::sync::Weak<App<S>>| {
+            let bridge = bridge_config.and_then(|bridge_config| {
+                let destination = bridge::InProcess { app: app.clone() };
+                jobcast_bridge::Bridge::start(bridge_config, destination)
+                    .map_err(|err| bridge_error = Some(err))
+                    .ok()
+            });
+            let bridge_status = bridge.as_ref().map(jobcast_bridge::Bridge::status);
+            let metrics = registry.counters().registry(bridge_status.as_deref());
+            App {
+                service,
+                registry,
+                config,
+                shutdown,
+                async_invocations: Arc::new(Semaphore::new(MAX_ASYNC_INVOCATIONS)),
+                demo_jobs: Arc::new(Semaphore::new(MAX_DEMO_JOBS)),
+                frames_in_flight: Arc::new(Semaphore::new(MAX_FRAMES_IN_FLIGHT)),
+                bridge: std::sync::Mutex::new(bridge),
+                bridge_status,
+                metrics,
+            }
         });
+        if let Some(err) = bridge_error {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, err));
+        }
         let router = router(app.clone());
         let mut stop = app.shutdown.subscribe();
         let server = tokio::spawn(async move {
@@ -172,8 +203,22 @@ impl<S: Store> Emulator<S> {
         &self.app.registry
     }
 
+    /// The in-process bridge's health and counters, when one runs.
+    pub fn bridge_status(&self) -> Option<Arc<jobcast_bridge::Status>> {
+        self.app.bridge_status.clone()
+    }
+
     /// Closes every connection (1001, `$disconnect` for each) and stops serving.
     pub async fn shutdown(self) {
+        let bridge = self
+            .app
+            .bridge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(bridge) = bridge {
+            bridge.shutdown().await;
+        }
         let _ = self.app.shutdown.send(true);
         // Connection tasks run `$disconnect` as they close; give them a moment.
         for _ in 0..50 {
@@ -219,8 +264,12 @@ fn router<S: Store>(app: Arc<App<S>>) -> Router {
         );
     let front = Router::new()
         .route("/", get(websocket::websocket_or_page::<S>))
+        // API Gateway's URL ends in the stage (`wss://…/production`): a client configured with
+        // one finds the same server here at `/{stage}`, the hub's `/ws` with `--stage ws`.
+        .route("/{stage}", get(websocket::websocket_at_stage::<S>))
         .route("/jobcast.js", get(demo::client_module))
-        .route("/health", get(health::<S>));
+        .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics::serve::<S>));
     // With authentication on, the browser the developer uses elsewhere must not reach in.
     let guarded = app.config.authorizer.as_ref().map(|authorizer| {
         Arc::new(HttpGuard {
@@ -263,7 +312,9 @@ async fn list_connections<S: Store>(State(app): State<Arc<App<S>>>) -> impl Into
     axum::Json(json!({ "connections": connections }))
 }
 
-/// `GET /health`: 200 when the store answers, 503 when it does not.
+/// `GET /health`: 200 when the store answers, 503 when it does not; with the in-process
+/// bridge's `subscriber {active, last_message_at, pattern}` block when one runs (`degraded`
+/// while it is away from Redis).
 async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
     let (status, store) = match app.service.check_store().await {
         Ok(latency) => (
@@ -275,10 +326,17 @@ async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
             json!({"reachable": false, "error": err.to_string()}),
         ),
     };
+    let subscriber = app.bridge_status.as_ref().map(|bridge| bridge.subscriber());
+    let healthy = status.is_success()
+        && app
+            .bridge_status
+            .as_ref()
+            .is_none_or(|bridge| bridge.is_connected());
     let body = json!({
-        "status": if status.is_success() { "ok" } else { "degraded" },
+        "status": if healthy { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "connections": app.registry.len(),
+        "subscriber": subscriber,
         "store": store,
         "last_delivery_at": app
             .registry

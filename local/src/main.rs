@@ -89,6 +89,20 @@ struct Args {
     /// addresses (requests naming any other `Host` are refused: DNS rebinding); repeatable.
     #[arg(long)]
     allowed_host: Vec<String>,
+    /// Run the Redis bridge in-process: what a notification hub's publishers put on Redis
+    /// reaches this server's sender (as `jobcast bridge redis` does beside a deployed stack).
+    #[arg(long, env = "JOBCAST_REDIS_URL")]
+    redis_url: Option<String>,
+    /// The bridge's Pub/Sub pattern. Pub/Sub keeps nothing: what is published while the
+    /// bridge is away is lost; --redis-stream survives restarts.
+    #[arg(long, default_value = "user_noti:*", requires = "redis_url")]
+    redis_pattern: String,
+    /// Read this Redis Stream with a consumer group (--redis-group) instead of Pub/Sub.
+    #[arg(long, requires_all = ["redis_url", "redis_group"])]
+    redis_stream: Option<String>,
+    /// The stream's consumer group (created if missing).
+    #[arg(long)]
+    redis_group: Option<String>,
     /// The message size limit in bytes (API Gateway: 131072).
     #[arg(long, default_value_t = jobcast::protocol::MAX_FRAME_BYTES)]
     max_message_bytes: usize,
@@ -149,6 +163,23 @@ async fn main() -> anyhow::Result<()> {
             ..Limits::default()
         },
         allowed_hosts: args.allowed_host.clone(),
+        bridge: args
+            .redis_url
+            .clone()
+            .map(|redis_url| jobcast_bridge::BridgeConfig {
+                redis_url,
+                source: match (&args.redis_stream, &args.redis_group) {
+                    (Some(key), Some(group)) => jobcast_bridge::Source::Stream {
+                        key: key.clone(),
+                        group: group.clone(),
+                        consumer: "jobcast-local".to_owned(),
+                    },
+                    _ => jobcast_bridge::Source::PubSub {
+                        pattern: args.redis_pattern.clone(),
+                    },
+                },
+                in_flight: 32,
+            }),
         ..EmulatorConfig::default()
     };
     let address: SocketAddr = format!("{}:{}", args.host, args.port)
@@ -190,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn dynamodb_store(endpoint: Option<&str>, tables: TableNames) -> anyhow::Result<DynamoStore> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = jobcast::sdk::loader();
     if let Some(endpoint) = endpoint {
         // DynamoDB Local checks no signature, but wants an alphanumeric key id; a developer's
         // machine may have no credentials at all.
@@ -225,7 +256,10 @@ async fn serve<S: Store>(
     println!("  WebSocket       {}", emulator.websocket_url());
     println!("  @connections    {http}/@connections/{{connection_id}}");
     println!("  sender (Invoke) {http}/2015-03-31/functions/sender/invocations");
-    println!("  page, health    {http}/  {http}/health");
+    println!("  page, health    {http}/  {http}/health  {http}/metrics");
+    if let Some(bridge) = emulator.bridge_status() {
+        println!("  Redis bridge    {}", bridge.subscriber()["pattern"]);
+    }
     println!("  store           {store}");
 
     let stop = emulator.shutdown_handle();

@@ -12,6 +12,7 @@ use jobcast::protocol::ConnectionId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::faults::{FaultInjector, Faults};
+use crate::metrics::Counters;
 
 /// What a connection's writer sends to its client.
 #[derive(Debug)]
@@ -103,6 +104,8 @@ pub struct Registry {
     faults: Arc<FaultInjector>,
     /// When a post last reached a socket, in epoch milliseconds (0: never).
     last_delivery_millis: Arc<std::sync::atomic::AtomicI64>,
+    /// Posts and connections, for `/metrics`.
+    counters: Arc<Counters>,
 }
 
 /// How long a post waits on a full queue whose client reads nothing at all before the client
@@ -161,7 +164,13 @@ impl Registry {
             max_queued_bytes: limits.max_queued_bytes,
             faults: Arc::new(FaultInjector::new(faults)),
             last_delivery_millis: Arc::default(),
+            counters: Arc::default(),
         }
+    }
+
+    /// Posts and connections counted for `/metrics`.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub(crate) fn insert(&self, id: ConnectionId, connection: Arc<LiveConnection>) {
@@ -241,10 +250,16 @@ impl ConnectionGateway for Registry {
         let connection = self.get(connection_id).ok_or(PostError::Gone)?;
         let message = match std::str::from_utf8(&payload) {
             Ok(text) => Outbound::Text(text.to_owned()),
-            Err(_) => Outbound::Binary(payload),
+            Err(_) => Outbound::Binary(payload.clone()),
         };
         let result = self.enqueue(connection_id, &connection, message).await;
         tracing::debug!(%connection_id, ok = result.is_ok(), "post");
+        match &result {
+            Ok(()) => self.counters.sent(&payload),
+            Err(_) => {
+                self.counters.failed.inc();
+            }
+        }
         if result.is_ok() {
             self.last_delivery_millis.store(
                 Utc::now().timestamp_millis(),
@@ -253,6 +268,10 @@ impl ConnectionGateway for Registry {
             self.faults.after_delivery()?;
         }
         result
+    }
+
+    async fn connection_open(&self, connection_id: &ConnectionId) -> Result<bool, PostError> {
+        Ok(self.get(connection_id).is_some())
     }
 
     async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<(), PostError> {

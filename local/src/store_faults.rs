@@ -9,7 +9,7 @@ use jobcast::protocol::{ConnectionId, EventId, JobId, Seq, UserId};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict,
     JobRecord, JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome,
-    ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
+    Removed, ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 use rand::Rng;
 
@@ -121,7 +121,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for FaultyStore<S> {
             .await
     }
 
-    async fn delete_connection(&self, id: &ConnectionId) -> Result<usize, StoreError> {
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<Removed, StoreError> {
         self.run("delete_connection", self.inner.delete_connection(id))
             .await
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::Utc;
@@ -23,6 +23,19 @@ use crate::{App, demo};
 
 /// Per-socket read and write buffer.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+
+/// `GET /{stage}`: the same as `/` at this server's stage (`--stage`); any other path is 404.
+pub(crate) async fn websocket_at_stage<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(stage): Path<String>,
+    peer: ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    if stage != app.config.stage {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    websocket_or_page(State(app), peer, request).await
+}
 
 /// `GET /`: a WebSocket upgrade becomes a connection; a plain request gets the page.
 pub(crate) async fn websocket_or_page<S: Store>(
@@ -76,7 +89,8 @@ pub(crate) async fn websocket_or_page<S: Store>(
     }
 
     let event = events::connect(&info, &parts.headers, parts.uri.query());
-    let answer = app.service.handle_connect(&event).await;
+    let connected = app.service.handle_connect_with_follow_up(&event).await;
+    let (answer, subscribe) = (connected.response, connected.subscribe);
     let status = u16::try_from(answer.status_code).unwrap_or(500);
     if !(200..300).contains(&status) {
         tracing::info!(connection_id = %connection_id, status, "$connect refused the connection");
@@ -128,7 +142,21 @@ pub(crate) async fn websocket_or_page<S: Store>(
                 async move { finish(&failed_app, &failed_info, 1006, "Upgrade failed").await },
             );
         })
-        .on_upgrade(move |socket| serve_connection(app, info, live, socket, outbound_rx, close_rx))
+        .on_upgrade(move |socket| {
+            app.registry.counters().connections.inc();
+            // A one-job socket's subscribe, as the sender runs it in AWS, now that the
+            // connection is open.
+            if let Some(subscribe) = subscribe {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let request = jobcast::protocol::SenderRequest::subscribe_connection(subscribe);
+                    if let Err(err) = app.service.handle_send(&app.registry, request).await {
+                        tracing::warn!(error = %err, "could not subscribe a one-job socket");
+                    }
+                });
+            }
+            serve_connection(app, info, live, socket, outbound_rx, close_rx)
+        })
 }
 
 /// Plays API Gateway's part around the REQUEST authorizer: 401 when it fails with

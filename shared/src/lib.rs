@@ -11,6 +11,7 @@
 //!   `$disconnect`, every client frame, every sender request), one file per client action and
 //!   per sender request, over the pieces they share (recording an event, access, replies).
 //! - [`publish`] (feature `publish`): the pipeline's side, a client of the sender.
+//! - [`sdk`]: the AWS SDK's configuration, one TLS stack for every client.
 //! - [`settings`]: everything read from the environment, read once; [`telemetry`] sets up
 //!   logging from it.
 //! - [`delivery`]: fan-out of one payload to an audience, with bounded, adaptive concurrency and
@@ -33,6 +34,7 @@ pub mod protocol;
 #[cfg(feature = "publish")]
 pub mod publish;
 pub mod schemas;
+pub mod sdk;
 pub mod settings;
 pub mod startup;
 pub mod store;

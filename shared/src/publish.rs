@@ -9,7 +9,7 @@
 //! use jobcast::protocol::{JobEvent, JobId, Percent, ProgressUpdate, StageName};
 //! use jobcast::publish::Publisher;
 //!
-//! let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+//! let config = jobcast::sdk::loader().load().await;
 //! let publisher = Publisher::invoke(aws_sdk_lambda::Client::new(&config), "jobcast-sender");
 //! let job = JobId::parse("crawl-42").unwrap();
 //! for page in 1..=10u32 {

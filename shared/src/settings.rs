@@ -51,6 +51,9 @@ pub struct Settings {
     pub event_ttl: Duration,
     /// The `@connections` endpoint; derived from each request when unset.
     pub websocket_endpoint: Option<String>,
+    /// The sender function `$connect` invokes to subscribe a one-job socket
+    /// (`SENDER_FUNCTION_NAME`); without it, `?job_id=` on the connect URL is refused.
+    pub sender_function: Option<String>,
     /// How fan-outs post (`SEND_*`, `SUBSCRIBER_CACHE_TTL_MS`).
     pub delivery: DeliverySettings,
     /// How many jobs one connection may follow at once.
@@ -103,6 +106,7 @@ impl Default for Settings {
             job_ttl: Duration::from_secs(86_400),
             event_ttl: Duration::from_secs(86_400),
             websocket_endpoint: None,
+            sender_function: None,
             delivery: DeliverySettings::default(),
             max_subscriptions_per_connection: 100,
             open_ownerless_jobs: false,
@@ -162,6 +166,7 @@ impl Settings {
         settings.job_ttl = seconds("JOB_TTL_SECONDS", settings.job_ttl)?;
         settings.event_ttl = seconds("EVENT_TTL_SECONDS", settings.event_ttl)?;
         settings.websocket_endpoint = lookup("WEBSOCKET_ENDPOINT").filter(|e| !e.is_empty());
+        settings.sender_function = lookup("SENDER_FUNCTION_NAME").filter(|f| !f.is_empty());
         settings.max_subscriptions_per_connection = number(
             &lookup,
             "MAX_SUBSCRIPTIONS_PER_CONNECTION",

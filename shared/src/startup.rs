@@ -56,7 +56,7 @@ pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
     if function == Function::Authorizer {
         return authorizer(&settings).await;
     }
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = crate::sdk::loader().load().await;
     // Without WEBSOCKET_ENDPOINT, replies go to the endpoint each request came through.
     let management_api = ManagementApi::new(sdk.clone(), settings.websocket_endpoint.as_deref());
     let store = DynamoStore::new(&sdk, settings.tables.clone());
@@ -65,12 +65,16 @@ pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
     if function == Function::Sender {
         return sender(&service, &management_api).await;
     }
+    if function == Function::Connect {
+        // Boxed, as the sender's fan-out is: nested in `main` it overflows rustc's layout
+        // query depth.
+        return Box::pin(connect(&service, &sdk)).await;
+    }
     let (service, management_api) = (&service, &management_api);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             let request = &event.payload;
             Ok::<_, lambda_runtime::Error>(match function {
-                Function::Connect => service.handle_connect(request).await,
                 Function::Disconnect => service.handle_disconnect(request).await,
                 _ => {
                     let gateway = management_api.for_request(&request.request_context)?;
@@ -80,6 +84,58 @@ pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+}
+
+/// `$connect`. A one-job socket (`?job_id=`) is subscribed by the sender, invoked
+/// asynchronously: the connection opens only after this function answers, and the sender
+/// waits for it.
+async fn connect(
+    service: &Jobcast<DynamoStore>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<(), lambda_runtime::Error> {
+    let lambda = &aws_sdk_lambda::Client::new(sdk);
+    let sender = service.settings().sender_function.as_deref();
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            let connected = service.handle_connect_with_follow_up(&event.payload).await;
+            let Some(subscribe) = connected.subscribe else {
+                return Ok::<_, lambda_runtime::Error>(connected.response);
+            };
+            let Some(sender) = sender else {
+                tracing::error!("a one-job socket needs SENDER_FUNCTION_NAME; refused");
+                return Ok(refused(501, "one-job sockets are not configured"));
+            };
+            let payload = serde_json::to_vec(
+                &crate::protocol::SenderRequest::subscribe_connection(subscribe),
+            )
+            .expect("a request serializes");
+            let invoked = lambda
+                .invoke()
+                .function_name(sender)
+                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+                .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+                .send()
+                .await;
+            Ok(match invoked {
+                Ok(_) => connected.response,
+                Err(err) => {
+                    // The connection is recorded but would never hear its job: refuse it, and
+                    // the client reconnects. The item expires with its TTL.
+                    tracing::error!(error = %err, "could not hand the subscribe to the sender");
+                    refused(503, "could not subscribe the connection")
+                }
+            })
+        },
+    ))
+    .await
+}
+
+/// A refusal of the upgrade, with its status.
+fn refused(status: u16, body: &str) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+    let mut response = aws_lambda_events::apigw::ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status);
+    response.body = Some(aws_lambda_events::encodings::Body::Text(body.to_owned()));
+    response
 }
 
 /// The sender answers no WebSocket request, so it needs the configured endpoint. Delivery

@@ -3,8 +3,10 @@
 pub mod chaos;
 mod gateway;
 mod observed;
+mod redis_server;
 pub use gateway::{RecordingPosts, ScriptedGateway, listening, listening_after};
 pub use observed::{Observations, ObservedStore};
+pub use redis_server::RedisServer;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,7 +88,16 @@ pub fn token_for(user: &str) -> String {
 
 /// An emulator on a free port over `store` with authentication on, as deployed: `--auth jwt`
 /// (HS256 with [`TEST_SECRET`]) and the authorizer's user on every route.
-pub async fn start_secured<S: Store>(store: S, mut settings: Settings) -> Emulator<S> {
+pub async fn start_secured<S: Store>(store: S, settings: Settings) -> Emulator<S> {
+    start_secured_with(store, settings, EmulatorConfig::default()).await
+}
+
+/// [`start_secured`], with the rest of the emulator's configuration from `config`.
+pub async fn start_secured_with<S: Store>(
+    store: S,
+    mut settings: Settings,
+    config: EmulatorConfig,
+) -> Emulator<S> {
     settings.auth_mode = AuthMode::Authorizer;
     let jwt = jobcast::auth::JwtSettings {
         hs256_secret: Some(TEST_SECRET.to_owned()),
@@ -100,7 +111,7 @@ pub async fn start_secured<S: Store>(store: S, mut settings: Settings) -> Emulat
             verifier,
             settings.allowed_origins.clone(),
         ))),
-        ..EmulatorConfig::default()
+        ..config
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -138,7 +149,7 @@ impl Client {
     }
 
     /// Opens the socket at `url`, as `user`.
-    async fn open(url: &str, http_url: &str, user: &str) -> Client {
+    pub async fn open(url: &str, http_url: &str, user: &str) -> Client {
         let (socket, response) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket connect");
@@ -452,7 +463,7 @@ pub fn progress(job_id: &str, progress: f64, message: &str) -> Value {
 /// The shared AWS SDK configuration for talking to the emulator: dummy credentials, a region,
 /// the emulator's endpoint.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    jobcast::sdk::loader()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
             "test",

@@ -10,7 +10,7 @@ use jobcast::protocol::{ConnectionId, EventId, JobId, Seq, UserId};
 use jobcast::store::{
     AppendOutcome, Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict,
     JobRecord, JobStore, LogPage, NewEvent, NewJob, Owed, Page, PageRequest, RegisterOutcome,
-    ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
+    Removed, ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 
 /// What an [`ObservedStore`] has seen.
@@ -127,7 +127,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         self.inner.get_connection(id).await
     }
 
-    async fn delete_connection(&self, id: &ConnectionId) -> Result<usize, StoreError> {
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<Removed, StoreError> {
         self.inner.delete_connection(id).await
     }
 

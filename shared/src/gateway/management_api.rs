@@ -98,6 +98,24 @@ impl ConnectionGateway for ManagementApiGateway {
             .map(drop)
             .map_err(|err| classify(err, 0))
     }
+
+    /// `GET @connections/{id}`: 410 until API Gateway opens the connection, and after it
+    /// closes.
+    async fn connection_open(&self, connection_id: &ConnectionId) -> Result<bool, PostError> {
+        match self
+            .client
+            .get_connection()
+            .connection_id(connection_id.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) => match classify(err, 0) {
+                PostError::Gone => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
 }
 
 /// The `@connections` endpoint of the API stage a request came through.

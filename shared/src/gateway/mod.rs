@@ -79,6 +79,16 @@ pub trait ConnectionGateway: Send + Sync {
         &self,
         connection_id: &ConnectionId,
     ) -> impl Future<Output = Result<(), PostError>> + Send;
+
+    /// Whether the connection is open: false until API Gateway has opened it (after
+    /// `$connect` answered) and once it has closed. A gateway that cannot tell says open.
+    fn connection_open(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> impl Future<Output = Result<bool, PostError>> + Send {
+        let _ = connection_id;
+        async { Ok(true) }
+    }
 }
 
 impl<G: ConnectionGateway> ConnectionGateway for &G {
@@ -95,5 +105,12 @@ impl<G: ConnectionGateway> ConnectionGateway for &G {
         connection_id: &ConnectionId,
     ) -> impl Future<Output = Result<(), PostError>> + Send {
         (**self).delete_connection(connection_id)
+    }
+
+    fn connection_open(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> impl Future<Output = Result<bool, PostError>> + Send {
+        (**self).connection_open(connection_id)
     }
 }

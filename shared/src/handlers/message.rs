@@ -73,7 +73,7 @@ impl<S: Store> Jobcast<S> {
     }
 
     /// Runs one parsed action and posts its replies, or its error.
-    async fn serve_action<G: ConnectionGateway>(
+    pub(in crate::handlers) async fn serve_action<G: ConnectionGateway>(
         &self,
         gateway: &G,
         caller: &Caller,

@@ -28,6 +28,7 @@ mod reply;
 mod sender;
 mod service;
 
+pub use connect::Connected;
 pub use errors::{ActionError, SendError, error_reply};
 pub use sender::sqs::BatchSummary;
 pub use service::Jobcast;

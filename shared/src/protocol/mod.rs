@@ -20,8 +20,9 @@ pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, MessageId,
 pub use sender::*;
 pub use server::*;
 pub use user::{
-    Alert, AlertSeverity, HubTimestamp, Notification, NotificationLevel, ProjectEnvelope,
-    ProjectPayload, ProjectStatus, UserMessage, UserMessageError,
+    Alert, AlertSeverity, Envelope, Form, HubTimestamp, MAX_UPDATE_BYTES, Notification,
+    NotificationLevel, ProjectEnvelope, ProjectPayload, ProjectStatus, UpdateEnvelope, UserMessage,
+    UserMessageError,
 };
 pub use values::{InvalidStageName, Percent, PercentOutOfRange, StageName};
 

@@ -10,7 +10,7 @@ use super::errors::ErrorCode;
 use super::events::{JobEvent, JobState, Seq};
 use super::fields::{from_fields, invalid_field, optional_field};
 use super::frame_error::FrameError;
-use super::ids::{CorrelationId, EventId, JobId, MessageId, UserId};
+use super::ids::{ConnectionId, CorrelationId, EventId, JobId, MessageId, UserId};
 use super::server::JobStatusReport;
 use super::user::{UserMessage, UserMessageError};
 
@@ -97,6 +97,10 @@ pub enum UserPayload {
     Unknown(String),
 }
 
+/// `get_presence` counts a user's connections up to this many (a user without
+/// authentication may name itself on any number).
+pub const PRESENCE_COUNT_LIMIT: usize = 1_000;
+
 /// The hub channel naming convention: `user_noti:{user_id}`.
 pub const USER_CHANNEL_PREFIX: &str = "user_noti:";
 
@@ -137,8 +141,38 @@ pub enum QueryKind {
     IsCancelled,
 }
 
+/// A pipeline asking whether a user is online: `{"action": "get_presence", "user_id"}` (the
+/// hub's "has other connections"). Answered, never fanned out.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceQuery {
+    /// The user asked about.
+    pub user_id: UserId,
+    /// Ties the question to the pipeline run that asked it.
+    #[serde(default)]
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// A connection opened with `?job_id=` (a client that opens one socket per job and never
+/// sends a frame): `{"action": "subscribe_connection", "connection_id", "job_id",
+/// "last_seq"?}`, sent by `$connect` once the connection is recorded. It runs the `subscribe`
+/// the client did not send, with every check `subscribe` makes, as the connection's own user:
+/// a pipeline that sends one can make a user's socket follow only a job that user may see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeConnection {
+    /// The connection to subscribe.
+    pub connection_id: ConnectionId,
+    /// The job it follows.
+    pub job_id: JobId,
+    /// Resume after this seq, as `subscribe`'s `last_seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<Seq>,
+}
+
 /// Anything the sender takes: a job event (`event`), a user message (`message`), or an
-/// `action` (`register_job`, `get_job`, `is_cancelled`).
+/// `action` (`register_job`, `get_job`, `is_cancelled`, `get_presence`,
+/// `subscribe_connection`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SenderRequest {
     /// A job event, to record and fan out.
@@ -149,12 +183,29 @@ pub enum SenderRequest {
     Register(RegisterJob),
     /// `get_job` or `is_cancelled`: a question about a job, answered and never fanned out.
     Query(QueryKind, JobQuery),
+    /// `get_presence`: how many connections a user holds, answered and never fanned out.
+    Presence(PresenceQuery),
+    /// `subscribe_connection`: the `subscribe` of a connection opened with `?job_id=`.
+    SubscribeConnection(SubscribeConnection),
 }
 
 /// The sender's actions, as documented.
-pub const SENDER_ACTIONS: [&str; 3] = ["register_job", "get_job", "is_cancelled"];
+pub const SENDER_ACTIONS: [&str; 5] = [
+    "register_job",
+    "get_job",
+    "is_cancelled",
+    "get_presence",
+    "subscribe_connection",
+];
 
 impl SenderRequest {
+    /// The `subscribe_connection` request as it goes on the wire, with its `action`.
+    pub fn subscribe_connection(request: SubscribeConnection) -> Value {
+        let mut value = serde_json::to_value(request).expect("a request serializes");
+        value["action"] = Value::from("subscribe_connection");
+        value
+    }
+
     /// Parses any sender request, telling the kinds apart by `action`, `event` and `message`, and
     /// naming the field at fault on error.
     pub fn from_value(value: Value) -> Result<Self, FrameError> {
@@ -170,6 +221,8 @@ impl SenderRequest {
                 Some("is_cancelled") => {
                     from_fields(fields).map(|query| Self::Query(QueryKind::IsCancelled, query))
                 }
+                Some("get_presence") => from_fields(fields).map(Self::Presence),
+                Some("subscribe_connection") => from_fields(fields).map(Self::SubscribeConnection),
                 _ => Err(invalid_field(
                     "action",
                     format!(
@@ -199,6 +252,8 @@ impl SenderRequest {
             Self::Job(request) => request.job_id.to_string(),
             Self::Register(request) => request.job_id.to_string(),
             Self::Query(_, query) => query.job_id.to_string(),
+            Self::Presence(query) => format!("{USER_CHANNEL_PREFIX}{}", query.user_id),
+            Self::SubscribeConnection(request) => request.job_id.to_string(),
             Self::User(request) => format!("{USER_CHANNEL_PREFIX}{}", request.user_id),
         }
     }
@@ -329,6 +384,28 @@ pub enum SendOutcome {
         cancelled: bool,
         /// The job's state.
         status: JobState,
+    },
+    /// The answer to `get_presence`: the user's open connections (tabs and devices).
+    Presence {
+        /// The user asked about.
+        user_id: UserId,
+        /// Connections the user holds, counted up to [`PRESENCE_COUNT_LIMIT`].
+        connections: u64,
+        /// Whether the user holds any connection.
+        online: bool,
+    },
+    /// The answer to `subscribe_connection`: the subscribe ran, and told the connection
+    /// its outcome (`subscribed` and the replay, or an `error`).
+    ConnectionServed {
+        /// The connection.
+        connection_id: ConnectionId,
+        /// The job it asked for.
+        job_id: JobId,
+    },
+    /// The answer to `subscribe_connection` for a connection that closed, or never opened.
+    ConnectionGone {
+        /// The connection.
+        connection_id: ConnectionId,
     },
     /// The answer to a query about a job that does not exist (or has expired).
     NotFound {

@@ -1,10 +1,13 @@
 //! User-level messages: not about one job but for every connection of a user (all tabs and
 //! devices). They include the message types of per-user notification hubs, so a hub's
-//! publishers can send to jobcast unchanged.
+//! publishers can send to jobcast unchanged, and each kind of client reads what it expects:
+//! a notification or an alert is delivered in the form it was published in, flat
+//! (`{type, title, message, level}`) or in the hub's envelope
+//! (`{type, payload: {title, message, level}, timestamp}`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::fields::{from_fields, invalid_field, truncate};
 use super::{FrameError, Percent};
@@ -13,19 +16,91 @@ use super::{FrameError, Percent};
 pub const MAX_TITLE_CHARS: usize = 200;
 /// The longest text a notification or alert may carry.
 pub const MAX_TEXT_CHARS: usize = 4_000;
+/// The largest `update` payload, as compact JSON: a free-form object must still fit a frame
+/// with room to spare.
+pub const MAX_UPDATE_BYTES: usize = 16 * 1024;
 
 /// A message for a user, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UserMessage {
     /// A notice for the user, with a level.
-    Notification(Notification),
+    Notification(Form<Notification>),
     /// An alert for the user, with a severity.
-    Alert(Alert),
+    Alert(Form<Alert>),
     /// The hub's envelope: `{type, payload, timestamp}`.
     ProjectProgress(ProjectEnvelope),
     /// The hub's envelope, for a completed project: `{type, payload, timestamp}`.
     ProjectCompleted(ProjectEnvelope),
+    /// The hub's free-form `update`: `{type, payload: {…}, timestamp?}`, forwarded as it came.
+    Update(UpdateEnvelope),
+}
+
+/// A notification or an alert, in the form it was published in, which is the form its
+/// clients receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Form<T> {
+    /// The fields beside `type`: `{type, title, message, …}`.
+    Flat(T),
+    /// The hub's envelope: `{type, payload: {title, message, …}, timestamp?}`.
+    Enveloped(Envelope<T>),
+}
+
+impl<T> Form<T> {
+    /// The message, whichever form it came in.
+    pub fn body(&self) -> &T {
+        match self {
+            Self::Flat(body) => body,
+            Self::Enveloped(envelope) => &envelope.payload,
+        }
+    }
+}
+
+/// Written by hand: each form's fields refuse unknown ones, and beside them sits the enum's
+/// `type` tag, which the derived schema would refuse as unknown.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Form<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("{}Form", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut flat = T::json_schema(generator);
+        let mut enveloped = Envelope::<T>::json_schema(generator);
+        for schema in [&mut flat, &mut enveloped] {
+            if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+                properties.insert("type".to_owned(), serde_json::json!({"type": "string"}));
+            }
+        }
+        schemars::json_schema!({
+            "description": "The message in the form it was published in: flat, or in the hub's envelope.",
+            "anyOf": [flat, enveloped],
+        })
+    }
+}
+
+/// The hub's envelope around a notification or an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<T> {
+    /// The message.
+    pub payload: T,
+    /// When the publisher made the message; becomes the frame's `timestamp` (every frame has
+    /// one, so a message without it gets the time it was sent).
+    #[serde(default, skip_serializing)]
+    pub timestamp: Option<HubTimestamp>,
+}
+
+/// The hub's free-form `update`: any JSON object as `payload`, at most
+/// [`MAX_UPDATE_BYTES`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvelope {
+    /// The update, forwarded as it came.
+    pub payload: Map<String, Value>,
+    /// When the publisher made the message; becomes the frame's `timestamp`.
+    #[serde(default, skip_serializing)]
+    pub timestamp: Option<HubTimestamp>,
 }
 
 /// How a user message failed to parse: unknown types are skipped, the rest are refused.
@@ -38,13 +113,24 @@ pub enum UserMessageError {
     Invalid(FrameError),
 }
 
+/// Parses the fields of a notification or an alert in either form: with a `payload`, the
+/// hub's envelope; without, flat.
+fn form<T: serde::de::DeserializeOwned>(fields: Map<String, Value>) -> Result<Form<T>, FrameError> {
+    if fields.contains_key("payload") {
+        from_fields(fields).map(Form::Enveloped)
+    } else {
+        from_fields(fields).map(Form::Flat)
+    }
+}
+
 impl UserMessage {
     /// Every user message `type` this server forwards.
-    pub const TYPES: [&'static str; 4] = [
+    pub const TYPES: [&'static str; 5] = [
         "notification",
         "alert",
         "project_progress",
         "project_completed",
+        "update",
     ];
 
     /// The message's `type`.
@@ -54,6 +140,7 @@ impl UserMessage {
             Self::Alert(_) => "alert",
             Self::ProjectProgress(_) => "project_progress",
             Self::ProjectCompleted(_) => "project_completed",
+            Self::Update(_) => "update",
         }
     }
 
@@ -85,10 +172,11 @@ impl UserMessage {
             }
         };
         let parsed = match kind.as_str() {
-            "notification" => from_fields(fields).map(Self::Notification),
-            "alert" => from_fields(fields).map(Self::Alert),
+            "notification" => form(fields).map(Self::Notification),
+            "alert" => form(fields).map(Self::Alert),
             "project_progress" => from_fields(fields).map(Self::ProjectProgress),
             "project_completed" => from_fields(fields).map(Self::ProjectCompleted),
+            "update" => from_fields(fields).map(Self::Update),
             _ => return Err(UserMessageError::UnknownType(truncate(kind))),
         };
         let message = parsed.map_err(UserMessageError::Invalid)?;
@@ -98,9 +186,22 @@ impl UserMessage {
 
     /// Limits serde cannot express.
     fn check(&self) -> Result<(), FrameError> {
-        let texts = match self {
-            Self::Notification(n) => [(&n.title, "title"), (&n.message, "message")],
-            Self::Alert(a) => [(&a.title, "title"), (&a.message, "message")],
+        // Fields inside the hub's envelope are named by their path.
+        let (prefix, texts) = match self {
+            Self::Notification(form) => {
+                let n = form.body();
+                (
+                    form_prefix(form),
+                    [(&n.title, "title"), (&n.message, "message")],
+                )
+            }
+            Self::Alert(form) => {
+                let a = form.body();
+                (
+                    form_prefix(form),
+                    [(&a.title, "title"), (&a.message, "message")],
+                )
+            }
             Self::ProjectProgress(envelope) | Self::ProjectCompleted(envelope) => {
                 if envelope.payload.project_id.trim().is_empty() {
                     return Err(invalid_field("payload.project_id", "must not be empty"));
@@ -110,24 +211,58 @@ impl UserMessage {
                 }
                 return Ok(());
             }
+            Self::Update(update) => {
+                let bytes = serde_json::to_vec(&update.payload).map_or(usize::MAX, |b| b.len());
+                if bytes > MAX_UPDATE_BYTES {
+                    return Err(invalid_field(
+                        "payload",
+                        format!("is larger than {MAX_UPDATE_BYTES} bytes"),
+                    ));
+                }
+                return check_timestamp(update.timestamp.as_ref());
+            }
         };
+        if let Self::Notification(Form::Enveloped(Envelope { timestamp, .. }))
+        | Self::Alert(Form::Enveloped(Envelope { timestamp, .. })) = self
+        {
+            check_timestamp(timestamp.as_ref())?;
+        }
         for (text, field) in texts {
             let limit = if field == "title" {
                 MAX_TITLE_CHARS
             } else {
                 MAX_TEXT_CHARS
             };
+            let path = format!("{prefix}{field}");
             if field == "title" && text.trim().is_empty() {
-                return Err(invalid_field(field, "must not be empty"));
+                return Err(invalid_field(&path, "must not be empty"));
             }
             if text.chars().count() > limit {
                 return Err(invalid_field(
-                    field,
+                    &path,
                     format!("is longer than {limit} characters"),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// `payload.` for a message in the hub's envelope, nothing for a flat one.
+fn form_prefix<T>(form: &Form<T>) -> &'static str {
+    match form {
+        Form::Flat(_) => "",
+        Form::Enveloped(_) => "payload.",
+    }
+}
+
+/// An optional hub timestamp must name a time that exists.
+fn check_timestamp(timestamp: Option<&HubTimestamp>) -> Result<(), FrameError> {
+    match timestamp {
+        Some(time) if time.to_datetime().is_none() => {
+            Err(invalid_field("timestamp", "is out of range"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -259,7 +394,12 @@ impl UserMessage {
             Self::ProjectProgress(envelope) | Self::ProjectCompleted(envelope) => {
                 envelope.timestamp.to_datetime()
             }
-            Self::Notification(_) | Self::Alert(_) => None,
+            Self::Notification(Form::Enveloped(envelope)) => {
+                envelope.timestamp.as_ref()?.to_datetime()
+            }
+            Self::Alert(Form::Enveloped(envelope)) => envelope.timestamp.as_ref()?.to_datetime(),
+            Self::Update(update) => update.timestamp.as_ref()?.to_datetime(),
+            Self::Notification(Form::Flat(_)) | Self::Alert(Form::Flat(_)) => None,
         }
     }
 }
@@ -367,6 +507,70 @@ mod tests {
                 json!({"type": "alert", "title": "t", "message": "m", "severity": "high", "color": "red"})
             ),
             "color"
+        );
+    }
+
+    fn delivered(value: Value) -> Value {
+        use crate::protocol::{ServerFrame, ServerMessage};
+        let parsed = UserMessage::from_value(value).unwrap();
+        let frame = ServerFrame::new(ServerMessage::User(parsed), None);
+        serde_json::from_str(&frame.to_json()).unwrap()
+    }
+
+    #[test]
+    fn notifications_and_alerts_keep_the_form_they_came_in() {
+        let flat = json!({"type": "notification", "title": "Export ready", "message": "Download it", "level": "success"});
+        let back = delivered(flat.clone());
+        assert_eq!(back["title"], "Export ready");
+        assert!(back.get("payload").is_none());
+
+        let body = json!({"title": "Export ready", "message": "Download it", "level": "success"});
+        let enveloped =
+            json!({"type": "notification", "payload": body, "timestamp": "2026-11-24T08:00:00Z"});
+        let back = delivered(enveloped);
+        assert_eq!(back["payload"], body);
+        assert!(back.get("title").is_none());
+        assert_eq!(back["timestamp"], "2026-11-24T08:00:00.000Z");
+
+        let alert = json!({"type": "alert", "payload": {"title": "Quota", "message": "90% used", "severity": "high"}});
+        let back = delivered(alert);
+        assert_eq!(back["payload"]["severity"], "high");
+        assert!(back["timestamp"].is_string(), "every frame has a time");
+    }
+
+    #[test]
+    fn the_envelope_is_checked_as_strictly_as_the_flat_form() {
+        let bad_level = json!({"type": "notification", "payload": {"title": "t", "message": "m", "level": "loud"}});
+        assert_eq!(refused_field(bad_level), "payload.level");
+        let blank =
+            json!({"type": "alert", "payload": {"title": " ", "message": "m", "severity": "low"}});
+        assert_eq!(refused_field(blank), "payload.title");
+        let long = json!({"type": "notification", "payload": {"title": "t", "message": "x".repeat(MAX_TEXT_CHARS + 1), "level": "info"}});
+        assert_eq!(refused_field(long), "payload.message");
+        let extra = json!({"type": "alert", "payload": {"title": "t", "message": "m", "severity": "low"}, "color": "red"});
+        assert_eq!(refused_field(extra), "color");
+        let both = json!({"type": "notification", "title": "t", "payload": {"title": "t", "message": "m", "level": "info"}});
+        assert_eq!(refused_field(both), "title");
+        let when = json!({"type": "notification", "payload": {"title": "t", "message": "m", "level": "info"}, "timestamp": u64::MAX});
+        assert_eq!(refused_field(when), "timestamp");
+    }
+
+    #[test]
+    fn updates_are_free_form_objects_of_bounded_size() {
+        let update = json!({"type": "update", "payload": {"anything": [1, 2, {"x": null}]}, "timestamp": 1_790_000_000_123u64});
+        let back = delivered(update);
+        assert_eq!(back["payload"], json!({"anything": [1, 2, {"x": null}]}));
+        assert_eq!(back["timestamp"], "2026-09-21T14:13:20.123Z");
+        assert_eq!(
+            refused_field(json!({"type": "update", "payload": [1, 2]})),
+            "payload"
+        );
+        assert_eq!(refused_field(json!({"type": "update"})), "payload");
+        let big = json!({"type": "update", "payload": {"blob": "x".repeat(MAX_UPDATE_BYTES)}});
+        assert_eq!(refused_field(big), "payload");
+        assert_eq!(
+            refused_field(json!({"type": "update", "payload": {}, "extra": 1})),
+            "extra"
         );
     }
 

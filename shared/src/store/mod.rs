@@ -52,6 +52,15 @@ pub struct Subscription {
     pub live_after: Seq,
 }
 
+/// What removing a connection removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The connection's user; none when the connection item was already gone.
+    pub user_id: Option<UserId>,
+    /// How many subscriptions went with it.
+    pub subscriptions: usize,
+}
+
 /// Whose connections a lookup finds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Audience {
@@ -414,11 +423,12 @@ pub trait ConnectionStore: Send + Sync + 'static {
         connection_id: &ConnectionId,
     ) -> impl Future<Output = Result<Option<Connection>, StoreError>> + Send;
 
-    /// Removes the connection and all of its subscriptions; returns how many subscriptions went.
+    /// Removes the connection and all of its subscriptions; says whose it was and how many
+    /// subscriptions went.
     fn delete_connection(
         &self,
         connection_id: &ConnectionId,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Removed, StoreError>> + Send;
 
     /// Extends the expiry of a live connection and of all its subscriptions; returns false
     /// when the connection is gone (or already expired). Called on client activity, so a

@@ -2,7 +2,7 @@
 
 use tracing::Instrument;
 
-use super::{publish, query, register_job, user_message};
+use super::{presence, publish, query, register_job, subscribe_connection, user_message};
 use crate::gateway::ConnectionGateway;
 use crate::handlers::errors::SendError;
 use crate::handlers::service::Jobcast;
@@ -42,6 +42,24 @@ pub(super) async fn serve<S: Store, G: ConnectionGateway>(
                 correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
             );
             query::run(service, kind, request).instrument(span).await
+        }
+        SenderRequest::Presence(request) => {
+            let span = tracing::info_span!(
+                "presence",
+                user_id = %request.user_id,
+                correlation_id = request.correlation_id.as_ref().map(CorrelationId::as_str),
+            );
+            presence::run(service, request).instrument(span).await
+        }
+        SenderRequest::SubscribeConnection(request) => {
+            let span = tracing::info_span!(
+                "subscribe_connection",
+                connection_id = %request.connection_id,
+                job_id = %request.job_id,
+            );
+            subscribe_connection::run(service, gateway, request)
+                .instrument(span)
+                .await
         }
         SenderRequest::User(request) => {
             let span = tracing::info_span!(

@@ -119,7 +119,7 @@ impl<S: Store> Jobcast<S> {
                 return RecordResult::Malformed;
             }
         };
-        if let SenderRequest::Query(..) = request {
+        if let SenderRequest::Query(..) | SenderRequest::Presence(_) = request {
             tracing::error!(
                 "a job query came through SQS, where nobody hears the answer; invoke the sender directly (dropped, not retried)"
             );
@@ -151,12 +151,15 @@ impl<S: Store> Jobcast<S> {
             Ok(
                 SendOutcome::Published { .. }
                 | SendOutcome::Delivered { .. }
-                | SendOutcome::Registered { .. },
+                | SendOutcome::Registered { .. }
+                | SendOutcome::ConnectionServed { .. },
             ) => RecordResult::Published,
             Ok(
                 SendOutcome::Ignored { .. }
                 | SendOutcome::Job { .. }
                 | SendOutcome::Cancellation { .. }
+                | SendOutcome::Presence { .. }
+                | SendOutcome::ConnectionGone { .. }
                 | SendOutcome::NotFound { .. },
             ) => RecordResult::Rejected,
             Ok(SendOutcome::Rejected { .. }) => RecordResult::Rejected,

@@ -20,7 +20,7 @@ use super::table::IndexFilter;
 use crate::protocol::{ConnectionId, JobId, UserId};
 use crate::store::{
     Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict, Page, PageRequest,
-    RECENT_SUBSCRIBER_WINDOW, StoreError, Subscription,
+    RECENT_SUBSCRIBER_WINDOW, Removed, StoreError, Subscription,
 };
 
 impl ConnectionStore for DynamoStore {
@@ -77,18 +77,37 @@ impl ConnectionStore for DynamoStore {
         item.try_into().map(Some)
     }
 
-    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
-        let keys = self.keys_of_connection(connection_id).await?;
-        let subscriptions = keys
-            .iter()
-            .filter(|key| {
-                key.get(SORT_KEY)
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<Removed, StoreError> {
+        let mut keys = Vec::new();
+        let mut removed = Removed::default();
+        // The user comes with the keys, from the connection item: presence needs no read of
+        // its own.
+        let select = |query: QueryFluentBuilder| {
+            query
+                .key_condition_expression("#id = :id")
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_names("#user", USER_ID)
+                .projection_expression("#id, #sk, #user")
+        };
+        self.partition_items(connection_id, select, |item| {
+            let sort_key = item.get(SORT_KEY).and_then(|v| v.as_s().ok());
+            if sort_key.is_some_and(|sk| sk.starts_with(SUBSCRIPTION_PREFIX)) {
+                removed.subscriptions += 1;
+            }
+            if sort_key.is_some_and(|sk| sk == CONNECTION_SORT_KEY) {
+                removed.user_id = item
+                    .get(USER_ID)
                     .and_then(|v| v.as_s().ok())
-                    .is_some_and(|sk| sk.starts_with(SUBSCRIPTION_PREFIX))
-            })
-            .count();
+                    .and_then(|raw| UserId::parse(raw.clone()).ok());
+            }
+            let mut key = item.clone();
+            key.retain(|name, _| name == CONNECTION_ID || name == SORT_KEY);
+            keys.push(key);
+            Ok(true)
+        })
+        .await?;
         self.delete_all(&self.tables.connections, keys).await?;
-        Ok(subscriptions)
+        Ok(removed)
     }
 
     async fn touch_connection(

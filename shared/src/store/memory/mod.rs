@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::{
     AppendOutcome, Appended, Audience, Connection, ConnectionStore, FrameCharge, FrameTake,
     FrameVerdict, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed,
-    Page, PageRequest, PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, ReplayClaim,
+    Page, PageRequest, PageToken, RECENT_SUBSCRIBER_WINDOW, RegisterOutcome, Removed, ReplayClaim,
     ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
 use crate::protocol::{ConnectionId, EventId, JobId, JobState, Seq, UserId};
@@ -195,9 +195,10 @@ impl ConnectionStore for MemoryStore {
             .cloned())
     }
 
-    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<usize, StoreError> {
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<Removed, StoreError> {
         let mut state = self.lock();
-        if let Some(connection) = state.connections.remove(connection_id)
+        let connection = state.connections.remove(connection_id);
+        if let Some(connection) = &connection
             && let Some(ids) = state.connections_of_user.get_mut(&connection.user_id)
         {
             ids.remove(connection_id);
@@ -218,7 +219,10 @@ impl ConnectionStore for MemoryStore {
                 }
             }
         }
-        Ok(jobs.len())
+        Ok(Removed {
+            user_id: connection.map(|connection| connection.user_id),
+            subscriptions: jobs.len(),
+        })
     }
 
     async fn touch_connection(
