@@ -98,7 +98,51 @@ async fn presence(emulator: &Emulator<impl Store>, user: &str) -> Value {
     answer
 }
 
+/// Log lines, captured: what an operator's log search would find.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Logs {
+    /// JSON log lines mentioning the user going offline.
+    fn offline(&self, user: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|line| {
+                line.contains(r#""presence":"offline""#)
+                    && line.contains(&format!(r#""user_id":"{user}""#))
+            })
+            .count()
+    }
+}
+
 async fn presence_counts_the_users_open_connections<S: Store>(store: S) {
+    // The test's runtime runs every task on this thread: the emulator's log lines come here.
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(logs.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
     let emulator = start_on(store).await;
     let answer = presence(&emulator, "ana").await;
     assert_eq!(
@@ -118,9 +162,14 @@ async fn presence_counts_the_users_open_connections<S: Store>(store: S) {
         presence(&emulator, "ana").await["connections"] == 1
     })
     .await;
+    assert_eq!(logs.offline("ana"), 0, "one tab is still open");
     second.close().await;
     eventually("ana is offline", || async {
         presence(&emulator, "ana").await["online"] == false
+    })
+    .await;
+    eventually("the last connection's close is logged", || async {
+        logs.offline("ana") == 1
     })
     .await;
     // A question, never a fan-out, and parsed like every request.

@@ -130,8 +130,12 @@ impl<D: Destination> Worker<D> {
                         Persistence::UntilShutdown => *self.shutdown.borrow(),
                     };
                     if give_up {
-                        self.status.failed();
-                        tracing::error!(user_id = %forward.user_id, attempt, reason, "the sender could not be reached; message given up");
+                        if let Persistence::UntilShutdown = self.persistence {
+                            tracing::warn!(user_id = %forward.user_id, entry = ?forward.entry_id, reason, "shutting down with the sender unreachable: the entry stays pending for the next bridge");
+                        } else {
+                            self.status.failed();
+                            tracing::error!(user_id = %forward.user_id, attempt, reason, "the sender could not be reached; message given up");
+                        }
                         return;
                     }
                     tracing::warn!(user_id = %forward.user_id, attempt, reason, "the sender could not be reached; trying again");

@@ -426,3 +426,84 @@ async fn watch_notices_a_lost_final_event_after_a_quiet_spell() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `jobcast bridge redis --local … --listen …` as an operator runs it beside the hub's Redis:
+/// a `PUBLISH` reaches the user, `/health` and `/metrics` answer, and SIGTERM stops it cleanly.
+#[tokio::test]
+async fn the_redis_bridge_forwards_reports_and_stops_on_sigterm() {
+    let redis = RedisServer::start().await;
+    let emulator = start_on(MemoryStore::new()).await;
+    let mut ana = Client::connect_as(&emulator, "ana").await;
+    let mut bridge = Command::new(JOBCAST)
+        .args(["bridge", "redis", "--redis-url", &redis.url()])
+        .args(["--local", &emulator.http_url(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start jobcast bridge redis");
+    let mut lines = BufReader::new(bridge.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the listen address in time")
+        .unwrap()
+        .expect("a line");
+    let health_url = line
+        .split_whitespace()
+        .last()
+        .expect("the address")
+        .to_owned();
+    let health = || async {
+        reqwest::get(format!("{health_url}/health"))
+            .await
+            .ok()?
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+    };
+    eventually("the bridge is subscribed", || async {
+        health()
+            .await
+            .is_some_and(|h| h["subscriber"]["active"] == true)
+    })
+    .await;
+
+    let message =
+        r#"{"type":"alert","payload":{"title":"Quota","message":"90% used","severity":"high"}}"#;
+    assert_eq!(redis.cli(&["PUBLISH", "user_noti:ana", message]), "1");
+    let frame = ana.expect("alert").await;
+    assert_eq!(frame["payload"]["severity"], "high");
+    // The frame can reach the client before the sender's answer reaches the bridge.
+    let metrics = || async {
+        reqwest::get(format!("{health_url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    eventually("the bridge counted the delivery", || async {
+        metrics()
+            .await
+            .contains("jobcast_bridge_messages_forwarded_total 1")
+    })
+    .await;
+    let metrics = metrics().await;
+    assert!(
+        metrics.contains("websocket_messages_sent_total{type=\"alert\"} 1"),
+        "{metrics}"
+    );
+
+    let pid = bridge.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), bridge.wait())
+        .await
+        .expect("the bridge stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Nobody listens on the channel any more.
+    assert_eq!(redis.cli(&["PUBLISH", "user_noti:ana", message]), "0");
+}

@@ -313,8 +313,8 @@ async fn list_connections<S: Store>(State(app): State<Arc<App<S>>>) -> impl Into
 }
 
 /// `GET /health`: 200 when the store answers, 503 when it does not; with the in-process
-/// bridge's `subscriber {active, last_message_at, pattern}` block when one runs (`degraded`
-/// while it is away from Redis).
+/// bridge's `subscriber {active, last_message_at, pattern}` block when one runs (503,
+/// `degraded`, while it is away from Redis).
 async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
     let (status, store) = match app.service.check_store().await {
         Ok(latency) => (
@@ -332,6 +332,12 @@ async fn health<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
             .bridge_status
             .as_ref()
             .is_none_or(|bridge| bridge.is_connected());
+    // A bridge away from Redis forwards nothing: as unhealthy as a store that does not answer.
+    let status = if healthy {
+        status
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),

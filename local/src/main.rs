@@ -250,10 +250,12 @@ async fn serve<S: Store>(
     config: EmulatorConfig,
     store: &str,
 ) -> anyhow::Result<()> {
+    let stage = config.stage.clone();
     let emulator = Emulator::start(listener, service, config).context("starting the emulator")?;
     let http = emulator.http_url();
-    println!("jobcast-local listening on {}", emulator.websocket_url());
-    println!("  WebSocket       {}", emulator.websocket_url());
+    let websocket = emulator.websocket_url();
+    println!("jobcast-local listening on {websocket}");
+    println!("  WebSocket       {websocket}  {websocket}/{stage}");
     println!("  @connections    {http}/@connections/{{connection_id}}");
     println!("  sender (Invoke) {http}/2015-03-31/functions/sender/invocations");
     println!("  page, health    {http}/  {http}/health  {http}/metrics");

@@ -12,16 +12,16 @@ const binary = process.env.JOBCAST_LOCAL_BIN || `${repo}target/debug/jobcast-loc
 export const STORES = process.env.JOBCAST_DYNAMODB_ENDPOINT ? ["memory", "dynamodb"] : ["memory"];
 
 /**
- * With `watchDemo`, the server's log lines come as JSON and include the demo pipelines' own
- * (info) lines, kept in `logs` for a test to look at; warnings and errors still reach stderr.
+ * With `keepLogs`, the server's log lines come as JSON, kept in `logs` for a test to look at;
+ * warnings and errors still reach stderr. `watchDemo` keeps them too, with the demo pipelines'
+ * own (info) lines. `args` are added to the command line (after `--port 0`), `env` to the
+ * environment.
  */
-export async function startLocal(store = "memory", { watchDemo = false } = {}) {
-  const args = ["--port", "0"];
-  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" };
-  if (watchDemo) {
-    env.LOG_FORMAT = "json";
-    env.RUST_LOG += ",jobcast_local::demo=info";
-  }
+export async function startLocal(store = "memory", { watchDemo = false, keepLogs = watchDemo, args: extraArgs = [], env: extraEnv = {} } = {}) {
+  const args = ["--port", "0", ...extraArgs];
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn", ...extraEnv };
+  if (keepLogs) env.LOG_FORMAT = "json";
+  if (watchDemo) env.RUST_LOG += ",jobcast_local::demo=info";
   if (store === "dynamodb") {
     args.push("--store", "dynamodb", "--dynamodb-endpoint", process.env.JOBCAST_DYNAMODB_ENDPOINT);
     // Tables of its own: tests run side by side.
@@ -29,9 +29,9 @@ export async function startLocal(store = "memory", { watchDemo = false } = {}) {
     env.CONNECTIONS_TABLE_NAME = `web-connections-${suffix}`;
     env.JOBS_TABLE_NAME = `web-jobs-${suffix}`;
   }
-  const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", watchDemo ? "pipe" : "inherit"] });
+  const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", keepLogs ? "pipe" : "inherit"] });
   const logs = [];
-  if (watchDemo) {
+  if (keepLogs) {
     createInterface({ input: child.stderr }).on("line", (line) => {
       let entry;
       try {
@@ -69,7 +69,7 @@ export async function startLocal(store = "memory", { watchDemo = false } = {}) {
     wsUrl,
     httpUrl,
     pid: child.pid,
-    /** The server's log lines as objects (only with `watchDemo`). */
+    /** The server's log lines as objects (only with `keepLogs` or `watchDemo`). */
     logs,
     async stop() {
       child.removeAllListeners("exit");

@@ -57,15 +57,15 @@ fn job_on_url(
 }
 
 impl<S: Store> Jobcast<S> {
-    /// How many live connections `user_id` holds, counted up to the limit. Without
-    /// authentication users name themselves, so a per-user limit would limit nobody: 0.
-    async fn connections_held(&self, user_id: &UserId) -> Result<usize, StoreError> {
-        let limit = self.settings().max_connections_per_user;
-        if self.settings().auth_mode != AuthMode::Authorizer {
-            return Ok(0);
-        }
+    /// How many live connections `user_id` holds, counted up to `most` (a page past it at
+    /// the most): the connection limit, presence, and whether a user went offline.
+    pub(in crate::handlers) async fn count_connections(
+        &self,
+        user_id: &UserId,
+        most: usize,
+    ) -> Result<usize, StoreError> {
         let audience = Audience::User(user_id.clone());
-        let mut request = PageRequest::first(limit + 1);
+        let mut request = PageRequest::first((most + 1).min(100));
         let mut held = 0;
         loop {
             let page = self
@@ -74,10 +74,20 @@ impl<S: Store> Jobcast<S> {
                 .await?;
             held += page.items.len();
             match page.next {
-                Some(next) if held < limit => request.after = Some(next),
+                Some(next) if held < most => request.after = Some(next),
                 _ => return Ok(held),
             }
         }
+    }
+
+    /// How many live connections `user_id` holds, counted up to the limit. Without
+    /// authentication users name themselves, so a per-user limit would limit nobody: 0.
+    async fn connections_held(&self, user_id: &UserId) -> Result<usize, StoreError> {
+        if self.settings().auth_mode != AuthMode::Authorizer {
+            return Ok(0);
+        }
+        let limit = self.settings().max_connections_per_user;
+        self.count_connections(user_id, limit).await
     }
 
     /// `$connect`: records the connection with its user and expiry. A non-2xx answer makes

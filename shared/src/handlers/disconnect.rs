@@ -6,7 +6,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use super::apigw::{connection_of, response};
 use super::service::Jobcast;
 use crate::protocol::UserId;
-use crate::store::{Audience, PageRequest, Store};
+use crate::store::Store;
 
 impl<S: Store> Jobcast<S> {
     /// `$disconnect`: removes the connection and its subscriptions. API Gateway calls it on a
@@ -44,13 +44,8 @@ impl<S: Store> Jobcast<S> {
     /// One line, `presence = "offline"`, when the user holds no connection any more. Two
     /// tabs closing at once may both log it; a failed count logs nothing.
     async fn log_if_offline(&self, user_id: &UserId) {
-        let audience = Audience::User(user_id.clone());
-        match self
-            .store()
-            .connections_of(&audience, PageRequest::first(1))
-            .await
-        {
-            Ok(page) if page.items.is_empty() => {
+        match self.count_connections(user_id, 1).await {
+            Ok(0) => {
                 tracing::info!(%user_id, presence = "offline", "the user's last connection closed");
             }
             Ok(_) => {}

@@ -365,14 +365,55 @@ pub enum ProjectStatus {
     Failed,
 }
 
-/// A hub timestamp: RFC 3339 text or epoch milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// A hub timestamp: RFC 3339 text or epoch milliseconds. Text without an offset (what
+/// Python's `datetime.utcnow().isoformat()` writes, with a `T` or a space) is taken as UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HubTimestamp {
     /// RFC 3339 text.
     Rfc3339(DateTime<Utc>),
     /// Milliseconds since the Unix epoch.
     EpochMillis(u64),
+}
+
+impl<'de> Deserialize<'de> for HubTimestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Millis(u64),
+        }
+        let raw = Raw::deserialize(deserializer).map_err(|err| {
+            // A missing timestamp keeps serde's own words, which name the field.
+            if err.to_string().starts_with("missing field") {
+                err
+            } else {
+                D::Error::custom("must be RFC 3339 text or epoch milliseconds (a whole number)")
+            }
+        })?;
+        match raw {
+            Raw::Millis(millis) => Ok(Self::EpochMillis(millis)),
+            Raw::Text(text) => parse_time(&text).map(Self::Rfc3339).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "{:?} is not an RFC 3339 time",
+                    super::fields::truncate(text)
+                ))
+            }),
+        }
+    }
+}
+
+/// RFC 3339, or ISO 8601 without an offset taken as UTC.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|naive| naive.and_utc())
 }
 
 impl HubTimestamp {
@@ -441,6 +482,33 @@ mod tests {
         let frame = ServerFrame::new(ServerMessage::User(parsed), None);
         let back: Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(back["timestamp"], "2026-09-21T14:13:20.123Z");
+    }
+
+    #[test]
+    fn a_time_without_an_offset_is_utc() {
+        for (given, read) in [
+            ("2026-11-24T08:00:00.123456", "2026-11-24T08:00:00.123Z"),
+            ("2026-11-24 08:00:00", "2026-11-24T08:00:00.000Z"),
+            ("2026-11-24T10:00:00+02:00", "2026-11-24T08:00:00.000Z"),
+        ] {
+            let back = delivered(
+                json!({"type": "project_progress", "payload": good_payload(), "timestamp": given}),
+            );
+            assert_eq!(back["timestamp"], read, "{given}");
+        }
+        assert_eq!(
+            refused_field(
+                progress(good_payload())
+                    .as_object()
+                    .cloned()
+                    .map(|mut m| {
+                        m.insert("timestamp".into(), json!("yesterday"));
+                        Value::Object(m)
+                    })
+                    .unwrap()
+            ),
+            "timestamp"
+        );
     }
 
     #[test]

@@ -32,10 +32,15 @@ pub(super) async fn run<S: Store>(
     };
     if !created && job.owner != request.user_id {
         tracing::warn!(owner = ?job.owner, claimed = ?request.user_id, "registration refused: the job exists with another owner");
+        let message = match job.owner {
+            // Only an event names the owner of a job already under way.
+            None => "the job already exists without an owner; its next event may name one",
+            Some(_) => "the job already exists with another owner",
+        };
         return Ok(SendOutcome::Rejected {
             job_id: request.job_id,
             code: ErrorCode::Forbidden,
-            message: "the job already exists with another owner".into(),
+            message: message.into(),
         });
     }
     if created && let Some(owner) = &job.owner {
