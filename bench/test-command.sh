@@ -27,7 +27,12 @@ mkdir -p bench/results
 {
   echo "## The test command (bench/test-command.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)): a fresh clone of $commit, \`.ci/run\`"
+  first="$(awk 'NR==1 { print $1 }' "$log")"
+  started=""
+  if [ "$first" -gt 1000000000 ] 2>/dev/null; then
+    started="$(date -u -d "@$first" +%Y-%m-%dT%H:%MZ)"
+  fi
+  echo "Run ${started:-on $(date -u +%Y-%m-%d)} on $(nproc) cores ($(uname -m)): a fresh clone of $commit, \`.ci/run\`"
   echo "with CI=true and an empty target directory (the cargo, npm and pip caches warm, as on CI)."
   echo
   echo "| step | minutes |"

@@ -7,6 +7,7 @@ mod bad_input;
 mod bridge;
 mod broken_lookup;
 mod chaos;
+mod costs;
 mod demo;
 mod drop_in;
 mod faults;

@@ -765,21 +765,16 @@ async fn the_frame_bucket_admits_its_burst_once_under_concurrent_writers<S: Stor
         .await;
     let admitted = verdicts
         .iter()
-        .filter(|verdict| matches!(verdict, Ok(Some(FrameVerdict::Admitted))))
+        .filter(|verdict| matches!(verdict, Ok(Some(FrameVerdict::Admitted { .. }))))
         .count();
     assert_eq!(admitted, 5, "{verdicts:?}");
 }
 
 async fn the_frame_bucket_refills_at_its_rate_and_holds_its_burst<S: Store>(store: S) {
-    use jobcast::store::{FrameBucket, FrameVerdict::*};
-    store
-        .put_connection(&connection(1, "u", HOUR))
-        .await
-        .unwrap();
-    store
-        .put_connection(&connection(2, "u", HOUR))
-        .await
-        .unwrap();
+    use jobcast::store::{FrameBucket, FrameVerdict};
+    let (first, second) = (connection(1, "u", HOUR), connection(2, "u", HOUR));
+    store.put_connection(&first).await.unwrap();
+    store.put_connection(&second).await.unwrap();
     store
         .put_connection(&connection(3, "u", -HOUR))
         .await
@@ -790,27 +785,44 @@ async fn the_frame_bucket_refills_at_its_rate_and_holds_its_burst<S: Store>(stor
         burst: 3,
     };
     let t0 = 1_800_000_000_000;
+    // What a frame hears, with the connection's expiry (in seconds: what both stores keep)
+    // when it is admitted: the frame's keep-alive needs no read of its own.
+    #[derive(Debug, PartialEq)]
+    enum Heard {
+        Admitted(i64),
+        Refused { in_a_row: u64 },
+    }
+    use Heard::*;
     let take = |n: usize, at: i64| {
         let store = store.clone();
         async move {
-            store
+            let verdict = store
                 .take_frame_token(&connection_id(n), bucket.at(at))
                 .await
-                .unwrap()
+                .unwrap()?;
+            Some(match verdict {
+                FrameVerdict::Admitted { expires_at } => Admitted(
+                    expires_at
+                        .expect("the expiry comes with the token")
+                        .timestamp(),
+                ),
+                FrameVerdict::Refused { in_a_row } => Refused { in_a_row },
+            })
         }
     };
+    let (first, second) = (first.expires_at.timestamp(), second.expires_at.timestamp());
     for _ in 0..3 {
-        assert_eq!(take(1, t0).await, Some(Admitted), "a full bucket");
+        assert_eq!(take(1, t0).await, Some(Admitted(first)), "a full bucket");
     }
     assert_eq!(take(1, t0).await, Some(Refused { in_a_row: 1 }));
     assert_eq!(take(1, t0 + 10).await, Some(Refused { in_a_row: 2 }));
-    assert_eq!(take(2, t0).await, Some(Admitted), "per connection");
+    assert_eq!(take(2, t0).await, Some(Admitted(second)), "per connection");
     // A second later, one token is back, and the refusals start over.
-    assert_eq!(take(1, t0 + 1000).await, Some(Admitted));
+    assert_eq!(take(1, t0 + 1000).await, Some(Admitted(first)));
     assert_eq!(take(1, t0 + 1000).await, Some(Refused { in_a_row: 1 }));
     // Idle long enough, the bucket is full again, but never fuller than its burst.
     for _ in 0..3 {
-        assert_eq!(take(1, t0 + 60_000).await, Some(Admitted));
+        assert_eq!(take(1, t0 + 60_000).await, Some(Admitted(first)));
     }
     assert_eq!(take(1, t0 + 60_000).await, Some(Refused { in_a_row: 1 }));
     assert_eq!(take(3, t0).await, None, "expired");
@@ -852,7 +864,10 @@ async fn a_charge_puts_the_bucket_in_debt_and_the_users_bucket_is_shared<S: Stor
         take(t0 + 1_000).await.unwrap(),
         Some(Refused { in_a_row: 1 })
     );
-    assert_eq!(take(t0 + 1_100).await.unwrap(), Some(Admitted));
+    assert!(matches!(
+        take(t0 + 1_100).await.unwrap(),
+        Some(Admitted { .. })
+    ));
     // Charged again while in debt: from its time, not from now.
     let again = store
         .charge_frame_tokens(&connection_id(1), bucket.charge(t0 + 1_100, 5))

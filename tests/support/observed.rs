@@ -25,6 +25,8 @@ pub struct Observations {
     pub replays_behind: AtomicU64,
     /// Claims released unconditionally: subscribes that halted and were undone.
     pub replays_abandoned: AtomicU64,
+    /// Extensions of a connection's expiry (and of every one of its subscriptions').
+    pub touches: AtomicU64,
     /// While set, appends name no recent subscribers, as for subscriptions made longer ago than
     /// a head names them.
     pub forget_recent: std::sync::atomic::AtomicBool,
@@ -136,6 +138,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         id: &ConnectionId,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        count(&self.seen.touches);
         self.inner.touch_connection(id, expires_at).await
     }
 

@@ -2,7 +2,7 @@
 //! connection's frame bucket, and afterwards the extension of its expiry; and what a replay
 //! costs it after, in tokens, for the posts it made.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::errors::{ActionError, error_reply};
 use super::reply::reply;
@@ -13,8 +13,8 @@ use crate::store::{FrameBucket, FrameVerdict, Store};
 
 /// Whether a frame may be served.
 pub(super) enum Admission {
-    /// Served.
-    Admitted,
+    /// Served; the connection's expiry, when the store said it.
+    Admitted(Option<DateTime<Utc>>),
     /// Refused with `rate_limited`.
     Limited,
     /// Refused, and the connection closed for sustained abuse.
@@ -60,7 +60,7 @@ pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
         }
     };
     match verdict {
-        FrameVerdict::Admitted => Admission::Admitted,
+        FrameVerdict::Admitted { expires_at } => Admission::Admitted(expires_at),
         FrameVerdict::Refused { in_a_row } if in_a_row <= u64::from(bucket.burst) => {
             tracing::info!(%connection_id, in_a_row, "frame over the rate limit");
             let err = ActionError::RateLimited {
@@ -163,10 +163,24 @@ pub(super) async fn charge_replay<S: Store>(
 
 /// Any frame shows the connection is alive: extend its and its subscriptions' expiry, so a
 /// connection kept open past CONNECTION_TTL_SECONDS (API Gateway allows 2 h) keeps hearing
-/// its jobs. API Gateway closes connections idle for 10 minutes, so a live one always sends
-/// frames.
-pub(super) async fn keep_alive<S: Store>(service: &Jobcast<S>, connection_id: &ConnectionId) {
-    let expires_at = service.expiry(Utc::now(), service.settings().connection_ttl);
+/// its jobs — once less than half of it is left (`expires_at`, read with the frame's token).
+/// So a connection is kept at least half the TTL after its last frame (30 min by default);
+/// API Gateway closes connections idle for 10 minutes, so a live one always sends frames.
+pub(super) async fn keep_alive<S: Store>(
+    service: &Jobcast<S>,
+    connection_id: &ConnectionId,
+    expires_at: Option<DateTime<Utc>>,
+) {
+    let now = Utc::now();
+    let ttl = service.settings().connection_ttl;
+    // More than half its time left: nothing to write. A connection that sends a frame every
+    // few minutes (the clients' keep-alive) then rewrites its subscriptions once per half TTL,
+    // not on every frame.
+    let half = chrono::Duration::from_std(ttl / 2).unwrap_or(chrono::Duration::MAX);
+    if expires_at.is_some_and(|expires_at| expires_at - now > half) {
+        return;
+    }
+    let expires_at = service.expiry(now, ttl);
     match service
         .store()
         .touch_connection(connection_id, expires_at)

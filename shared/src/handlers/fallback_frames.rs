@@ -35,7 +35,7 @@ impl FallbackFrames {
             Some(next) => {
                 *tat = next;
                 *refused = 0;
-                FrameVerdict::Admitted
+                FrameVerdict::Admitted { expires_at: None }
             }
             None => {
                 *refused += 1;
@@ -75,13 +75,16 @@ mod tests {
         assert_eq!(
             verdicts,
             [
-                FrameVerdict::Admitted,
-                FrameVerdict::Admitted,
-                FrameVerdict::Admitted,
+                FrameVerdict::Admitted { expires_at: None },
+                FrameVerdict::Admitted { expires_at: None },
+                FrameVerdict::Admitted { expires_at: None },
                 FrameVerdict::Refused { in_a_row: 1 },
                 FrameVerdict::Refused { in_a_row: 2 },
             ]
         );
-        assert_eq!(frames.take(&id, bucket.at(1_100)), FrameVerdict::Admitted);
+        assert_eq!(
+            frames.take(&id, bucket.at(1_100)),
+            FrameVerdict::Admitted { expires_at: None }
+        );
     }
 }

@@ -29,12 +29,12 @@ impl<S: Store> Jobcast<S> {
         let Some(connection_id) = connection_of(request) else {
             return response(400, "missing connection id");
         };
-        match admit_frame(self, gateway, &connection_id).await {
-            Admission::Admitted => {}
+        let expires_at = match admit_frame(self, gateway, &connection_id).await {
+            Admission::Admitted(expires_at) => expires_at,
             Admission::Limited => return response(429, "rate limited"),
             Admission::Closed => return response(429, "closed for abuse"),
             Admission::Unknown => return response(410, "unknown connection"),
-        }
+        };
         let parsed = match (request.is_base64_encoded, request.body.as_deref()) {
             (true, _) => Err(FrameError::Binary),
             (false, body) => ClientRequest::parse(body.unwrap_or_default()),
@@ -48,7 +48,7 @@ impl<S: Store> Jobcast<S> {
                 tracing::info!(%connection_id, code = ?err.code(), error = %err, "frame refused");
                 let refusal = ServerMessage::Error(error_reply(&ActionError::Frame(err), None));
                 reply(self, gateway, &connection_id, refusal, None).await;
-                keep_alive(self, &connection_id).await;
+                keep_alive(self, &connection_id, expires_at).await;
                 return response(200, "refused");
             }
         };
@@ -68,7 +68,7 @@ impl<S: Store> Jobcast<S> {
             .serve_action(gateway, &caller, message)
             .instrument(span)
             .await;
-        keep_alive(self, &caller.connection_id).await;
+        keep_alive(self, &caller.connection_id, expires_at).await;
         answer
     }
 

@@ -89,7 +89,11 @@ impl FrameCharge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameVerdict {
     /// A token was taken: serve the frame.
-    Admitted,
+    Admitted {
+        /// The connection's expiry, read by the same write (none where the store was not
+        /// asked): the frame extends it only when less than half its time is left.
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Refused; `in_a_row` counts the refusals since the last admitted frame.
     Refused {
         /// Refusals since the last admitted frame, this one included.

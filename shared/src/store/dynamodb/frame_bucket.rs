@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::DynamoStore;
-use super::errors::{conditional, corrupt, store_error};
+use super::errors::{corrupt, store_error};
 use super::items::{CONNECTION_SORT_KEY, n, now_seconds, number_of, s};
 use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY};
 use crate::protocol::{ConnectionId, UserId};
@@ -40,10 +40,11 @@ impl DynamoStore {
                 .expression_attribute_values(":next", n(now_ms + bucket.interval_ms))
                 .expression_attribute_values(":zero", n(0))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_values(ReturnValue::AllNew)
                 .send()
                 .await;
             let old = match idle {
-                Ok(_) => return Ok(Some(FrameVerdict::Admitted)),
+                Ok(output) => return Ok(Some(admitted(output.attributes()))),
                 Err(err) => match err.as_service_error() {
                     Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
                     _ => return Err(store_error("UpdateItem", err)),
@@ -64,10 +65,16 @@ impl DynamoStore {
                 .expression_attribute_values(":limit", n(limit))
                 .expression_attribute_values(":interval", n(bucket.interval_ms))
                 .expression_attribute_values(":zero", n(0))
+                .return_values(ReturnValue::AllNew)
                 .send()
                 .await;
-            if conditional(busy)? {
-                return Ok(Some(FrameVerdict::Admitted));
+            match busy {
+                Ok(output) => return Ok(Some(admitted(output.attributes()))),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(store_error("UpdateItem", err)),
             }
             // Empty: refuse, and count the refusals in a row.
             let refused = self
@@ -217,4 +224,15 @@ async fn charge_bucket(
     }
     // Neither: the connection is gone, or the bucket kept crossing now.
     Ok(None)
+}
+
+/// An admitted frame, with the connection's expiry as the write that took its token left it
+/// (the item comes back whole with the write, at no extra cost).
+fn admitted(
+    item: Option<&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> FrameVerdict {
+    let expires_at = item
+        .and_then(|item| number_of(item, EXPIRES_AT))
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0));
+    FrameVerdict::Admitted { expires_at }
 }

@@ -260,13 +260,17 @@ impl ConnectionStore for MemoryStore {
         FrameTake { bucket, now_ms }: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
         let mut state = self.lock();
+        let expires_at = state
+            .connections
+            .get(connection_id)
+            .map(|connection| connection.expires_at);
         let Some((tat, refused)) = state.frame_bucket(connection_id) else {
             return Ok(None);
         };
         if let Some(next) = (FrameTake { bucket, now_ms }).take(*tat) {
             *tat = next;
             *refused = 0;
-            Ok(Some(FrameVerdict::Admitted))
+            Ok(Some(FrameVerdict::Admitted { expires_at }))
         } else {
             *refused += 1;
             Ok(Some(FrameVerdict::Refused { in_a_row: *refused }))

@@ -1,0 +1,92 @@
+//! What a client frame costs the store. A frame takes its token in one write, which also reads
+//! the connection's expiry back; the connection and every one of its subscriptions are
+//! rewritten only once less than half of `CONNECTION_TTL_SECONDS` is left, not on every frame:
+//! the clients' keep-alive ping on a connection following many jobs costs one write.
+
+use std::time::Duration;
+
+use jobcast::handlers::Jobcast;
+use jobcast::store::MemoryStore;
+use jobcast_local::{Emulator, EmulatorConfig};
+use jobcast_tests::*;
+use serde_json::json;
+
+async fn start_observed(
+    connection_ttl: Duration,
+) -> (
+    Emulator<ObservedStore<MemoryStore>>,
+    std::sync::Arc<Observations>,
+) {
+    let store = ObservedStore::new(MemoryStore::new());
+    let seen = store.observations();
+    let mut settings = test_settings();
+    settings.connection_ttl = connection_ttl;
+    settings.frame_burst = 1_000;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = Emulator::start(
+        listener,
+        Jobcast::new(store, settings),
+        EmulatorConfig::default(),
+    )
+    .unwrap();
+    (emulator, seen)
+}
+
+#[tokio::test]
+async fn a_ping_rewrites_no_subscription_while_the_connection_has_time_left() {
+    let (emulator, seen) = start_observed(Duration::from_secs(3600)).await;
+    let mut client = Client::connect(&emulator).await;
+    for n in 0..20 {
+        client.subscribe(&format!("job-{n}")).await;
+    }
+    let before = Observations::get(&seen.touches);
+    for _ in 0..50 {
+        assert_eq!(
+            client.request(json!({"action": "ping"})).await["type"],
+            "pong"
+        );
+    }
+    assert_eq!(
+        Observations::get(&seen.touches) - before,
+        0,
+        "an hour left: nothing to extend"
+    );
+}
+
+#[tokio::test]
+async fn a_frame_extends_the_connection_once_half_its_time_is_gone() {
+    let (emulator, seen) = start_observed(Duration::from_secs(2)).await;
+    let mut client = Client::connect(&emulator).await;
+    client.subscribe("job-1").await;
+    let before = Observations::get(&seen.touches);
+    assert_eq!(
+        client.request(json!({"action": "ping"})).await["type"],
+        "pong"
+    );
+    assert_eq!(Observations::get(&seen.touches), before, "fresh: 2 s left");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        client.request(json!({"action": "ping"})).await["type"],
+        "pong"
+    );
+    assert_eq!(
+        Observations::get(&seen.touches),
+        before + 1,
+        "less than half left: extended"
+    );
+    assert_eq!(
+        client.request(json!({"action": "ping"})).await["type"],
+        "pong"
+    );
+    assert_eq!(
+        Observations::get(&seen.touches),
+        before + 1,
+        "extended again to 2 s: nothing more to do"
+    );
+    // Past the first TTL, the connection and its subscription still live: the job reaches it.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (status, _, answer) = invoke_sender(&emulator, &progress("job-1", 50.0, "half")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["delivered"], 1, "{answer}");
+    assert_eq!(client.expect("progress_update").await["progress"], 50.0);
+}
