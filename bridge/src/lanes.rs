@@ -142,7 +142,7 @@ impl<D: Destination> Worker<D> {
                     let mut shutdown = self.shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
-                        _ = crate::bridge::stopping(&mut shutdown) => {}
+                        _ = crate::pause::stopping(&mut shutdown) => {}
                     }
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                     attempt += 1;

@@ -13,6 +13,7 @@
 //! - [`Bridge`] (`bridge.rs`) runs one source into one destination until shut down;
 //! - the sources: Pub/Sub (`pubsub.rs`) and Streams (`stream.rs`), each reconnecting with
 //!   backoff;
+//! - `pause.rs`: backoff and the stop signal, under every task;
 //! - `lanes.rs`: bounded, ordered forwarding — one lane per user keeps each user's messages
 //!   in order, a bounded number of lanes bounds what is in flight;
 //! - [`message`]: a Redis message parsed into a sender request, or refused;
@@ -26,6 +27,7 @@ pub mod destination;
 pub mod http;
 mod lanes;
 pub mod message;
+mod pause;
 mod pubsub;
 pub mod status;
 mod stream;

@@ -25,7 +25,7 @@ pub(crate) async fn read(
     status: &Status,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = crate::bridge::Backoff::default();
+    let mut backoff = crate::pause::Backoff::default();
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.psubscribe(pattern).await {
@@ -66,7 +66,7 @@ async fn listen(
     ping.reset();
     loop {
         tokio::select! {
-            _ = crate::bridge::stopping(shutdown) => return true,
+            _ = crate::pause::stopping(shutdown) => return true,
             message = messages.next() => match message {
                 Some(message) => forward(&message, lanes, status).await,
                 None => return false,

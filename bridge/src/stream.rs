@@ -11,9 +11,9 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use tokio::sync::{mpsc, watch};
 
-use crate::bridge::Backoff;
 use crate::lanes::Lanes;
 use crate::message;
+use crate::pause::Backoff;
 use crate::status::Status;
 
 /// How long one `XREADGROUP` waits for new entries.
@@ -117,7 +117,7 @@ async fn session(
             options = options.block(BLOCK.as_millis() as usize);
         }
         let reply: Option<StreamReadReply> = tokio::select! {
-            _ = crate::bridge::stopping(shutdown) => return Ok(()),
+            _ = crate::pause::stopping(shutdown) => return Ok(()),
             reply = read_entries(&mut connection, group.key, &cursor, &options) => reply?,
         };
         let entries: Vec<StreamId> = reply

@@ -1,7 +1,9 @@
 //! One start-up path for every Lambda function: the settings are read once, logging is set
 //! up from them, then the function's own pieces are built (the SDK's configuration, the
 //! DynamoDB store, the service, the Management API; or the token verifier) and handed to the
-//! Lambda runtime. Each binary in `functions/` is only `startup::run(Function::…)`.
+//! Lambda runtime. Each binary in `functions/` is only its function's entry here
+//! (`startup::connect()`, …): one entry each, so each bootstrap links its own path alone
+//! (the authorizer no AWS client at all), which keeps it small and its start fast.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -19,21 +21,6 @@ use crate::metrics::StdoutSink;
 use crate::settings::{ConfigError, Settings};
 use crate::store::DynamoStore;
 
-/// The Lambda functions of the stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    /// `$connect`: records the connection.
-    Connect,
-    /// `$disconnect`: removes the connection and its subscriptions.
-    Disconnect,
-    /// `$default` and the action routes: every client frame.
-    Default,
-    /// The sender: pipelines' requests, invoked or through SQS.
-    Sender,
-    /// The `$connect` REQUEST authorizer.
-    Authorizer,
-}
-
 /// Why a function could not start: its configuration, found before it serves anything.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -48,39 +35,59 @@ pub enum StartupError {
     NoEndpoint,
 }
 
-/// Reads the settings, sets up logging, builds what `function` needs and serves its events
-/// until the runtime stops.
-pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
+/// What every function but the authorizer builds first: the settings (and logging from
+/// them), the SDK's configuration, and the service over DynamoDB.
+struct Built {
+    sdk: aws_config::SdkConfig,
+    service: Jobcast<DynamoStore>,
+}
+
+async fn settings() -> Result<Settings, lambda_runtime::Error> {
     let settings = Settings::from_env().map_err(StartupError::from)?;
     crate::telemetry::init(&settings.logging);
-    if function == Function::Authorizer {
-        return authorizer(&settings).await;
-    }
+    Ok(settings)
+}
+
+async fn build() -> Result<Built, lambda_runtime::Error> {
+    let settings = settings().await?;
     let sdk = crate::sdk::loader().load().await;
-    // Without WEBSOCKET_ENDPOINT, replies go to the endpoint each request came through.
-    let management_api = ManagementApi::new(sdk.clone(), settings.websocket_endpoint.as_deref());
     let store = DynamoStore::new(&sdk, settings.tables.clone());
     // One Embedded Metric Format line per fan-out, on stdout for CloudWatch.
     let service = Jobcast::new(store, settings).with_metrics(Arc::new(StdoutSink));
-    if function == Function::Sender {
-        return sender(&service, &management_api).await;
+    Ok(Built { sdk, service })
+}
+
+impl Built {
+    /// Without WEBSOCKET_ENDPOINT, replies go to the endpoint each request came through.
+    fn management_api(&self) -> ManagementApi {
+        ManagementApi::new(
+            self.sdk.clone(),
+            self.service.settings().websocket_endpoint.as_deref(),
+        )
     }
-    if function == Function::Connect {
-        // Boxed, as the sender's fan-out is: nested in `main` it overflows rustc's layout
-        // query depth.
-        return Box::pin(connect(&service, &sdk)).await;
-    }
-    let (service, management_api) = (&service, &management_api);
+}
+
+/// `$disconnect`: removes the connection and its subscriptions.
+pub async fn disconnect() -> Result<(), lambda_runtime::Error> {
+    let Built { service, .. } = build().await?;
+    let service = &service;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(service.handle_disconnect(&event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// `$default` and the action routes: every client frame, answered through the Management API.
+pub async fn default() -> Result<(), lambda_runtime::Error> {
+    let built = build().await?;
+    let (service, management_api) = (&built.service, &built.management_api());
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             let request = &event.payload;
-            Ok::<_, lambda_runtime::Error>(match function {
-                Function::Disconnect => service.handle_disconnect(request).await,
-                _ => {
-                    let gateway = management_api.for_request(&request.request_context)?;
-                    service.handle_message(&gateway, request).await
-                }
-            })
+            let gateway = management_api.for_request(&request.request_context)?;
+            Ok::<_, lambda_runtime::Error>(service.handle_message(&gateway, request).await)
         },
     ))
     .await
@@ -89,13 +96,14 @@ pub async fn run(function: Function) -> Result<(), lambda_runtime::Error> {
 /// `$connect`. A one-job socket (`?job_id=`) is subscribed by the sender, invoked
 /// asynchronously: the connection opens only after this function answers, and the sender
 /// waits for it.
-async fn connect(
-    service: &Jobcast<DynamoStore>,
-    sdk: &aws_config::SdkConfig,
-) -> Result<(), lambda_runtime::Error> {
-    let lambda = &aws_sdk_lambda::Client::new(sdk);
+pub async fn connect() -> Result<(), lambda_runtime::Error> {
+    let Built { sdk, service } = build().await?;
+    let service = &service;
+    let lambda = &aws_sdk_lambda::Client::new(&sdk);
     let sender = service.settings().sender_function.as_deref();
-    lambda_runtime::run(service_fn(
+    // Boxed, as the sender's fan-out is: nested in `main` the handler's future overflows
+    // rustc's layout query depth in release builds.
+    Box::pin(lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             let connected = service.handle_connect_with_follow_up(&event.payload).await;
             let Some(subscribe) = connected.subscribe else {
@@ -126,7 +134,7 @@ async fn connect(
                 }
             })
         },
-    ))
+    )))
     .await
 }
 
@@ -141,11 +149,11 @@ fn refused(status: u16, body: &str) -> aws_lambda_events::apigw::ApiGatewayProxy
 /// The sender answers no WebSocket request, so it needs the configured endpoint. Delivery
 /// failures are counted in the answer, never raised; an SQS batch is answered with the
 /// records to redeliver.
-async fn sender(
-    service: &Jobcast<DynamoStore>,
-    management_api: &ManagementApi,
-) -> Result<(), lambda_runtime::Error> {
-    let gateway = &management_api
+pub async fn sender() -> Result<(), lambda_runtime::Error> {
+    let built = build().await?;
+    let service = &built.service;
+    let gateway = &built
+        .management_api()
         .configured()
         .map_err(|_| StartupError::NoEndpoint)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
@@ -168,7 +176,8 @@ async fn sender(
 
 /// The authorizer verifies the client's JWT; failing with "Unauthorized" makes API Gateway
 /// answer 401. A JWKS URL is fetched here, once per cold start.
-async fn authorizer(settings: &Settings) -> Result<(), lambda_runtime::Error> {
+pub async fn authorizer() -> Result<(), lambda_runtime::Error> {
+    let settings = settings().await?;
     let verifier = TokenVerifier::new(&settings.jwt)
         .await
         .map_err(StartupError::from)?;

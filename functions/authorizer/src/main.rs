@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobcast::startup::run(jobcast::startup::Function::Authorizer).await
+    jobcast::startup::authorizer().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobcast::startup::run(jobcast::startup::Function::Connect).await
+    jobcast::startup::connect().await
 }

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobcast::startup::run(jobcast::startup::Function::Default).await
+    jobcast::startup::default().await
 }

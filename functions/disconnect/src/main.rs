@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobcast::startup::run(jobcast::startup::Function::Disconnect).await
+    jobcast::startup::disconnect().await
 }

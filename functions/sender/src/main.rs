@@ -4,5 +4,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    jobcast::startup::run(jobcast::startup::Function::Sender).await
+    jobcast::startup::sender().await
 }

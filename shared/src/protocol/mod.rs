@@ -6,6 +6,7 @@ mod errors;
 mod events;
 mod fields;
 mod frame_error;
+mod hub;
 mod ids;
 mod sender;
 mod server;
@@ -16,12 +17,14 @@ pub use client::*;
 pub use errors::ErrorCode;
 pub use events::*;
 pub use frame_error::{FrameError, MAX_FRAME_BYTES};
+pub use hub::{
+    Envelope, HubTimestamp, ProjectEnvelope, ProjectPayload, ProjectStatus, UpdateEnvelope,
+};
 pub use ids::{ConnectionId, CorrelationId, EventId, InvalidId, JobId, MessageId, UserId};
 pub use sender::*;
 pub use server::*;
 pub use user::{
-    Alert, AlertSeverity, Envelope, Form, HubTimestamp, MAX_UPDATE_BYTES, Notification,
-    NotificationLevel, ProjectEnvelope, ProjectPayload, ProjectStatus, UpdateEnvelope, UserMessage,
+    Alert, AlertSeverity, Form, MAX_UPDATE_BYTES, Notification, NotificationLevel, UserMessage,
     UserMessageError,
 };
 pub use values::{InvalidStageName, Percent, PercentOutOfRange, StageName};
