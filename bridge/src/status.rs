@@ -27,6 +27,25 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Registers the notification hub's delivery counters under the names its dashboards know:
+/// `websocket_messages_sent_total{type}` and `websocket_messages_failed_total`.
+pub fn register_deliveries(
+    registry: &mut Registry,
+    sent: &Family<TypeLabel, Counter>,
+    failed: &Counter,
+) {
+    registry.register(
+        "websocket_messages_sent",
+        "Messages posted to WebSocket connections, by type",
+        sent.clone(),
+    );
+    registry.register(
+        "websocket_messages_failed",
+        "Posts to WebSocket connections that failed",
+        failed.clone(),
+    );
+}
+
 /// The bridge's state, shared by its tasks and its HTTP server.
 #[derive(Debug)]
 pub struct Status {
@@ -97,16 +116,7 @@ impl Status {
             self.redis_connected.clone(),
         );
         if deliveries {
-            registry.register(
-                "websocket_messages_sent",
-                "Messages posted to WebSocket connections, by type",
-                self.sent.clone(),
-            );
-            registry.register(
-                "websocket_messages_failed",
-                "Posts to WebSocket connections that failed",
-                self.sent_failed.clone(),
-            );
+            register_deliveries(registry, &self.sent, &self.sent_failed);
         }
     }
 

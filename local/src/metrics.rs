@@ -56,16 +56,7 @@ impl Counters {
             "WebSocket connections accepted",
             self.connections.clone(),
         );
-        registry.register(
-            "websocket_messages_sent",
-            "Messages posted to WebSocket connections, by type",
-            self.sent.clone(),
-        );
-        registry.register(
-            "websocket_messages_failed",
-            "Posts to WebSocket connections that failed",
-            self.failed.clone(),
-        );
+        jobcast_bridge::status::register_deliveries(&mut registry, &self.sent, &self.failed);
         if let Some(bridge) = bridge {
             // The posts are counted above, as they happen.
             bridge.register(&mut registry, false);
