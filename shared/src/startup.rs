@@ -42,14 +42,14 @@ struct Built {
     service: Jobcast<DynamoStore>,
 }
 
-async fn settings() -> Result<Settings, lambda_runtime::Error> {
+fn settings() -> Result<Settings, lambda_runtime::Error> {
     let settings = Settings::from_env().map_err(StartupError::from)?;
     crate::telemetry::init(&settings.logging);
     Ok(settings)
 }
 
 async fn build() -> Result<Built, lambda_runtime::Error> {
-    let settings = settings().await?;
+    let settings = settings()?;
     let sdk = crate::sdk::loader().load().await;
     let store = DynamoStore::new(&sdk, settings.tables.clone());
     // One Embedded Metric Format line per fan-out, on stdout for CloudWatch.
@@ -177,7 +177,7 @@ pub async fn sender() -> Result<(), lambda_runtime::Error> {
 /// The authorizer verifies the client's JWT; failing with "Unauthorized" makes API Gateway
 /// answer 401. A JWKS URL is fetched here, once per cold start.
 pub async fn authorizer() -> Result<(), lambda_runtime::Error> {
-    let settings = settings().await?;
+    let settings = settings()?;
     let verifier = TokenVerifier::new(&settings.jwt)
         .await
         .map_err(StartupError::from)?;
