@@ -10,6 +10,7 @@ mod chaos;
 mod costs;
 mod demo;
 mod drop_in;
+mod fan_out;
 mod faults;
 mod fuzz;
 mod halted_subscribe;

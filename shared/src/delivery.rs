@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use std::pin::pin;
+
+use futures::future::{Fuse, FusedFuture, FutureExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
 
 use crate::gateway::{ConnectionGateway, PostError};
@@ -18,8 +20,10 @@ use crate::store::{Audience, ConnectionStore, Page, PageRequest, StoreError};
 /// (`SEND_*`, `SUBSCRIBER_CACHE_TTL_MS`).
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
-    /// Posts in flight at once.
+    /// The most posts in flight at once: the ceiling the adaptive limit grows towards.
     pub concurrency: usize,
+    /// Posts in flight when a fan-out starts; the limit grows from here while throughput does.
+    pub initial_concurrency: usize,
     /// Attempts per connection, the first included.
     pub max_attempts: u32,
     /// Backoff before retry n is uniform in [0, min(max, base × 2ⁿ⁻¹)] ("full jitter").
@@ -37,7 +41,9 @@ pub struct DeliverySettings {
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
-            concurrency: 64,
+            // A Lambda has 1,024 file descriptors; each post in flight may hold a socket.
+            concurrency: 512,
+            initial_concurrency: 64,
             max_attempts: 4,
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_millis(1000),
@@ -172,7 +178,7 @@ where
         remember,
     } = delivery;
     let started = Instant::now();
-    let mut limit = AdaptiveLimit::new(settings.concurrency);
+    let mut limit = AdaptiveLimit::new(settings.initial_concurrency, settings.concurrency);
     let page_size = settings.page_size.max(1);
     // `also` first, once each; the lookup or list then leaves them out.
     let mut first = HashSet::new();
@@ -189,36 +195,72 @@ where
     };
     let mut next_page = audience.as_ref().map(|_| PageRequest::first(page_size));
     let mut remembered = (audience.is_some() && remember > 0).then(Vec::new);
+    let fetch = |request: PageRequest, nothing_sent: bool| {
+        let audience = audience.as_ref();
+        async move {
+            match audience {
+                Some(audience) => look_up(store, settings, audience, request, nothing_sent).await,
+                None => Ok(None),
+            }
+        }
+    };
+    // At most one page is being read at a time, while the posts of the pages before it go on.
+    let mut lookup = pin!(Fuse::terminated());
     let mut in_flight = FuturesUnordered::new();
     let mut report = DeliveryReport::default();
     let mut gone = Vec::new();
     let mut missed = Vec::new();
     loop {
-        // Keep `limit` posts in flight, reading the next page only when the queue is dry.
+        // The next page is asked for as soon as the queue could run dry within one round of
+        // posts, so a page's lookup overlaps the posts of the one before it.
+        if lookup.is_terminated()
+            && queued.len() < limit.current()
+            && let Some(request) = next_page.take()
+        {
+            // With nothing posted yet, nobody heard anything: the whole send may simply be
+            // tried again. Once anything went out, the posts under way are finished instead.
+            let nothing_sent =
+                in_flight.is_empty() && queued.is_empty() && report == DeliveryReport::default();
+            lookup.set(fetch(request, nothing_sent).fuse());
+        }
         while in_flight.len() < limit.current() {
-            if let Some(connection_id) = queued.pop_front() {
-                if skip.contains(&connection_id) {
+            let Some(connection_id) = queued.pop_front() else {
+                break;
+            };
+            if skip.contains(&connection_id) {
+                continue;
+            }
+            in_flight.push(deliver_one(
+                store,
+                gateway,
+                settings,
+                connection_id,
+                payload.clone(),
+            ));
+        }
+        let page = if in_flight.is_empty() {
+            if lookup.is_terminated() {
+                break;
+            }
+            // Nothing to post until the page comes.
+            lookup.as_mut().await
+        } else {
+            tokio::select! {
+                biased;
+                page = lookup.as_mut(), if !lookup.is_terminated() => page,
+                Some(outcome) = in_flight.next() => {
+                    let attempts = record(&mut report, &mut gone, &mut missed, outcome);
+                    if attempts.throttled > 0 {
+                        limit.on_throttled();
+                    } else {
+                        limit.on_success(Instant::now());
+                    }
                     continue;
                 }
-                in_flight.push(deliver_one(
-                    store,
-                    gateway,
-                    settings,
-                    connection_id,
-                    payload.clone(),
-                ));
-            } else if let (Some(request), Some(audience)) = (next_page.take(), &audience) {
-                // With nothing posted yet, nobody heard anything: the whole send may simply be
-                // tried again. Once anything went out, the posts under way are finished instead.
-                let nothing_sent = in_flight.is_empty() && report == DeliveryReport::default();
-                let Some(page) = look_up(store, settings, audience, request, nothing_sent).await?
-                else {
-                    // The rest of the audience is out of reach for now: finish what is under
-                    // way and say so, rather than drop the posts in flight.
-                    report.incomplete = true;
-                    remembered = None;
-                    continue;
-                };
+            }
+        };
+        match page? {
+            Some(page) => {
                 next_page = page.next.map(|after| PageRequest {
                     after: Some(after),
                     limit: page_size,
@@ -231,42 +273,14 @@ where
                     }
                 }
                 queued.extend(page.items.into_iter().filter(|id| !first.contains(id)));
-            } else {
-                break;
+            }
+            None => {
+                // The rest of the audience is out of reach for now: finish what is under way
+                // and say so, rather than drop the posts in flight.
+                report.incomplete = true;
+                remembered = None;
             }
         }
-        let Some(outcome) = in_flight.next().await else {
-            break;
-        };
-        let attempts = match outcome {
-            Outcome::Delivered(attempts) => {
-                report.delivered += 1;
-                attempts
-            }
-            Outcome::Gone(attempts, connection_id) => {
-                report.gone += 1;
-                gone.push(connection_id);
-                attempts
-            }
-            Outcome::Failed {
-                attempts,
-                transient,
-                connection_id,
-            } => {
-                report.failed += 1;
-                report.failed_transient += u64::from(transient);
-                if transient {
-                    missed.push(connection_id);
-                }
-                attempts
-            }
-        };
-        if attempts.throttled > 0 {
-            limit.on_throttled();
-        } else {
-            limit.on_success();
-        }
-        report.retried += u64::from(attempts.retries);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(FanOut {
@@ -275,6 +289,41 @@ where
         gone,
         missed,
     })
+}
+
+/// Counts one post's outcome in the report (and the lists of gone and missed connections);
+/// returns what the post took.
+fn record(
+    report: &mut DeliveryReport,
+    gone: &mut Vec<ConnectionId>,
+    missed: &mut Vec<ConnectionId>,
+    outcome: Outcome,
+) -> Attempts {
+    let attempts = match outcome {
+        Outcome::Delivered(attempts) => {
+            report.delivered += 1;
+            attempts
+        }
+        Outcome::Gone(attempts, connection_id) => {
+            report.gone += 1;
+            gone.push(connection_id);
+            attempts
+        }
+        Outcome::Failed {
+            attempts,
+            transient,
+            connection_id,
+        } => {
+            report.failed += 1;
+            report.failed_transient += u64::from(transient);
+            if transient {
+                missed.push(connection_id);
+            }
+            attempts
+        }
+    };
+    report.retried += u64::from(attempts.retries);
+    attempts
 }
 
 /// Lookups of a page tried before the fan-out gives up on the rest of its audience.
@@ -384,28 +433,49 @@ pub async fn post_with_retry<G: ConnectionGateway>(
     }
 }
 
-/// How many posts to keep in flight: additive increase, multiplicative decrease. A throttled
-/// post halves the limit; a window of unthrottled posts (as many as the limit) raises it by
-/// one, up to the configured concurrency. Posts already in flight when the limit fell were sent
-/// under the old limit, so their throttling does not halve it again.
+/// How many posts to keep in flight, learnt during the fan-out.
+///
+/// Posts take a network round trip each, so throughput is about the limit over the round trip
+/// until something else (the account's quota, the CPU) caps it. The limit therefore grows while
+/// throughput grows: after each window of as many completions as the limit, it compares the
+/// window's completion rate with the last one's. While the rate keeps rising by a tenth or more,
+/// the limit doubles (and, once a 429 was seen, grows by an eighth); when the rate stalls the
+/// limit holds, since more posts in flight would only wait longer. A throttled post halves it.
+/// Posts already in flight when the limit fell were sent under the old limit, so their
+/// throttling does not halve it again. The limit stays within 1 and the configured ceiling.
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
     current: usize,
     max: usize,
-    successes: usize,
+    /// Doubling until the first 429, gentler growth after.
+    slow_start: bool,
     /// Completions to ignore for decreases: those in flight when the limit last fell.
     grace: usize,
+    window: Window,
 }
 
+/// One window of completions, for the rate the limit is judged by.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    started: Option<Instant>,
+    completed: usize,
+    /// The rate of the last whole window, completions per second.
+    last_rate: Option<f64>,
+}
+
+/// How much faster a window must complete than the one before for the limit to grow.
+const GROWTH_THRESHOLD: f64 = 1.1;
+
 impl AdaptiveLimit {
-    /// A limit starting at `max` (at least 1), never rising above it.
-    pub fn new(max: usize) -> Self {
+    /// A limit starting at `initial`, never rising above `max` (both at least 1).
+    pub fn new(initial: usize, max: usize) -> Self {
         let max = max.max(1);
         Self {
-            current: max,
+            current: initial.clamp(1, max),
             max,
-            successes: 0,
+            slow_start: true,
             grace: 0,
+            window: Window::default(),
         }
     }
 
@@ -417,7 +487,9 @@ impl AdaptiveLimit {
     /// A post was throttled: halves the limit (at least 1), unless the post was already in flight
     /// when it last fell.
     pub fn on_throttled(&mut self) {
-        self.successes = 0;
+        self.slow_start = false;
+        // Throughput from before the halving says nothing about the new limit.
+        self.window = Window::default();
         if self.grace > 0 {
             self.grace -= 1;
             return;
@@ -427,13 +499,36 @@ impl AdaptiveLimit {
         self.current = (self.current / 2).max(1);
     }
 
-    /// A post went through unthrottled: after as many of those as the limit, raises it by one.
-    pub fn on_success(&mut self) {
+    /// A post went through unthrottled at `now`: once a window of as many completions as the
+    /// limit is done, grows the limit if the window completed faster than the last.
+    pub fn on_success(&mut self, now: Instant) {
         self.grace = self.grace.saturating_sub(1);
-        self.successes += 1;
-        if self.successes >= self.current {
-            self.successes = 0;
-            self.current = (self.current + 1).min(self.max);
+        let window = &mut self.window;
+        let Some(started) = window.started else {
+            window.started = Some(now);
+            return;
+        };
+        window.completed += 1;
+        if window.completed < self.current {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(started).as_secs_f64();
+        let rate = window.completed as f64 / elapsed.max(1e-6);
+        let grew = window
+            .last_rate
+            .is_none_or(|last| rate >= last * GROWTH_THRESHOLD);
+        *window = Window {
+            started: Some(now),
+            completed: 0,
+            last_rate: Some(rate),
+        };
+        if grew {
+            let step = if self.slow_start {
+                self.current
+            } else {
+                (self.current / 8).max(1)
+            };
+            self.current = (self.current + step).min(self.max);
         }
     }
 }
@@ -450,11 +545,57 @@ pub fn backoff(settings: &DeliverySettings, retry: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::AdaptiveLimit;
+
+    /// Completes one window of `limit.current()` posts, each `round_trip / in flight` apart,
+    /// as a fixed round trip with the limit in flight gives; returns the time after it.
+    fn window(limit: &mut AdaptiveLimit, mut now: Instant, spacing: Duration) -> Instant {
+        for _ in 0..limit.current() {
+            now += spacing;
+            limit.on_success(now);
+        }
+        now
+    }
+
+    #[test]
+    fn the_limit_doubles_while_throughput_grows_with_it() {
+        let mut limit = AdaptiveLimit::new(64, 512);
+        let round_trip = Duration::from_millis(20);
+        let mut now = Instant::now();
+        limit.on_success(now);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let spacing = round_trip / limit.current() as u32;
+            now = window(&mut limit, now, spacing);
+            seen.push(limit.current());
+        }
+        assert_eq!(seen, [128, 256, 512, 512, 512], "capped at the ceiling");
+    }
+
+    #[test]
+    fn the_limit_holds_when_throughput_stops_growing() {
+        let mut limit = AdaptiveLimit::new(64, 512);
+        let mut now = Instant::now();
+        limit.on_success(now);
+        // A fixed rate (a busy CPU, a capped endpoint): more in flight only waits longer.
+        let spacing = Duration::from_micros(50);
+        now = window(&mut limit, now, spacing);
+        assert_eq!(
+            limit.current(),
+            128,
+            "the first window has nothing to compare with"
+        );
+        now = window(&mut limit, now, spacing);
+        assert_eq!(limit.current(), 128, "no faster: hold");
+        window(&mut limit, now, spacing / 2);
+        assert_eq!(limit.current(), 256, "faster again: grow");
+    }
 
     #[test]
     fn throttling_halves_the_limit_once_per_window() {
-        let mut limit = AdaptiveLimit::new(64);
+        let mut limit = AdaptiveLimit::new(64, 64);
         limit.on_throttled();
         assert_eq!(limit.current(), 32);
         // The other 63 posts were in flight under the old limit: no further halving.
@@ -468,7 +609,7 @@ mod tests {
 
     #[test]
     fn the_limit_never_drops_below_one() {
-        let mut limit = AdaptiveLimit::new(4);
+        let mut limit = AdaptiveLimit::new(4, 4);
         for _ in 0..100 {
             limit.on_throttled();
         }
@@ -476,21 +617,22 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_window_adds_one_up_to_the_maximum() {
-        let mut limit = AdaptiveLimit::new(8);
+    fn after_a_429_growth_is_by_an_eighth_up_to_the_ceiling() {
+        let mut limit = AdaptiveLimit::new(64, 80);
         limit.on_throttled();
-        assert_eq!(limit.current(), 4);
-        for _ in 0..4 {
-            limit.on_success();
+        assert_eq!(limit.current(), 32);
+        let mut now = Instant::now();
+        limit.on_success(now);
+        let mut spacing = Duration::from_micros(400);
+        for expected in [36, 40, 45, 50] {
+            now = window(&mut limit, now, spacing);
+            assert_eq!(limit.current(), expected);
+            spacing /= 2;
         }
-        assert_eq!(limit.current(), 5, "a clean window of 4");
-        for _ in 0..5 {
-            limit.on_success();
+        for _ in 0..20 {
+            now = window(&mut limit, now, spacing);
+            spacing /= 2;
         }
-        assert_eq!(limit.current(), 6, "then a clean window of 5");
-        for _ in 0..1000 {
-            limit.on_success();
-        }
-        assert_eq!(limit.current(), 8, "capped at the configured concurrency");
+        assert_eq!(limit.current(), 80, "capped at the ceiling");
     }
 }

@@ -194,6 +194,11 @@ impl Settings {
         let delivery = &mut settings.delivery;
         delivery.concurrency =
             number(&lookup, "SEND_CONCURRENCY", delivery.concurrency as u64)? as usize;
+        delivery.initial_concurrency = number(
+            &lookup,
+            "SEND_INITIAL_CONCURRENCY",
+            delivery.initial_concurrency.min(delivery.concurrency) as u64,
+        )? as usize;
         delivery.max_attempts = number(
             &lookup,
             "SEND_MAX_ATTEMPTS",
@@ -355,16 +360,19 @@ mod tests {
             ("CONNECTION_TTL_SECONDS", "60"),
             ("AUTH_MODE", "none"),
             ("SEND_CONCURRENCY", "8"),
+            ("SEND_INITIAL_CONCURRENCY", "2"),
             ("SUBSCRIBER_CACHE_TTL_MS", "0"),
         ])
         .unwrap();
         assert_eq!(settings.connection_ttl, Duration::from_secs(60));
         assert_eq!(settings.auth_mode, AuthMode::None);
         assert_eq!(settings.delivery.concurrency, 8);
+        assert_eq!(settings.delivery.initial_concurrency, 2);
         assert!(settings.delivery.subscriber_cache_ttl.is_zero());
         for (name, value) in [
             ("CONNECTION_TTL_SECONDS", "soon"),
             ("SEND_CONCURRENCY", "0"),
+            ("SEND_INITIAL_CONCURRENCY", "0"),
             ("AUTH_MODE", "maybe"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();

@@ -36,6 +36,13 @@ pub struct Observations {
     /// When each subscription was made, for the index lag.
     subscribed_at:
         std::sync::Mutex<std::collections::HashMap<(ConnectionId, JobId), std::time::Instant>>,
+    /// Posts begun, counted by a gateway that shares these observations.
+    pub posts_started: AtomicU64,
+    /// How many posts began while each audience lookup was under way: more than zero is a
+    /// lookup that overlapped the posts of the pages before it.
+    pub posts_during_lookups: std::sync::Mutex<Vec<u64>>,
+    /// How long each audience lookup takes, as a store's round trip does.
+    pub lookup_delay: std::sync::Mutex<std::time::Duration>,
     /// Calls of this name fail as unavailable (before doing anything): after passing the
     /// first so many, this many times.
     pub fail_next: std::sync::Mutex<Option<FailPlan>>,
@@ -202,6 +209,16 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         page: PageRequest,
     ) -> Result<Page<ConnectionId>, StoreError> {
         count(&self.seen.audience_lookups);
+        let started_before = Observations::get(&self.seen.posts_started);
+        let delay = *self.seen.lookup_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.seen
+            .posts_during_lookups
+            .lock()
+            .unwrap()
+            .push(Observations::get(&self.seen.posts_started) - started_before);
         self.seen.strikes("connections_of")?;
         let mut page = self.inner.connections_of(audience, page).await?;
         let lag = *self.seen.index_lag.lock().unwrap();
