@@ -1,8 +1,10 @@
 """The baseline fan-out of AWS's WebSocket chat sample: boto3's apigatewaymanagementapi
 post_to_connection over a list of connection ids, in a plain loop or a thread pool.
 
-Prints {"started_micros", "finished_micros", "posted", "errors"} as JSON on stdout; the
-clients of the benchmark count what arrives."""
+With the same warm-up and repetitions as jobcast's sender: one unmeasured fan-out, then a
+line "ready" on stdout; each line on stdin then starts one fan-out, answered with
+{"started_micros", "finished_micros", "posted", "errors"} as a JSON line. The benchmark's
+clients count what arrives."""
 
 import argparse
 import json
@@ -35,8 +37,6 @@ def main() -> None:
         # As many pooled HTTP connections as threads, or the pool serialises on them.
         config=Config(max_pool_connections=max(args.threads, 10), retries={"max_attempts": 3}),
     )
-    errors = 0
-
     def post(connection_id: str) -> bool:
         try:
             client.post_to_connection(ConnectionId=connection_id, Data=payload)
@@ -45,18 +45,26 @@ def main() -> None:
             print(f"post failed: {err}", file=sys.stderr)
             return False
 
-    started = time.time_ns() // 1000
-    if args.mode == "loop":
-        for connection_id in ids:
-            errors += not post(connection_id)
-    else:
-        with ThreadPoolExecutor(max_workers=args.threads) as pool:
-            errors += sum(not ok for ok in pool.map(post, ids))
-    finished = time.time_ns() // 1000
-    json.dump(
-        {"started_micros": started, "finished_micros": finished, "posted": len(ids), "errors": errors},
-        sys.stdout,
-    )
+    pool = ThreadPoolExecutor(max_workers=args.threads)
+
+    def fan_out() -> int:
+        if args.mode == "loop":
+            return sum(not post(connection_id) for connection_id in ids)
+        return sum(not ok for ok in pool.map(post, ids))
+
+    fan_out()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        started = time.time_ns() // 1000
+        errors = fan_out()
+        finished = time.time_ns() // 1000
+        print(
+            json.dumps(
+                {"started_micros": started, "finished_micros": finished, "posted": len(ids), "errors": errors}
+            ),
+            flush=True,
+        )
+    pool.shutdown()
 
 
 if __name__ == "__main__":

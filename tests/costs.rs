@@ -8,6 +8,7 @@ use std::time::Duration;
 use jobcast::handlers::Jobcast;
 use jobcast::store::MemoryStore;
 use jobcast_local::{Emulator, EmulatorConfig};
+use jobcast_tests::costs::Measured;
 use jobcast_tests::*;
 use serde_json::json;
 
@@ -89,4 +90,40 @@ async fn a_frame_extends_the_connection_once_half_its_time_is_gone() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["delivered"], 1, "{answer}");
     assert_eq!(client.expect("progress_update").await["progress"], 50.0);
+}
+
+/// Every operation's DynamoDB requests and capacity units, counted on the wire between the
+/// store and DynamoDB Local, stay within the ceilings of `jobcast::cost` (the numbers the
+/// cost model and `jobcast cost` bill with).
+#[tokio::test]
+async fn every_operation_stays_within_its_ceiling_on_the_wire() {
+    let Ok(endpoint) = std::env::var("JOBCAST_DYNAMODB_ENDPOINT") else {
+        panic!("JOBCAST_DYNAMODB_ENDPOINT is not set: run scripts/test.sh");
+    };
+    let measured = jobcast_tests::costs::measure(&endpoint, &[1, 1_000]).await;
+    let mut over = Vec::new();
+    for Measured { operation, tally } in &measured {
+        let total = tally.total();
+        let cost = jobcast::cost::StoreCost {
+            calls: total.calls as f64,
+            read_units: total.read_units,
+            write_units: total.write_units,
+        };
+        let ceiling = operation.ceiling();
+        eprintln!(
+            "{operation}: {} calls ({}), {:.1} RCU, {:.1} WCU; ceiling {} / {:.1} / {:.1}",
+            total.calls,
+            tally.calls_by_operation(),
+            total.read_units,
+            total.write_units,
+            ceiling.calls,
+            ceiling.read_units,
+            ceiling.write_units
+        );
+        if !ceiling.holds(&cost) {
+            over.push(operation.to_string());
+        }
+    }
+    assert_eq!(measured.len(), 10, "every operation was measured");
+    assert!(over.is_empty(), "over their ceilings: {over:?}");
 }

@@ -489,7 +489,7 @@ async fn a_second_replay_to_the_same_connection_waits_for_the_first() {
     let refused = gateway.take();
     assert_eq!(refused[0]["code"], "replay_in_progress", "{refused:?}");
     // Its claim gone, the next subscribe replays.
-    store.abandon_replay(&running).await.unwrap();
+    store.abandon_replay(&running, None).await.unwrap();
     service
         .handle_message(&gateway, &websocket_event(&id, Some(body)))
         .await;

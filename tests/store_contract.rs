@@ -801,11 +801,21 @@ async fn the_frame_bucket_refills_at_its_rate_and_holds_its_burst<S: Store>(stor
                 .await
                 .unwrap()?;
             Some(match verdict {
-                FrameVerdict::Admitted { expires_at } => Admitted(
-                    expires_at
-                        .expect("the expiry comes with the token")
-                        .timestamp(),
-                ),
+                FrameVerdict::Admitted {
+                    expires_at,
+                    user_id,
+                } => {
+                    assert_eq!(
+                        user_id.expect("the user comes with the token").as_str(),
+                        "u",
+                        "the connection's user"
+                    );
+                    Admitted(
+                        expires_at
+                            .expect("the expiry comes with the token")
+                            .timestamp(),
+                    )
+                }
                 FrameVerdict::Refused { in_a_row } => Refused { in_a_row },
             })
         }
@@ -1025,20 +1035,20 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
         ..claim.clone()
     };
     assert!(store.start_replay(&again).await.unwrap().concurrent);
-    store.abandon_replay(&again).await.unwrap();
+    store.abandon_replay(&again, None).await.unwrap();
     // Another connection's claim, or one that lapsed, is no replay of this one's.
     let other = ReplayClaim {
         connection_id: connection_id(3),
         ..claim.clone()
     };
     assert!(!store.start_replay(&other).await.unwrap().concurrent);
-    store.abandon_replay(&other).await.unwrap();
+    store.abandon_replay(&other, None).await.unwrap();
     let after_lapse = ReplayClaim {
         until: Utc::now() + Duration::minutes(1),
         ..lapsed.clone()
     };
     assert!(!store.start_replay(&after_lapse).await.unwrap().concurrent);
-    store.abandon_replay(&after_lapse).await.unwrap();
+    store.abandon_replay(&after_lapse, None).await.unwrap();
     let during = appended(&store, new_event("claimed", progress(2.0))).await;
     assert_eq!(during.event.seq, 2);
     assert_eq!(
@@ -1047,14 +1057,14 @@ async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Stor
         "a lapsed claim holds nobody off"
     );
     assert_eq!(
-        store.finish_replay(&claim, 1).await.unwrap(),
+        store.finish_replay(&claim, 1, None).await.unwrap(),
         ReplayEnd::Behind { last_seq: 2 },
         "seq 2 came after the replay read the log"
     );
     let still = appended(&store, new_event("claimed", progress(3.0))).await;
     assert_eq!(still.replaying, vec![connection_id(1)]);
     assert_eq!(
-        store.finish_replay(&claim, 3).await.unwrap(),
+        store.finish_replay(&claim, 3, None).await.unwrap(),
         ReplayEnd::Live
     );
     let after = appended(&store, new_event("claimed", progress(4.0))).await;

@@ -3,35 +3,33 @@
 //! in AWS), Python boto3 in a plain loop and with a 32-thread pool, and the emulator's own
 //! ceiling under raw POST load from wrk. Every message is counted by real WebSocket clients.
 //!
+//! Then the fan-out at real round trips under the account's quota (`round_trips`), jobcast's
+//! sender beside itself at the fixed 64 posts in flight it used before, with its CPU time per
+//! post. Every approach gets one unmeasured warm-up and the same repetitions; min, median and
+//! max are reported.
+//!
 //! Run by `bench/fan-out.sh`, which builds, installs the baselines' tools and records the
-//! table in bench/RESULTS.md.
+//! table in bench/RESULTS.md; `--smoke` is the test command's small run (no baselines).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
-use futures::{SinkExt, StreamExt};
-use jobcast::gateway::ManagementApiGateway;
-use jobcast::handlers::Jobcast;
-use jobcast::protocol::{ConnectionId, JobId, UserId};
-use jobcast::settings::{AuthMode, Settings};
-use jobcast::store::{Connection, ConnectionStore, MemoryStore, Subscription};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::Value;
 
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_micros() as u64
-}
-
+#[path = "fan_out/clients.rs"]
+mod clients;
 mod local_server;
+#[path = "fan_out/round_trips.rs"]
+mod round_trips;
+#[path = "fan_out/sender.rs"]
+mod sender;
+
+use clients::{Received, Run, now_micros, open_clients};
 use local_server::Server;
+use sender::{Sender, bench_settings, fixed_settings};
 
 impl Server {
     /// Resident memory in KiB, from /proc.
@@ -44,7 +42,8 @@ impl Server {
             .context("VmRSS")
     }
 
-    async fn connection_ids(&self) -> Result<Vec<String>> {
+    /// The connections jobcast-local holds open.
+    pub async fn connection_ids(&self) -> Result<Vec<String>> {
         let body: Value = reqwest::get(format!("{}/connections", self.http()))
             .await?
             .json()
@@ -58,235 +57,107 @@ impl Server {
     }
 }
 
-/// What the clients received: a count and each frame's arrival time.
-#[derive(Default)]
-struct Received {
-    count: AtomicU64,
-    stamps: std::sync::Mutex<Vec<u64>>,
+/// boto3 in a plain loop or a thread pool, as a separate Python process: warmed up once, then
+/// one fan-out per line it is sent.
+struct Boto3 {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
-impl Received {
-    fn reset(&self) {
-        self.count.store(0, Ordering::SeqCst);
-        self.stamps.lock().unwrap().clear();
-    }
-
-    async fn wait_for(&self, expected: u64, patience: Duration) -> u64 {
-        let deadline = Instant::now() + patience;
-        loop {
-            let count = self.count.load(Ordering::SeqCst);
-            if count >= expected || Instant::now() > deadline {
-                return count;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+impl Boto3 {
+    fn start(python: &str, server: &Server, ids_file: &str, mode: &str) -> Result<Self> {
+        use std::io::BufRead;
+        let mut child = Command::new(python)
+            .args(["bench/boto3_baseline.py", "--endpoint", &server.http()])
+            .args(["--ids-file", ids_file, "--mode", mode, "--payload", PAYLOAD])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("running the boto3 baseline")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(line)) if line == "ready" => Ok(Self { child, lines }),
+            other => bail!("boto3 baseline did not start: {other:?}"),
         }
     }
-}
 
-/// Opens `n` WebSocket clients subscribed to `job`; each counts every text frame after that.
-async fn open_clients(server: &Server, n: usize, job: &str, received: Arc<Received>) -> Result<()> {
-    let url = format!("ws://{}/?user_id=bench", server.address);
-    let opened = futures::stream::iter(0..n)
-        .map(|_| {
-            let url = url.clone();
-            let received = received.clone();
-            let job = job.to_owned();
-            async move {
-                let (mut socket, _) = tokio_tungstenite::connect_async(&url).await?;
-                socket
-                    .send(Message::text(
-                        json!({"action": "subscribe", "job_id": job}).to_string(),
-                    ))
-                    .await?;
-                // The `subscribed` reply, then count everything else.
-                loop {
-                    match socket.next().await {
-                        Some(Ok(Message::Text(text))) if text.contains("\"subscribed\"") => break,
-                        Some(Ok(_)) => continue,
-                        other => bail!("subscribe failed: {other:?}"),
-                    }
-                }
-                tokio::spawn(async move {
-                    while let Some(Ok(message)) = socket.next().await {
-                        if let Message::Text(_) = message {
-                            let at = now_micros();
-                            received.stamps.lock().unwrap().push(at);
-                            received.count.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                });
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(200)
-        .collect::<Vec<_>>()
-        .await;
-    opened.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok(())
-}
-
-/// One approach's run: what arrived, when.
-struct Run {
-    approach: String,
-    delivered: u64,
-    expected: u64,
-    seconds_to_last: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.delivered as f64 / self.seconds_to_last
-    }
-
-    fn from(approach: &str, received: &Received, expected: u64, started_micros: u64) -> Run {
-        let mut latencies: Vec<u64> = received
-            .stamps
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|stamp| stamp.saturating_sub(started_micros))
-            .collect();
-        latencies.sort_unstable();
-        let at = |q: f64| -> f64 {
-            if latencies.is_empty() {
-                return f64::NAN;
-            }
-            let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
-            latencies[index] as f64 / 1000.0
-        };
-        Run {
-            approach: approach.to_owned(),
-            delivered: received.count.load(Ordering::SeqCst),
-            expected,
-            seconds_to_last: latencies.last().copied().unwrap_or(0) as f64 / 1e6,
-            p50_ms: at(0.5),
-            p99_ms: at(0.99),
-        }
+    /// One fan-out: when it started, and how many posts failed.
+    fn fan_out(&mut self) -> Result<(u64, u64)> {
+        let stdin = self.child.stdin.as_mut().context("stdin")?;
+        writeln!(stdin, "go")?;
+        let line = self.lines.next().context("boto3 baseline ended")??;
+        let report: Value = serde_json::from_str(&line)?;
+        let started = report["started_micros"]
+            .as_u64()
+            .context("started_micros")?;
+        Ok((started, report["errors"].as_u64().unwrap_or(0)))
     }
 }
 
-/// jobcast's sender in this process: the real handler over a store holding the subscribers,
-/// posting through the AWS SDK to jobcast-local's `@connections` over HTTP.
-struct Sender {
-    service: Jobcast<MemoryStore>,
-    gateway: ManagementApiGateway,
-}
-
-impl Sender {
-    async fn new(server: &Server, ids: &[String], job: &str, settings: Settings) -> Result<Self> {
-        let store = MemoryStore::new();
-        let user = UserId::parse("bench")?;
-        let expires_at = Utc::now() + chrono::Duration::hours(2);
-        for id in ids {
-            let connection_id = ConnectionId::parse(id.clone())?;
-            store
-                .put_connection(&Connection {
-                    connection_id: connection_id.clone(),
-                    user_id: user.clone(),
-                    connected_at: Utc::now(),
-                    expires_at,
-                })
-                .await?;
-            store
-                .put_subscription(&Subscription {
-                    connection_id,
-                    job_id: JobId::parse(job)?,
-                    user_id: user.clone(),
-                    expires_at,
-                    live_after: 0,
-                })
-                .await?;
-        }
-        let sdk = jobcast::sdk::loader()
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-                "bench", "bench", None, None, "bench",
-            ))
-            .load()
-            .await;
-        let gateway = ManagementApiGateway::new(&sdk, &server.http());
-        Ok(Sender {
-            service: Jobcast::new(store, settings),
-            gateway,
-        })
+impl Drop for Boto3 {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
-
-    async fn send(&self, job: &str, n: u32) -> Result<Value> {
-        let outcome = self
-            .service
-            .handle_send(
-                &self.gateway,
-                json!({"job_id": job, "event": {"type": "progress_update", "stage": "bench",
-                    "progress": f64::from(n % 100), "message": "fan-out benchmark"}}),
-            )
-            .await?;
-        Ok(serde_json::to_value(outcome)?)
-    }
-}
-
-fn bench_settings(concurrency: usize) -> Settings {
-    let mut settings = Settings {
-        auth_mode: AuthMode::None,
-        ..Settings::default()
-    };
-    settings.delivery.concurrency = concurrency;
-    settings
 }
 
 const PAYLOAD: &str = r#"{"type":"progress_update","job_id":"bench","seq":1,"stage":"bench","progress":50.0,"message":"fan-out benchmark"}"#;
 
-/// boto3 in a plain loop or a thread pool, as a separate Python process.
-fn python_baseline(
-    python: &str,
-    server: &Server,
-    ids_file: &str,
-    mode: &str,
-) -> Result<(u64, u64)> {
-    let output = Command::new(python)
-        .args(["bench/boto3_baseline.py", "--endpoint", &server.http()])
-        .args(["--ids-file", ids_file, "--mode", mode, "--payload", PAYLOAD])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the boto3 baseline")?;
-    if !output.status.success() {
-        bail!("boto3 baseline failed: {}", output.status);
+/// One approach at one size: its runs, sorted by time to the last receipt.
+struct Approach {
+    name: String,
+    runs: Vec<Run>,
+}
+
+impl Approach {
+    fn new(name: &str, mut runs: Vec<Run>) -> Self {
+        runs.sort_by(|a, b| a.seconds_to_last.total_cmp(&b.seconds_to_last));
+        Self {
+            name: name.to_owned(),
+            runs,
+        }
     }
-    let report: Value = serde_json::from_slice(&output.stdout)?;
-    let started = report["started_micros"]
-        .as_u64()
-        .context("started_micros")?;
-    let errors = report["errors"].as_u64().unwrap_or(0);
-    Ok((started, errors))
+
+    fn median(&self) -> &Run {
+        &self.runs[self.runs.len() / 2]
+    }
 }
 
 struct Row {
     subscribers: usize,
-    runs: Vec<Run>,
+    approaches: Vec<Approach>,
 }
 
 fn fmt_table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| subscribers | approach | delivered | delivered/s | time to last (ms) | p50 (ms) | p99 (ms) | jobcast is × faster |\n");
+    out.push_str("| subscribers | approach | delivered (worst run) | delivered/s (median run) | time to last: min / median / max (ms) | p50 (ms) | p99 (ms) | jobcast is × faster |\n");
     out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|\n");
     for row in rows {
-        let jobcast = row.runs.iter().find(|r| r.approach.starts_with("jobcast"));
-        for run in &row.runs {
+        let jobcast = row
+            .approaches
+            .iter()
+            .find(|a| a.name.starts_with("jobcast"));
+        for approach in &row.approaches {
+            let run = approach.median();
             let ratio = match jobcast {
-                Some(j) if !run.approach.starts_with("jobcast") => {
-                    format!("{:.1}×", j.rate() / run.rate())
+                Some(j) if !approach.name.starts_with("jobcast") => {
+                    format!("{:.1}×", j.median().rate() / run.rate())
                 }
                 _ => String::new(),
             };
+            let worst = approach.runs.iter().map(|r| r.delivered).min().unwrap_or(0);
             out.push_str(&format!(
-                "| {} | {} | {}/{} | {:.0} | {:.0} | {:.1} | {:.1} | {} |\n",
+                "| {} | {} | {}/{} | {:.0} | {:.0} / {:.0} / {:.0} | {:.1} | {:.1} | {} |\n",
                 row.subscribers,
-                run.approach,
-                run.delivered,
+                approach.name,
+                worst,
                 run.expected,
                 run.rate(),
+                approach.runs[0].seconds_to_last * 1000.0,
                 run.seconds_to_last * 1000.0,
+                approach.runs[approach.runs.len() - 1].seconds_to_last * 1000.0,
                 run.p50_ms,
                 run.p99_ms,
                 ratio
@@ -300,8 +171,22 @@ struct Args {
     local_bin: String,
     python: String,
     sizes: Vec<usize>,
-    concurrency: usize,
+    repeats: usize,
     sweep: Vec<usize>,
+    latencies: Vec<u64>,
+    round_trip_sizes: Vec<usize>,
+    smoke: bool,
+}
+
+fn list<T: std::str::FromStr>(value: &str) -> Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(value
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?)
 }
 
 fn parse_args() -> Result<Args> {
@@ -309,27 +194,61 @@ fn parse_args() -> Result<Args> {
         local_bin: "target/release/jobcast-local".into(),
         python: "python3".into(),
         sizes: vec![100, 1_000, 10_000],
-        concurrency: jobcast::delivery::DeliverySettings::default().concurrency,
-        sweep: vec![16, 32, 64, 128, 256],
+        repeats: 3,
+        sweep: vec![16, 32, 64, 128, 256, 512],
+        latencies: vec![0, 5, 20, 50],
+        round_trip_sizes: vec![5_000, 10_000],
+        smoke: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--smoke" {
+            // The test command's run: a few clients, every section but the baselines.
+            args.smoke = true;
+            args.sizes = vec![20];
+            args.repeats = 1;
+            args.sweep = vec![8];
+            args.latencies = vec![5];
+            args.round_trip_sizes = vec![20, 50];
+            continue;
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--local-bin" => args.local_bin = value,
             "--python" => args.python = value,
-            "--sizes" => args.sizes = value.split(',').map(str::parse).collect::<Result<_, _>>()?,
-            "--sweep" => {
-                args.sweep = value
-                    .split(',')
-                    .filter(|v| !v.is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
+            "--sizes" => args.sizes = list(&value)?,
+            "--repeats" => args.repeats = value.parse()?,
+            "--sweep" => args.sweep = list(&value)?,
+            "--latencies" => args.latencies = list(&value)?,
+            "--round-trip-sizes" => args.round_trip_sizes = list(&value)?,
             other => bail!("unknown flag {other}"),
         }
     }
     Ok(args)
+}
+
+/// `repeats` fan-outs after one unmeasured warm-up, each timed from its start to the last
+/// client's receipt.
+async fn jobcast_runs(
+    sender: &Sender,
+    job: &str,
+    received: &Received,
+    n: usize,
+    repeats: usize,
+) -> Result<Vec<Run>> {
+    let patience = Duration::from_secs(30 + n as u64 / 100);
+    let mut runs = Vec::new();
+    for round in 0..=repeats {
+        received.reset();
+        let started = now_micros();
+        let sent = sender.send(job, round as u32).await?;
+        received.wait_for(n as u64, patience).await;
+        eprintln!("jobcast report: {}", sent.report);
+        if round > 0 {
+            runs.push(Run::from(received, n as u64, started));
+        }
+    }
+    Ok(runs)
 }
 
 #[tokio::main]
@@ -340,6 +259,7 @@ async fn main() -> Result<()> {
     let mut ceiling_lines = Vec::new();
     let scratch = std::env::temp_dir().join(format!("jobcast-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
+    let largest = *args.sizes.iter().max().context("a size")?;
 
     for &n in &args.sizes {
         eprintln!("== {n} subscribers");
@@ -354,185 +274,164 @@ async fn main() -> Result<()> {
             bail!("{} connections open, expected {n}", ids.len());
         }
         let rss_after = server.rss_kib()?;
-        if n == *args.sizes.iter().max().unwrap() {
+        if n == largest {
             memory_line = format!(
                 "jobcast-local resident memory: {rss_before} KiB idle, {rss_after} KiB with {n} open, subscribed connections: {:.1} KiB per connection.",
-                (rss_after - rss_before) as f64 / n as f64
+                rss_after.saturating_sub(rss_before) as f64 / n as f64
             );
         }
         let ids_file = scratch.join(format!("ids-{n}.txt"));
         std::fs::write(&ids_file, ids.join("\n"))?;
         let ids_file = ids_file.to_string_lossy().into_owned();
         let patience = Duration::from_secs(30 + n as u64 / 100);
-        let mut runs = Vec::new();
+        let mut approaches = Vec::new();
 
-        // jobcast: a warm-up (connection pool, allocator), then the median of three.
-        let sender = Sender::new(&server, &ids, &job, bench_settings(args.concurrency)).await?;
-        sender.send(&job, 0).await?;
-        received.wait_for(n as u64, patience).await;
-        let mut jobcast_runs = Vec::new();
-        for round in 1..=3 {
-            received.reset();
-            let started = now_micros();
-            let report = sender.send(&job, round).await?;
-            received.wait_for(n as u64, patience).await;
-            eprintln!("jobcast report: {report}");
-            jobcast_runs.push(Run::from(
-                &format!("jobcast sender (concurrency {})", args.concurrency),
-                &received,
-                n as u64,
-                started,
-            ));
-        }
-        jobcast_runs.sort_by(|a, b| a.seconds_to_last.total_cmp(&b.seconds_to_last));
-        runs.push(jobcast_runs.swap_remove(1));
+        let sender = Sender::start(&server.http(), &ids, &job, bench_settings()).await?;
+        let runs = jobcast_runs(&sender, &job, &received, n, args.repeats).await?;
+        approaches.push(Approach::new("jobcast sender", runs));
 
-        for (mode, label) in [
-            ("loop", "boto3 plain loop"),
-            ("pool", "boto3, 32-thread pool"),
-        ] {
-            received.reset();
-            let (started, errors) = python_baseline(&args.python, &server, &ids_file, mode)?;
-            received.wait_for(n as u64, patience).await;
-            if errors > 0 {
-                eprintln!("{label}: {errors} errors");
+        if !args.smoke {
+            for (mode, label) in [
+                ("loop", "boto3 plain loop"),
+                ("pool", "boto3, 32-thread pool"),
+            ] {
+                let mut boto3 = Boto3::start(&args.python, &server, &ids_file, mode)?;
+                received.wait_for(n as u64, patience).await;
+                let mut runs = Vec::new();
+                for _ in 0..args.repeats {
+                    received.reset();
+                    let (started, errors) = boto3.fan_out()?;
+                    received.wait_for(n as u64, patience).await;
+                    if errors > 0 {
+                        eprintln!("{label}: {errors} errors");
+                    }
+                    runs.push(Run::from(&received, n as u64, started));
+                }
+                approaches.push(Approach::new(label, runs));
             }
-            runs.push(Run::from(label, &received, n as u64, started));
-        }
 
-        // The ceiling: wrk posting to @connections as fast as the emulator takes it.
-        received.reset();
-        let wrk = Command::new("wrk")
-            .args([
-                "-t",
-                "2",
-                "-c",
-                "64",
-                "-d",
-                "5s",
-                "--latency",
-                "-s",
-                "bench/post.lua",
-            ])
-            .arg(server.http())
-            .env("JOBCAST_BENCH_IDS", &ids_file)
-            .env("JOBCAST_BENCH_PAYLOAD", PAYLOAD)
-            .output()
-            .context("running wrk (apt-get install wrk)")?;
-        let text = String::from_utf8_lossy(&wrk.stdout).into_owned();
-        let requests_per_second: f64 = text
-            .lines()
-            .find_map(|line| line.strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("wrk output: {text}"))?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let heard = received.count.load(Ordering::SeqCst);
-        ceiling_lines.push((n, requests_per_second, heard));
+            // The ceiling: wrk posting to @connections as fast as the emulator takes it.
+            received.reset();
+            let wrk = Command::new("wrk")
+                .args([
+                    "-t",
+                    "2",
+                    "-c",
+                    "64",
+                    "-d",
+                    "5s",
+                    "--latency",
+                    "-s",
+                    "bench/post.lua",
+                ])
+                .arg(server.http())
+                .env("JOBCAST_BENCH_IDS", &ids_file)
+                .env("JOBCAST_BENCH_PAYLOAD", PAYLOAD)
+                .output()
+                .context("running wrk (apt-get install wrk)")?;
+            let text = String::from_utf8_lossy(&wrk.stdout).into_owned();
+            let requests_per_second: f64 = text
+                .lines()
+                .find_map(|line| line.strip_prefix("Requests/sec:"))
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| format!("wrk output: {text}"))?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            ceiling_lines.push((n, requests_per_second));
+        }
         rows.push(Row {
             subscribers: n,
-            runs,
+            approaches,
         });
         drop(server);
     }
 
-    // The concurrency sweep that picks the default, at the largest size.
+    // Fixed concurrencies beside the adaptive sender, at the largest size, no round trip.
     let mut sweep_lines = Vec::new();
-    let largest = *args.sizes.iter().max().unwrap();
     if !args.sweep.is_empty() {
         let server = Server::start(&args.local_bin, &[])?;
         let received = Arc::new(Received::default());
         let job = "bench-sweep";
         open_clients(&server, largest, job, received.clone()).await?;
         let ids = server.connection_ids().await?;
-        for &concurrency in &args.sweep {
-            let sender = Sender::new(&server, &ids, job, bench_settings(concurrency)).await?;
-            sender.send(job, 0).await?;
-            received
-                .wait_for(largest as u64, Duration::from_secs(60))
-                .await;
-            received.reset();
-            let started = now_micros();
-            sender.send(job, 1).await?;
-            received
-                .wait_for(largest as u64, Duration::from_secs(60))
-                .await;
-            let run = Run::from("", &received, largest as u64, started);
+        let mut settings: Vec<(String, jobcast::settings::Settings)> = args
+            .sweep
+            .iter()
+            .map(|&c| (format!("fixed {c}"), fixed_settings(c)))
+            .collect();
+        settings.push(("jobcast (grows from 64)".into(), bench_settings()));
+        for (label, settings) in settings.into_iter() {
+            let sender = Sender::start(&server.http(), &ids, job, settings).await?;
+            let runs = jobcast_runs(&sender, job, &received, largest, args.repeats).await?;
+            let approach = Approach::new(&label, runs);
+            let run = approach.median();
             sweep_lines.push(format!(
-                "| {concurrency} | {:.0} | {:.0} |",
+                "| {label} | {:.0} | {:.0} / {:.0} / {:.0} |",
                 run.rate(),
-                run.seconds_to_last * 1000.0
+                approach.runs[0].seconds_to_last * 1000.0,
+                run.seconds_to_last * 1000.0,
+                approach.runs[approach.runs.len() - 1].seconds_to_last * 1000.0,
             ));
         }
     }
 
-    // The account quota: 10,000 posts/s with a 5,000 burst, five events to 10,000 subscribers.
-    let throttled = {
-        let server = Server::start(&args.local_bin, &["--throttle-rps", "10000"])?;
-        let received = Arc::new(Received::default());
-        let job = "bench-quota";
-        let n = largest;
-        open_clients(&server, n, job, received.clone()).await?;
-        let ids = server.connection_ids().await?;
-        let sender = Sender::new(&server, &ids, job, bench_settings(args.concurrency)).await?;
-        // Let the bucket fill after the subscribe replies drained it.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let events = 5u32;
-        let started = now_micros();
-        let mut reports = Vec::new();
-        for round in 1..=events {
-            reports.push(sender.send(job, round).await?);
-        }
-        let expected = n as u64 * u64::from(events);
-        received.wait_for(expected, Duration::from_secs(120)).await;
-        let run = Run::from("", &received, expected, started);
-        let retried: u64 = reports.iter().filter_map(|r| r["retried"].as_u64()).sum();
-        let failed: u64 = reports.iter().filter_map(|r| r["failed"].as_u64()).sum();
-        format!(
-            "Under `--throttle-rps 10000` (burst 5,000), {events} events to {n} subscribers: {} of {expected} delivered ({} lost, {failed} reported failed, {retried} retries) in {:.2} s: {:.0} delivered/s, {:.0} % of the quota. The bucket's burst alone allows at most {:.0}/s over this run.",
-            run.delivered,
-            expected - run.delivered.min(expected),
-            run.seconds_to_last,
-            run.rate(),
-            run.rate() / 100.0,
-            expected as f64 / ((expected as f64 - 5000.0) / 10000.0),
-        )
-    };
+    let cells = round_trips::measure(
+        &args.local_bin,
+        &args.latencies,
+        &args.round_trip_sizes,
+        args.repeats,
+    )
+    .await?;
 
     let mut out = String::new();
     out.push_str(&fmt_table(&rows));
-    out.push('\n');
-    out.push_str("Emulator ceiling (wrk, 2 threads, 64 connections, 5 s of POST /@connections/{id} over the same clients):\n\n");
-    out.push_str(
-        "| subscribers | wrk requests/s | jobcast's delivered/s as % of it |\n|---:|---:|---:|\n",
-    );
-    for (n, rps, _heard) in &ceiling_lines {
-        let jobcast = rows
-            .iter()
-            .find(|r| r.subscribers == *n)
-            .and_then(|r| r.runs.first())
-            .map(Run::rate)
-            .unwrap_or(f64::NAN);
-        out.push_str(&format!(
-            "| {n} | {rps:.0} | {:.0} % |\n",
-            jobcast / rps * 100.0
-        ));
+    if !ceiling_lines.is_empty() {
+        out.push_str("\nEmulator ceiling (wrk, 2 threads, 64 connections, 5 s of POST /@connections/{id} over the same clients):\n\n");
+        out.push_str(
+            "| subscribers | wrk requests/s | jobcast's delivered/s as % of it |\n|---:|---:|---:|\n",
+        );
+        for (n, rps) in &ceiling_lines {
+            let jobcast = rows
+                .iter()
+                .find(|r| r.subscribers == *n)
+                .and_then(|r| r.approaches.first())
+                .map(|a| a.median().rate())
+                .unwrap_or(f64::NAN);
+            out.push_str(&format!(
+                "| {n} | {rps:.0} | {:.0} % |\n",
+                jobcast / rps * 100.0
+            ));
+        }
     }
     if !sweep_lines.is_empty() {
         out.push_str(&format!(
-            "\nSender concurrency at {largest} subscribers (one fan-out each, after a warm-up):\n\n| concurrency | delivered/s | time to last (ms) |\n|---:|---:|---:|\n"
+            "\nPosts in flight at {largest} subscribers, no round trip (a warm-up, then {} fan-outs each):\n\n| sender | delivered/s (median run) | time to last: min / median / max (ms) |\n|---|---:|---:|\n",
+            args.repeats
         ));
         for line in &sweep_lines {
             out.push_str(line);
             out.push('\n');
         }
     }
+    out.push_str(&format!(
+        "\nAt real round trips: every post slowed by `--post-latency-ms`, under `--throttle-rps 10000` (burst 5,000); a warm-up, then {} fan-outs per cell, 0.8 s apart so the bucket refills. CPU is the sender's thread's time on a CPU (`/proc/thread-self/schedstat`: handler, delivery, AWS SDK, signing, HTTP) over the posts delivered.\n\n",
+        args.repeats
+    ));
+    out.push_str(&round_trips::table(&cells));
     out.push('\n');
-    out.push_str(&throttled);
-    out.push_str("\n\n");
     out.push_str(&memory_line);
     out.push('\n');
     println!("{out}");
     std::io::stdout().flush()?;
     let _ = std::fs::remove_dir_all(&scratch);
+    let lost = rows
+        .iter()
+        .flat_map(|row| &row.approaches)
+        .filter(|a| a.name.starts_with("jobcast"))
+        .flat_map(|a| &a.runs)
+        .any(|run| run.delivered < run.expected)
+        || cells.iter().any(round_trips::Cell::lost);
+    if lost {
+        bail!("jobcast's sender lost posts");
+    }
     Ok(())
 }

@@ -14,6 +14,7 @@ use jobcast::publish::{PublishError, Publisher, Receipt};
 use serde_json::Value;
 
 mod bridge;
+mod cost;
 mod watch;
 
 #[derive(Debug, Parser)]
@@ -48,6 +49,9 @@ enum Command {
     /// Forward what a notification hub's publishers put on Redis to jobcast.
     #[command(subcommand)]
     Bridge(bridge::BridgeKind),
+    /// Price a month of traffic at list prices: jobcast (its measured per-operation store
+    /// costs), the seed design, and a hosted service.
+    Cost(cost::CostArgs),
     /// Print a job's latest snapshot, as the sender's `get_job` answers it.
     Status {
         #[command(flatten)]
@@ -176,6 +180,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Watch(args) => watch::run(args).await,
         Command::Bridge(kind) => bridge::run(kind).await,
+        Command::Cost(args) => {
+            cost::run(&args);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send {
             target,
             job_id,

@@ -140,6 +140,15 @@ impl<S: ConnectionStore + Clone> ConnectionStore for FaultyStore<S> {
         self.run("put_subscription", call).await
     }
 
+    async fn put_claimed_subscription(
+        &self,
+        subscription: &Subscription,
+        claim: &ReplayClaim,
+    ) -> Result<(), StoreError> {
+        let call = self.inner.put_claimed_subscription(subscription, claim);
+        self.run("put_subscription", call).await
+    }
+
     async fn delete_subscription(
         &self,
         id: &ConnectionId,
@@ -233,8 +242,12 @@ impl<S: JobStore + Clone> JobStore for FaultyStore<S> {
             .await
     }
 
-    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
-        self.run("abandon_replay", self.inner.abandon_replay(claim))
+    async fn abandon_replay(
+        &self,
+        claim: &ReplayClaim,
+        kept: Option<&Subscription>,
+    ) -> Result<(), StoreError> {
+        self.run("abandon_replay", self.inner.abandon_replay(claim, kept))
             .await
     }
 
@@ -242,8 +255,9 @@ impl<S: JobStore + Clone> JobStore for FaultyStore<S> {
         &self,
         claim: &ReplayClaim,
         through: Seq,
+        joined: Option<&Subscription>,
     ) -> Result<ReplayEnd, StoreError> {
-        let call = self.inner.finish_replay(claim, through);
+        let call = self.inner.finish_replay(claim, through, joined);
         self.run("finish_replay", call).await
     }
 }

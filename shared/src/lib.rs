@@ -19,6 +19,8 @@
 //! - Ports and their adapters: [`store`] (connections, subscriptions, jobs and their event log;
 //!   in memory or on DynamoDB) and [`gateway`] (posting to a connection; API Gateway's
 //!   Management API). [`auth`]: the tokens a client presents and the `$connect` authorizer.
+//! - [`cost`]: what each operation may cost the store (held by a test on the wire) and a
+//!   month's bill at list prices; it depends on nothing else here.
 //! - [`protocol`], at the bottom: every wire type, parsed and validated before any handler
 //!   sees it; [`schemas`] writes them out as JSON Schema.
 
@@ -26,6 +28,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cost;
 pub mod delivery;
 pub mod gateway;
 pub mod handlers;

@@ -1,9 +1,12 @@
 //! Test support: an emulator on a free port, real WebSocket clients, real AWS SDK clients.
 
 pub mod chaos;
+pub mod costs;
+mod dynamo_tap;
 mod gateway;
 mod observed;
 mod redis_server;
+pub use dynamo_tap::{DynamoTap, Tally, Usage};
 pub use gateway::{RecordingPosts, ScriptedGateway, listening, listening_after};
 pub use observed::{Observations, ObservedStore};
 pub use redis_server::RedisServer;

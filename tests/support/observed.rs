@@ -160,6 +160,23 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         self.inner.put_subscription(subscription).await
     }
 
+    async fn put_claimed_subscription(
+        &self,
+        subscription: &Subscription,
+        claim: &ReplayClaim,
+    ) -> Result<(), StoreError> {
+        self.seen.strikes("put_subscription")?;
+        let key = (
+            subscription.connection_id.clone(),
+            subscription.job_id.clone(),
+        );
+        let now = std::time::Instant::now();
+        self.seen.subscribed_at.lock().unwrap().insert(key, now);
+        self.inner
+            .put_claimed_subscription(subscription, claim)
+            .await
+    }
+
     async fn delete_subscription(
         &self,
         id: &ConnectionId,
@@ -280,19 +297,24 @@ impl<S: JobStore + Clone> JobStore for ObservedStore<S> {
         self.inner.start_replay(claim).await
     }
 
-    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
+    async fn abandon_replay(
+        &self,
+        claim: &ReplayClaim,
+        kept: Option<&Subscription>,
+    ) -> Result<(), StoreError> {
         count(&self.seen.replays_abandoned);
         self.seen.strikes("abandon_replay")?;
-        self.inner.abandon_replay(claim).await
+        self.inner.abandon_replay(claim, kept).await
     }
 
     async fn finish_replay(
         &self,
         claim: &ReplayClaim,
         through: Seq,
+        joined: Option<&Subscription>,
     ) -> Result<ReplayEnd, StoreError> {
         self.seen.strikes("finish_replay")?;
-        let end = self.inner.finish_replay(claim, through).await?;
+        let end = self.inner.finish_replay(claim, through, joined).await?;
         if matches!(end, ReplayEnd::Behind { .. }) {
             count(&self.seen.replays_behind);
         }

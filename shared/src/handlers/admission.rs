@@ -13,8 +13,8 @@ use crate::store::{FrameBucket, FrameVerdict, Store};
 
 /// Whether a frame may be served.
 pub(super) enum Admission {
-    /// Served; the connection's expiry, when the store said it.
-    Admitted(Option<DateTime<Utc>>),
+    /// Served; the connection's expiry and user, when the store said them.
+    Admitted(Option<DateTime<Utc>>, Option<UserId>),
     /// Refused with `rate_limited`.
     Limited,
     /// Refused, and the connection closed for sustained abuse.
@@ -60,7 +60,10 @@ pub(super) async fn admit_frame<S: Store, G: ConnectionGateway>(
         }
     };
     match verdict {
-        FrameVerdict::Admitted { expires_at } => Admission::Admitted(expires_at),
+        FrameVerdict::Admitted {
+            expires_at,
+            user_id,
+        } => Admission::Admitted(expires_at, user_id),
         FrameVerdict::Refused { in_a_row } if in_a_row <= u64::from(bucket.burst) => {
             tracing::info!(%connection_id, in_a_row, "frame over the rate limit");
             let err = ActionError::RateLimited {

@@ -35,7 +35,10 @@ impl FallbackFrames {
             Some(next) => {
                 *tat = next;
                 *refused = 0;
-                FrameVerdict::Admitted { expires_at: None }
+                FrameVerdict::Admitted {
+                    expires_at: None,
+                    user_id: None,
+                }
             }
             None => {
                 *refused += 1;
@@ -75,16 +78,28 @@ mod tests {
         assert_eq!(
             verdicts,
             [
-                FrameVerdict::Admitted { expires_at: None },
-                FrameVerdict::Admitted { expires_at: None },
-                FrameVerdict::Admitted { expires_at: None },
+                FrameVerdict::Admitted {
+                    expires_at: None,
+                    user_id: None,
+                },
+                FrameVerdict::Admitted {
+                    expires_at: None,
+                    user_id: None,
+                },
+                FrameVerdict::Admitted {
+                    expires_at: None,
+                    user_id: None,
+                },
                 FrameVerdict::Refused { in_a_row: 1 },
                 FrameVerdict::Refused { in_a_row: 2 },
             ]
         );
         assert_eq!(
             frames.take(&id, bucket.at(1_100)),
-            FrameVerdict::Admitted { expires_at: None }
+            FrameVerdict::Admitted {
+                expires_at: None,
+                user_id: None,
+            }
         );
     }
 }

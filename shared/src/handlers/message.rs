@@ -29,8 +29,8 @@ impl<S: Store> Jobcast<S> {
         let Some(connection_id) = connection_of(request) else {
             return response(400, "missing connection id");
         };
-        let expires_at = match admit_frame(self, gateway, &connection_id).await {
-            Admission::Admitted(expires_at) => expires_at,
+        let (expires_at, stored_user) = match admit_frame(self, gateway, &connection_id).await {
+            Admission::Admitted(expires_at, user_id) => (expires_at, user_id),
             Admission::Limited => return response(429, "rate limited"),
             Admission::Closed => return response(429, "closed for abuse"),
             Admission::Unknown => return response(410, "unknown connection"),
@@ -54,7 +54,8 @@ impl<S: Store> Jobcast<S> {
         };
         let caller = Caller {
             connection_id,
-            user: authorized_user(request),
+            // The authorizer's word first; else the user the frame's own write read back.
+            user: authorized_user(request).or(stored_user),
             correlation_id,
         };
         let span = tracing::info_span!(

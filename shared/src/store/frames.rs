@@ -86,13 +86,16 @@ impl FrameCharge {
 }
 
 /// What the bucket said to one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameVerdict {
     /// A token was taken: serve the frame.
     Admitted {
         /// The connection's expiry, read by the same write (none where the store was not
         /// asked): the frame extends it only when less than half its time is left.
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// The connection's user, read by the same write (none where the store was not
+        /// asked): a frame needs no other read to know who sent it.
+        user_id: Option<crate::protocol::UserId>,
     },
     /// Refused; `in_a_row` counts the refusals since the last admitted frame.
     Refused {

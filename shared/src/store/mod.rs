@@ -223,6 +223,10 @@ pub const MAX_OWED: usize = 100;
 /// client that ignores a job it no longer follows.)
 pub const RECENT_SUBSCRIBER_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long senders leave a connection to its replay if the handler never releases it (a
+/// claim's `until` is this, plus up to ten seconds of jitter, after it was made).
+pub const REPLAY_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// At most this many recent subscribers are named on a job's head (an item is at most 400 KB);
 /// beyond them, a new subscription relies on the index alone, and its client's check after a
 /// quiet spell.
@@ -246,6 +250,16 @@ impl ReplayClaim {
     /// Whether senders should still leave the connection to its replay at `now`.
     pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
         self.until > now
+    }
+
+    /// Until when a subscription made under this claim is named among its job's recent
+    /// subscribers: [`RECENT_SUBSCRIBER_WINDOW`] after the claim was made (plus the claim's
+    /// jitter). A function of the claim alone, so the subscription's item and the release that
+    /// names it agree without a read.
+    pub fn recent_until(&self) -> DateTime<Utc> {
+        let window = chrono::Duration::from_std(RECENT_SUBSCRIBER_WINDOW).unwrap_or_default();
+        let ttl = chrono::Duration::from_std(REPLAY_CLAIM_TTL).unwrap_or_default();
+        self.until - ttl + window
     }
 
     /// As stored in DynamoDB's string set: `{connection_id} {until_ms}`.
@@ -447,6 +461,16 @@ pub trait ConnectionStore: Send + Sync + 'static {
         subscription: &Subscription,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records a subscription made under a replay claim, without telling senders yet: the claim
+    /// keeps them off the connection, and its release ([`JobStore::finish_replay`] given the
+    /// subscription) raises the job's subscription version and names the connection among
+    /// the recent subscribers in the same write. A subscribe costs one write less.
+    fn put_claimed_subscription(
+        &self,
+        subscription: &Subscription,
+        claim: &ReplayClaim,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Returns whether the subscription existed; if it did, raises the job's subscription
     /// version.
     fn delete_subscription(
@@ -550,17 +574,25 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ReplayStart, StoreError>> + Send;
 
     /// Releases `claim` whatever the job's seq: its replay stopped half-way and was undone.
+    /// Given a subscription the undo leaves in place, the same write raises the job's
+    /// subscription version, so no sender's cached list goes on leaving it out.
     fn abandon_replay(
         &self,
         claim: &ReplayClaim,
+        kept: Option<&Subscription>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Releases `claim` if, and only if, the job's last seq is still `through` (the replay
-    /// delivered everything up to it); otherwise says how far the job has gone.
+    /// delivered everything up to it); otherwise says how far the job has gone. Given the
+    /// subscription the claim was made for (recorded by
+    /// [`ConnectionStore::put_claimed_subscription`]), the release also raises the job's
+    /// subscription version and names the connection among its recent subscribers, as
+    /// [`ConnectionStore::put_subscription`] does.
     fn finish_replay(
         &self,
         claim: &ReplayClaim,
         through: Seq,
+        joined: Option<&Subscription>,
     ) -> impl Future<Output = Result<ReplayEnd, StoreError>> + Send;
 }
 

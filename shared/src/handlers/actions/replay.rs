@@ -10,7 +10,9 @@ use crate::handlers::errors::ActionError;
 use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
 use crate::protocol::{CorrelationId, JobId, ReplayPaused, Seq, ServerMessage};
-use crate::store::{JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent};
+use crate::store::{
+    JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent, Subscription,
+};
 
 /// Events read from the log at a time.
 const REPLAY_PAGE: usize = 100;
@@ -120,7 +122,14 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
     /// released whatever the job's seq, so no sender goes on skipping the connection; should
     /// even the close fail, the connection keeps its subscription, live from `live_after`, and
     /// notices what the replay missed by the gap in seqs.
-    pub async fn undo(&self, halt: Halt) -> Result<Vec<ServerMessage>, ActionError> {
+    ///
+    /// `put` is the subscription this subscribe recorded, if it got that far: one the undo
+    /// leaves in place is made known to senders as the claim goes.
+    pub async fn undo(
+        &self,
+        halt: Halt,
+        put: Option<&Subscription>,
+    ) -> Result<Vec<ServerMessage>, ActionError> {
         tracing::warn!(
             ?halt,
             already_subscribed = self.already_subscribed,
@@ -130,12 +139,12 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
             && !self.already_subscribed
         {
             if self.remove_subscription().await {
-                self.release().await;
+                self.release(None).await;
                 return Err(err.into());
             }
             tracing::warn!("could not remove a half-made subscription; closing instead");
         }
-        self.release().await;
+        self.release(put).await;
         self.close().await;
         Ok(Vec::new())
     }
@@ -173,9 +182,9 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
     }
 
     /// Releases the claim unconditionally, trying a few times before leaving it to lapse.
-    async fn release(&self) {
+    async fn release(&self, kept: Option<&Subscription>) {
         for attempt in 1..=RELEASE_ATTEMPTS {
-            match self.service.store().abandon_replay(self.claim).await {
+            match self.service.store().abandon_replay(self.claim, kept).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(attempt, error = %err, "could not release a replay claim");
@@ -195,7 +204,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
         if !self.remove_subscription().await {
             return Err(Halt::Told);
         }
-        self.release().await;
+        self.release(None).await;
         let last_seq = self
             .service
             .store()
@@ -218,7 +227,13 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
 
     /// Posts the events after `cursor` until the claim can be released at the job's last seq,
     /// or until this frame's share of events is spent (then it pauses).
-    pub async fn run(&self, mut cursor: Seq, mut pending: Vec<StoredEvent>) -> Result<(), Halt> {
+    /// The release names `joined`, the subscription the claim was made for, to senders.
+    pub async fn run(
+        &self,
+        mut cursor: Seq,
+        mut pending: Vec<StoredEvent>,
+        joined: &Subscription,
+    ) -> Result<(), Halt> {
         let store = self.service.store();
         let mut replayed = 0u64;
         let mut log_misses = 0;
@@ -237,7 +252,7 @@ impl<S: Store, G: ConnectionGateway> Replay<'_, S, G> {
                 cursor = event.seq;
                 replayed += 1;
             }
-            let finished = store.finish_replay(self.claim, cursor).await;
+            let finished = store.finish_replay(self.claim, cursor, Some(joined)).await;
             let last_seq = match finished.map_err(told)? {
                 ReplayEnd::Live => {
                     tracing::info!(replayed, through = cursor, "replay done; live");

@@ -14,8 +14,6 @@
 //! [`REPLAY_EVENTS_PER_FRAME`](crate::protocol::REPLAY_EVENTS_PER_FRAME) events per replay;
 //! past that the replay pauses (`replay_paused`) and the client subscribes again for more.
 
-use std::time::Duration;
-
 use chrono::Utc;
 
 use super::replay::{Halt, Replay, first_page};
@@ -25,10 +23,7 @@ use crate::handlers::admission::{REPLAYED_EVENTS_PER_TOKEN, charge_replay, repla
 use crate::handlers::errors::ActionError;
 use crate::handlers::service::Jobcast;
 use crate::protocol::{REPLAY_EVENTS_PER_FRAME, Seq, ServerMessage, Subscribe, Subscribed};
-use crate::store::{JobRecord, ReplayClaim, Store, Subscription};
-
-/// How long senders leave a connection to its replay if the handler never releases it.
-const REPLAY_CLAIM_TTL: Duration = Duration::from_secs(60);
+use crate::store::{JobRecord, REPLAY_CLAIM_TTL, ReplayClaim, Store, Subscription};
 
 /// Subscribes the caller and replays what it missed. Posts its own replies, in order:
 /// `subscribed`, then `job_status` (no `last_seq`, or the log no longer has the events), then
@@ -114,7 +109,7 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
             started.live_after
         }
         // An unavailable store may have recorded the claim all the same.
-        Err(err) => return replay.undo(Halt::Untold(err)).await,
+        Err(err) => return replay.undo(Halt::Untold(err), None).await,
     };
     let subscription = Subscription {
         connection_id: caller.connection_id.clone(),
@@ -128,7 +123,7 @@ pub(in crate::handlers) async fn run<S: Store, G: ConnectionGateway>(
         // Never a half-done subscribe: no claim left holding senders off, no subscription the
         // client does not know of, and a client that may think it is live is made to
         // reconnect and resume.
-        Err(halt) => replay.undo(halt).await,
+        Err(halt) => replay.undo(halt, Some(&subscription)).await,
     }
 }
 
@@ -141,8 +136,10 @@ async fn subscribe_under_claim<S: Store, G: ConnectionGateway>(
     last_seq: Option<Seq>,
 ) -> Result<(), Halt> {
     let store = replay.service.store();
+    // Senders hear of it when the claim is released (in the same write), not before: until
+    // then the claim keeps them off this connection.
     store
-        .put_subscription(subscription)
+        .put_claimed_subscription(subscription, replay.claim)
         .await
         .map_err(Halt::Untold)?;
     let (after_seq, recovered, first_page) = match last_seq {
@@ -162,5 +159,5 @@ async fn subscribe_under_claim<S: Store, G: ConnectionGateway>(
         // is still to come, as events.
         replay.answer(ServerMessage::JobStatus(job.into())).await?;
     }
-    replay.run(after_seq, first_page).await
+    replay.run(after_seq, first_page, subscription).await
 }

@@ -20,7 +20,7 @@ use super::table::IndexFilter;
 use crate::protocol::{ConnectionId, JobId, UserId};
 use crate::store::{
     Audience, Connection, ConnectionStore, FrameCharge, FrameTake, FrameVerdict, Page, PageRequest,
-    RECENT_SUBSCRIBER_WINDOW, Removed, StoreError, Subscription,
+    RECENT_SUBSCRIBER_WINDOW, Removed, ReplayClaim, StoreError, Subscription,
 };
 
 impl ConnectionStore for DynamoStore {
@@ -184,6 +184,18 @@ impl ConnectionStore for DynamoStore {
             .await?;
         let recent = entry.map_or(Recent::Keep, Recent::Add);
         self.raise_subscribers_version(&subscription.job_id, subscription.expires_at, recent)
+            .await
+    }
+
+    async fn put_claimed_subscription(
+        &self,
+        subscription: &Subscription,
+        claim: &ReplayClaim,
+    ) -> Result<(), StoreError> {
+        let mut item = SubscriptionItem::from(subscription);
+        // The entry the claim's release will name, so an unsubscribe can take it back.
+        item.recent_until = Some(claim.recent_until().timestamp_millis());
+        self.put(&self.tables.connections, item, "subscription")
             .await
     }
 

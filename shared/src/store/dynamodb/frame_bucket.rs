@@ -226,13 +226,20 @@ async fn charge_bucket(
     Ok(None)
 }
 
-/// An admitted frame, with the connection's expiry as the write that took its token left it
-/// (the item comes back whole with the write, at no extra cost).
+/// An admitted frame, with the connection's expiry and user as the write that took its token
+/// left them (the item comes back whole with the write, at no extra cost).
 fn admitted(
     item: Option<&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
 ) -> FrameVerdict {
     let expires_at = item
         .and_then(|item| number_of(item, EXPIRES_AT))
         .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0));
-    FrameVerdict::Admitted { expires_at }
+    let user_id = item
+        .and_then(|item| item.get("user_id"))
+        .and_then(|value| value.as_s().ok())
+        .and_then(|user| UserId::parse(user.as_str()).ok());
+    FrameVerdict::Admitted {
+        expires_at,
+        user_id,
+    }
 }

@@ -10,14 +10,20 @@ use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
     EventItem, HEAD_SEQ, Item, JobHeadItem, RECENT, RELEASED, RELEASED_WINDOW_MS, REPLAYING,
-    entry_until, epoch_seconds, live_claimants, n, now_seconds, number_of, s,
+    SubscriptionItem, entry_until, epoch_seconds, live_claimants, n, now_seconds, number_of, s,
 };
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
 use crate::store::{
     AppendOutcome, JobRecord, JobStore, LogPage, MAX_RECENT_SUBSCRIBERS, NewEvent, NewJob, Owed,
-    RegisterOutcome, ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent,
+    RegisterOutcome, ReplayClaim, ReplayEnd, ReplayStart, StoreError, StoredEvent, Subscription,
 };
+
+/// Lapsed entries on a job's head (claims, recent subscribers, released markers) before a
+/// release spends a write on tidying them. A subscribe leaves at most two (its released
+/// marker, its recent entry), so on a busy job one subscribe in eight, at most, pays a seventh
+/// request.
+const TIDY_AT_LAPSED: usize = 16;
 
 /// What raising a job's subscription version does to its recent subscribers.
 pub(super) enum Recent {
@@ -288,9 +294,20 @@ impl JobStore for DynamoStore {
         })
     }
 
-    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
-        self.update_job_head(claim.job_id.as_str())
-            .update_expression("DELETE #replaying :claim")
+    async fn abandon_replay(
+        &self,
+        claim: &ReplayClaim,
+        kept: Option<&Subscription>,
+    ) -> Result<(), StoreError> {
+        let mut release = self.update_job_head(claim.job_id.as_str());
+        release = match kept {
+            Some(_) => release
+                .update_expression("DELETE #replaying :claim ADD #version :one")
+                .expression_attribute_names("#version", "subscribers_version")
+                .expression_attribute_values(":one", n(1)),
+            None => release.update_expression("DELETE #replaying :claim"),
+        };
+        release
             .condition_expression("attribute_exists(#job)")
             .expression_attribute_names("#replaying", REPLAYING)
             .expression_attribute_names("#job", JOB_ID)
@@ -309,6 +326,7 @@ impl JobStore for DynamoStore {
         &self,
         claim: &ReplayClaim,
         through: Seq,
+        joined: Option<&Subscription>,
     ) -> Result<ReplayEnd, StoreError> {
         // Named for a few seconds as released through `through`: an append that committed
         // before this but reads the head after it leaves the connection to this replay.
@@ -317,37 +335,74 @@ impl JobStore for DynamoStore {
             claim.connection_id,
             Utc::now().timestamp_millis() + RELEASED_WINDOW_MS
         );
-        let released = self
-            .update_job_head(claim.job_id.as_str())
-            .update_expression("DELETE #replaying :claim ADD #released :marker")
-            .condition_expression("#last_seq = :through")
-            .expression_attribute_names("#replaying", REPLAYING)
-            .expression_attribute_names("#released", RELEASED)
-            .expression_attribute_names("#last_seq", "last_seq")
-            .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
-            .expression_attribute_values(":marker", AttributeValue::Ss(vec![marker]))
-            .expression_attribute_values(":through", n(through))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let head = match released {
-            Ok(output) => output.attributes.unwrap_or_default(),
-            Err(err) => {
-                use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
-                let Some(ConditionalCheckFailedException(failed)) = err.as_service_error() else {
-                    return Err(store_error("UpdateItem", err));
-                };
-                let last_seq = failed
-                    .item()
-                    .and_then(|old| number_of(old, "last_seq"))
-                    .and_then(|seq| Seq::try_from(seq).ok())
-                    .unwrap_or(0);
-                return Ok(ReplayEnd::Behind { last_seq });
+        // The subscription the claim was made for is announced in the same write: the version
+        // senders cache by, and its entry among the recent subscribers (unless the head names
+        // as many as it may, which only the write's condition can tell).
+        let mut entry = joined.and_then(|subscription| {
+            let mut item = SubscriptionItem::from(subscription);
+            item.recent_until = Some(claim.recent_until().timestamp_millis());
+            item.recent_entry()
+        });
+        let head = loop {
+            let mut release = self
+                .update_job_head(claim.job_id.as_str())
+                .expression_attribute_names("#replaying", REPLAYING)
+                .expression_attribute_names("#released", RELEASED)
+                .expression_attribute_names("#last_seq", "last_seq")
+                .expression_attribute_values(":claim", AttributeValue::Ss(vec![claim.encode()]))
+                .expression_attribute_values(":marker", AttributeValue::Ss(vec![marker.clone()]))
+                .expression_attribute_values(":through", n(through))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let mut add = vec!["#released :marker"];
+            let mut condition = "#last_seq = :through".to_owned();
+            if joined.is_some() {
+                add.push("#version :one");
+                release = release
+                    .expression_attribute_names("#version", "subscribers_version")
+                    .expression_attribute_values(":one", n(1));
+            }
+            if let Some(entry) = &entry {
+                add.push("#recent :entry");
+                condition.push_str(" AND (attribute_not_exists(#recent) OR size(#recent) < :cap)");
+                release = release
+                    .expression_attribute_names("#recent", RECENT)
+                    .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry.clone()]))
+                    .expression_attribute_values(":cap", n(MAX_RECENT_SUBSCRIBERS));
+            }
+            let released = release
+                .update_expression(format!("DELETE #replaying :claim ADD {}", add.join(", ")))
+                .condition_expression(condition)
+                .send()
+                .await;
+            match released {
+                Ok(output) => break output.attributes.unwrap_or_default(),
+                Err(err) => {
+                    use aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException;
+                    let Some(ConditionalCheckFailedException(failed)) = err.as_service_error()
+                    else {
+                        return Err(store_error("UpdateItem", err));
+                    };
+                    let last_seq = failed
+                        .item()
+                        .and_then(|old| number_of(old, "last_seq"))
+                        .and_then(|seq| Seq::try_from(seq).ok())
+                        .unwrap_or(0);
+                    if last_seq != through || entry.is_none() {
+                        return Ok(ReplayEnd::Behind { last_seq });
+                    }
+                    // The seq held: the head names as many recent subscribers as it may.
+                    tracing::debug!(job_id = %claim.job_id, "the head names as many recent subscribers as it may");
+                    entry = None;
+                }
             }
         };
         // Claims whose handler died before releasing them, subscribers no longer recent and
-        // replays released a while ago: tidy them away, best effort.
+        // replays released a while ago: tidy them away, best effort, once there are enough of
+        // them to be worth a write (readers skip lapsed entries; the tidy only keeps the head
+        // small, so most subscribes do without it).
         let now = Utc::now();
         let lapsed = |attribute: &str| -> Vec<String> {
             head.get(attribute)
@@ -360,12 +415,14 @@ impl JobStore for DynamoStore {
         };
         let mut tidy = self.update_job_head(claim.job_id.as_str());
         let mut deletes = Vec::new();
+        let mut count = 0;
         for (attribute, name, value) in [
             (REPLAYING, "#replaying", ":lapsed_claims"),
             (RECENT, "#recent", ":lapsed_recent"),
             (RELEASED, "#released", ":lapsed_released"),
         ] {
             let entries = lapsed(attribute);
+            count += entries.len();
             if !entries.is_empty() {
                 deletes.push(format!("{name} {value}"));
                 tidy = tidy
@@ -373,7 +430,7 @@ impl JobStore for DynamoStore {
                     .expression_attribute_values(value, AttributeValue::Ss(entries));
             }
         }
-        if !deletes.is_empty()
+        if count >= TIDY_AT_LAPSED
             && let Err(err) = tidy
                 .update_expression(format!("DELETE {}", deletes.join(", ")))
                 .send()

@@ -72,6 +72,34 @@ impl State {
             })
     }
 
+    /// Records a subscription, telling no sender.
+    fn record_subscription(&mut self, subscription: &Subscription) {
+        self.jobs_of_connection
+            .entry(subscription.connection_id.clone())
+            .or_default()
+            .insert(subscription.job_id.clone());
+        self.subscriptions
+            .entry(subscription.job_id.clone())
+            .or_default()
+            .insert(subscription.connection_id.clone(), subscription.clone());
+    }
+
+    /// Tells senders of a subscription: raises the job's subscription version and names the
+    /// connection among its recent subscribers.
+    fn announce_subscription(&mut self, subscription: &Subscription) {
+        *self
+            .subscribers_versions
+            .entry(subscription.job_id.clone())
+            .or_default() += 1;
+        let now = Utc::now();
+        let recent = self.recent.entry(subscription.job_id.clone()).or_default();
+        recent.retain(|(_, until)| *until > now);
+        if recent.len() < MAX_RECENT_SUBSCRIBERS {
+            let window = chrono::Duration::from_std(RECENT_SUBSCRIBER_WINDOW).unwrap_or_default();
+            recent.push((subscription.connection_id.clone(), now + window));
+        }
+    }
+
     /// The job's recent subscribers whose window still holds.
     fn recent(&self, job_id: &JobId) -> Vec<ConnectionId> {
         let now = Utc::now();
@@ -260,17 +288,21 @@ impl ConnectionStore for MemoryStore {
         FrameTake { bucket, now_ms }: FrameTake,
     ) -> Result<Option<FrameVerdict>, StoreError> {
         let mut state = self.lock();
-        let expires_at = state
+        let (expires_at, user_id) = state
             .connections
             .get(connection_id)
-            .map(|connection| connection.expires_at);
+            .map(|connection| (connection.expires_at, connection.user_id.clone()))
+            .unzip();
         let Some((tat, refused)) = state.frame_bucket(connection_id) else {
             return Ok(None);
         };
         if let Some(next) = (FrameTake { bucket, now_ms }).take(*tat) {
             *tat = next;
             *refused = 0;
-            Ok(Some(FrameVerdict::Admitted { expires_at }))
+            Ok(Some(FrameVerdict::Admitted {
+                expires_at,
+                user_id,
+            }))
         } else {
             *refused += 1;
             Ok(Some(FrameVerdict::Refused { in_a_row: *refused }))
@@ -330,27 +362,17 @@ impl ConnectionStore for MemoryStore {
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut state = self.lock_to_add();
-        state
-            .jobs_of_connection
-            .entry(subscription.connection_id.clone())
-            .or_default()
-            .insert(subscription.job_id.clone());
-        state
-            .subscriptions
-            .entry(subscription.job_id.clone())
-            .or_default()
-            .insert(subscription.connection_id.clone(), subscription.clone());
-        *state
-            .subscribers_versions
-            .entry(subscription.job_id.clone())
-            .or_default() += 1;
-        let now = Utc::now();
-        let recent = state.recent.entry(subscription.job_id.clone()).or_default();
-        recent.retain(|(_, until)| *until > now);
-        if recent.len() < MAX_RECENT_SUBSCRIBERS {
-            let window = chrono::Duration::from_std(RECENT_SUBSCRIBER_WINDOW).unwrap_or_default();
-            recent.push((subscription.connection_id.clone(), now + window));
-        }
+        state.record_subscription(subscription);
+        state.announce_subscription(subscription);
+        Ok(())
+    }
+
+    async fn put_claimed_subscription(
+        &self,
+        subscription: &Subscription,
+        _claim: &ReplayClaim,
+    ) -> Result<(), StoreError> {
+        self.lock_to_add().record_subscription(subscription);
         Ok(())
     }
 
@@ -578,13 +600,23 @@ impl JobStore for MemoryStore {
         })
     }
 
-    async fn abandon_replay(&self, claim: &ReplayClaim) -> Result<(), StoreError> {
+    async fn abandon_replay(
+        &self,
+        claim: &ReplayClaim,
+        kept: Option<&Subscription>,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
         if let Some(claims) = state.replay_claims.get_mut(&claim.job_id) {
             claims.remove(claim);
             if claims.is_empty() {
                 state.replay_claims.remove(&claim.job_id);
             }
+        }
+        if kept.is_some() {
+            *state
+                .subscribers_versions
+                .entry(claim.job_id.clone())
+                .or_default() += 1;
         }
         Ok(())
     }
@@ -593,6 +625,7 @@ impl JobStore for MemoryStore {
         &self,
         claim: &ReplayClaim,
         through: Seq,
+        joined: Option<&Subscription>,
     ) -> Result<ReplayEnd, StoreError> {
         let job_id = &claim.job_id;
         let mut state = self.lock();
@@ -607,6 +640,9 @@ impl JobStore for MemoryStore {
             if claims.is_empty() {
                 state.replay_claims.remove(job_id);
             }
+        }
+        if let Some(subscription) = joined {
+            state.announce_subscription(subscription);
         }
         Ok(ReplayEnd::Live)
     }

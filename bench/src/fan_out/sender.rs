@@ -1,0 +1,178 @@
+//! jobcast's sender under test: the real handler and delivery engine over an in-process store
+//! holding the subscribers, posting through the AWS SDK to jobcast-local's `@connections`.
+//!
+//! It runs on a thread of its own, with a single-threaded runtime that also drives its HTTP
+//! connections, so the thread's CPU time is the sender's whole cost (handler, delivery, SDK,
+//! signing, HTTP), apart from the clients and jobcast-local sharing the machine.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use jobcast::gateway::ManagementApiGateway;
+use jobcast::handlers::Jobcast;
+use jobcast::protocol::{ConnectionId, JobId, UserId};
+use jobcast::settings::{AuthMode, Settings};
+use jobcast::store::{Connection, ConnectionStore, MemoryStore, Subscription};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+/// One fan-out's answer: the sender's report and the CPU time the sender's thread spent on it.
+pub struct Sent {
+    /// The sender's report (`delivered`, `retried`, …).
+    pub report: Value,
+    /// User and system time of the sender's thread during the send.
+    pub cpu: Duration,
+}
+
+impl Sent {
+    /// CPU time per delivered post, in microseconds.
+    pub fn cpu_micros_per_post(&self) -> f64 {
+        let delivered = self.report["delivered"].as_u64().unwrap_or(0).max(1);
+        self.cpu.as_secs_f64() * 1e6 / delivered as f64
+    }
+}
+
+type Request = (String, u32, oneshot::Sender<Result<Sent>>);
+
+/// jobcast's sender on its own thread, posting to the jobcast-local at `base_url`.
+pub struct Sender {
+    requests: mpsc::Sender<Request>,
+}
+
+/// Settings as jobcast's defaults, without authentication.
+pub fn bench_settings() -> Settings {
+    Settings {
+        auth_mode: AuthMode::None,
+        ..Settings::default()
+    }
+}
+
+/// The settings of the sender before its fan-out learnt its concurrency: a fixed 64 in flight.
+pub fn fixed_settings(in_flight: usize) -> Settings {
+    let mut settings = bench_settings();
+    settings.delivery.concurrency = in_flight;
+    settings.delivery.initial_concurrency = in_flight;
+    settings
+}
+
+impl Sender {
+    /// A sender whose store has `ids` subscribed to `job`.
+    pub async fn start(
+        base_url: &str,
+        ids: &[String],
+        job: &str,
+        settings: Settings,
+    ) -> Result<Self> {
+        let (requests, mut incoming) = mpsc::channel::<Request>(1);
+        let (ready, started) = oneshot::channel::<Result<()>>();
+        let base_url = base_url.to_owned();
+        let ids = ids.to_vec();
+        let job = job.to_owned();
+        std::thread::Builder::new()
+            .name("jobcast-sender".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async move {
+                    let service = match subscribed(&ids, &job, settings).await {
+                        Ok(service) => service,
+                        Err(err) => {
+                            let _ = ready.send(Err(err));
+                            return;
+                        }
+                    };
+                    let gateway = gateway(&base_url).await;
+                    let _ = ready.send(Ok(()));
+                    while let Some((job, n, reply)) = incoming.recv().await {
+                        let _ = reply.send(send(&service, &gateway, &job, n).await);
+                    }
+                });
+            })?;
+        started.await.context("the sender's thread")??;
+        Ok(Self { requests })
+    }
+
+    /// Sends event `n` of `job` and waits for the fan-out's report.
+    pub async fn send(&self, job: &str, n: u32) -> Result<Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send((job.to_owned(), n, reply))
+            .await
+            .context("the sender's thread ended")?;
+        answer.await.context("the sender's thread ended")?
+    }
+}
+
+async fn subscribed(ids: &[String], job: &str, settings: Settings) -> Result<Jobcast<MemoryStore>> {
+    let store = MemoryStore::new();
+    let user = UserId::parse("bench")?;
+    let expires_at = Utc::now() + chrono::Duration::hours(2);
+    for id in ids {
+        let connection_id = ConnectionId::parse(id.clone())?;
+        store
+            .put_connection(&Connection {
+                connection_id: connection_id.clone(),
+                user_id: user.clone(),
+                connected_at: Utc::now(),
+                expires_at,
+            })
+            .await?;
+        store
+            .put_subscription(&Subscription {
+                connection_id,
+                job_id: JobId::parse(job)?,
+                user_id: user.clone(),
+                expires_at,
+                live_after: 0,
+            })
+            .await?;
+    }
+    Ok(Jobcast::new(store, settings))
+}
+
+async fn gateway(base_url: &str) -> ManagementApiGateway {
+    let sdk = jobcast::sdk::loader()
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
+        .load()
+        .await;
+    ManagementApiGateway::new(&sdk, base_url)
+}
+
+async fn send(
+    service: &Jobcast<MemoryStore>,
+    gateway: &ManagementApiGateway,
+    job: &str,
+    n: u32,
+) -> Result<Sent> {
+    let before = thread_cpu()?;
+    let outcome = service
+        .handle_send(
+            gateway,
+            json!({"job_id": job, "event": {"type": "progress_update", "stage": "bench",
+                "progress": f64::from(n % 100), "message": "fan-out benchmark"}}),
+        )
+        .await?;
+    let cpu = thread_cpu()?.saturating_sub(before);
+    Ok(Sent {
+        report: serde_json::to_value(outcome)?,
+        cpu,
+    })
+}
+
+/// This thread's time on a CPU so far, in nanoseconds (the first field of its `schedstat`).
+fn thread_cpu() -> Result<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("/proc/thread-self/schedstat")?;
+    let nanos: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .context("schedstat's first field")?;
+    Ok(Duration::from_nanos(nanos))
+}
