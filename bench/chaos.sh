@@ -18,7 +18,7 @@ mkdir -p bench/results
 {
   echo "## Chaos check (bench/chaos.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)). Each schedule (tests/support/chaos.rs)"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)). Each schedule (tests/support/chaos.rs)"
   echo "draws from its seed 2–4 jobs of 8–24 events (even jobs invoke the sender and resend while its"
   echo "report says someone was missed; odd jobs go through a simulated SQS FIFO queue that redelivers"
   echo "what is handed back and, up to 20 % of the time, a whole batch), 30–90 clients that drop up to"

@@ -21,7 +21,7 @@ mkdir -p bench/results
 {
   echo "## Cold start (bench/cold-start.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)); 20 starts per function after one"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)); 20 starts per function after one"
   echo "unmeasured start. Each bootstrap is the stripped release binary cargo lambda builds for SAM, started"
   echo "with Lambda's environment against a local stub of the Runtime API that serves one event. \"init\" is"
   echo "process start to the runtime's first \`next\` call: settings, tracing, the AWS SDK configuration and"

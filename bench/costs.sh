@@ -17,7 +17,7 @@ mkdir -p bench/results
 {
   echo "## What each operation costs the store (bench/costs.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git rev-parse --short HEAD), on DynamoDB Local. Every request between the store"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty), on DynamoDB Local. Every request between the store"
   echo "and DynamoDB Local passes a counting tap (tests/support/dynamo_tap.rs) that asks for"
   echo "\`ReturnConsumedCapacity: TOTAL\` and adds up what DynamoDB Local reports; a refused conditional"
   echo "write counts one write unit, as DynamoDB bills it. Client operations go through jobcast-local"

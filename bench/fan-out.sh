@@ -25,7 +25,7 @@ mkdir -p bench/results
 {
   echo "## Fan-out throughput (bench/fan-out.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)). Everything shares the machine: jobcast-local"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)). Everything shares the machine: jobcast-local"
   echo "(release), the benchmark's WebSocket clients, and the sender under test. jobcast's sender is the"
   echo "real handler and delivery engine posting through the AWS SDK to jobcast-local's \`@connections\`"
   echo "over HTTP, as it does in AWS; the boto3 baselines post the same payload to the same connection"

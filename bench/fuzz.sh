@@ -19,7 +19,7 @@ mkdir -p bench/results
 {
   echo "## Fuzz (bench/fuzz.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git rev-parse --short HEAD) on $(nproc) cores ($(uname -m)):"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)):"
   echo "tests/fuzz.rs with $cases client frames and $cases sender requests, each drawn from a seed:"
   echo "one of the repository's example frames (\`events/\`) mutated as JSON (fields removed, replaced"
   echo "with hostile values — huge strings and numbers, bidi and zero-width characters, deep nesting —"

@@ -34,7 +34,7 @@ out=bench/results/hostile.md
 {
   echo "## Hostile clients (bench/hostile.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git rev-parse --short HEAD) on $(nproc) cores ($(uname -m)),"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)),"
   echo "everything on this machine: jobcast-local (release, \`--auth jwt\`), the WebSocket clients and"
   echo "the pipeline, in one benchmark process. 500 readers (one user's connections) follow a job"
   echo "while the pipeline publishes 100 events to it at 20 a second (50,000 deliveries), first quiet,"

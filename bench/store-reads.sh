@@ -12,7 +12,7 @@ echo "$out"
 {
   echo "## DynamoDB reads per fan-out (bench/store-reads.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on DynamoDB Local (the official engine); read capacity as DynamoDB Local"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on DynamoDB Local (the official engine); read capacity as DynamoDB Local"
   echo "reports it. Each subscriber of the measured job also holds 3 other jobs' subscriptions, so the"
   echo "table holds 4 subscription items and 1 connection item per subscriber. The Query's last request"
   echo "is DynamoDB's empty page when the count is a multiple of the page size. Item sizes are computed"

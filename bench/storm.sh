@@ -26,7 +26,7 @@ mkdir -p bench/results
 {
   echo "## Reconnect storm (bench/storm.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)). jobcast-local (release, in-memory store) under"
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)). jobcast-local (release, in-memory store) under"
   echo "\`--throttle-rps 10000\` (burst 5,000); ${CLIENTS:-5000} real WebSocket clients on the same machine send"
   echo "\`subscribe {last_seq: 0}\` at once (each is answered with \`subscribed\` and a replay of the job's 5"
   echo "events); a client that hears nothing for 3 s subscribes again, and one whose connection the server"

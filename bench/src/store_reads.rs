@@ -45,7 +45,18 @@ async fn main() -> anyhow::Result<()> {
         "| subscribers | approach | requests | items read | items returned | read capacity units |"
     );
     println!("|---:|---|---:|---:|---:|---:|");
-    for subscribers in [1_000usize, 5_000] {
+    // `--sizes 10,20` for the test command's small run.
+    let mut sizes = vec![1_000usize, 5_000];
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--sizes", Some(list)) => {
+                sizes = list.split(',').map(str::parse).collect::<Result<_, _>>()?
+            }
+            _ => anyhow::bail!("usage: store-reads [--sizes 1000,5000]"),
+        }
+    }
+    for subscribers in sizes {
         let suffix: u64 = rand::random();
         let store = DynamoStore::new(
             &sdk,

@@ -438,11 +438,12 @@ pub async fn post_with_retry<G: ConnectionGateway>(
 /// Posts take a network round trip each, so throughput is about the limit over the round trip
 /// until something else (the account's quota, the CPU) caps it. The limit therefore grows while
 /// throughput grows: after each window of as many completions as the limit, it compares the
-/// window's completion rate with the last one's. While the rate keeps rising by a tenth or more,
-/// the limit doubles (and, once a 429 was seen, grows by an eighth); when the rate stalls the
-/// limit holds, since more posts in flight would only wait longer. A throttled post halves it.
-/// Posts already in flight when the limit fell were sent under the old limit, so their
-/// throttling does not halve it again. The limit stays within 1 and the configured ceiling.
+/// window's completion rate with the best one so far. While the rate keeps rising by a tenth or
+/// more, the limit doubles (and, once a 429 was seen, grows by an eighth). A growth that bought
+/// no such rise is taken back, and the limit holds where the rate was best: on a busy CPU more
+/// posts in flight only wait longer, and cost more. A throttled post halves it. Posts already in
+/// flight when the limit fell were sent under the old limit, so their throttling does not halve
+/// it again. The limit stays within 1 and the configured ceiling.
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
     current: usize,
@@ -459,8 +460,11 @@ pub struct AdaptiveLimit {
 struct Window {
     started: Option<Instant>,
     completed: usize,
-    /// The rate of the last whole window, completions per second.
-    last_rate: Option<f64>,
+    /// The best rate of a whole window so far, completions per second, and the limit it came
+    /// with.
+    best: Option<(f64, usize)>,
+    /// The limit before the last growth, while that growth is on trial.
+    trial_from: Option<usize>,
 }
 
 /// How much faster a window must complete than the one before for the limit to grow.
@@ -514,21 +518,24 @@ impl AdaptiveLimit {
         }
         let elapsed = now.saturating_duration_since(started).as_secs_f64();
         let rate = window.completed as f64 / elapsed.max(1e-6);
-        let grew = window
-            .last_rate
-            .is_none_or(|last| rate >= last * GROWTH_THRESHOLD);
-        *window = Window {
-            started: Some(now),
-            completed: 0,
-            last_rate: Some(rate),
-        };
-        if grew {
+        window.started = Some(now);
+        window.completed = 0;
+        let faster = window
+            .best
+            .is_none_or(|(best, _)| rate >= best * GROWTH_THRESHOLD);
+        if faster {
+            window.best = Some((rate, self.current));
             let step = if self.slow_start {
                 self.current
             } else {
                 (self.current / 8).max(1)
             };
-            self.current = (self.current + step).min(self.max);
+            let grown = (self.current + step).min(self.max);
+            window.trial_from = (grown > self.current).then_some(self.current);
+            self.current = grown;
+        } else if let Some(before) = window.trial_from.take() {
+            // The last growth bought nothing: back to where the rate was best, and hold.
+            self.current = before;
         }
     }
 }
@@ -575,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_holds_when_throughput_stops_growing() {
+    fn a_growth_that_buys_nothing_is_taken_back() {
         let mut limit = AdaptiveLimit::new(64, 512);
         let mut now = Instant::now();
         limit.on_success(now);
@@ -585,12 +592,26 @@ mod tests {
         assert_eq!(
             limit.current(),
             128,
-            "the first window has nothing to compare with"
+            "nothing to compare the first window with"
         );
         now = window(&mut limit, now, spacing);
-        assert_eq!(limit.current(), 128, "no faster: hold");
+        assert_eq!(limit.current(), 64, "no faster at 128: back to 64");
+        now = window(&mut limit, now, spacing);
+        assert_eq!(limit.current(), 64, "and it holds");
         window(&mut limit, now, spacing / 2);
-        assert_eq!(limit.current(), 256, "faster again: grow");
+        assert_eq!(limit.current(), 128, "faster again: grow");
+    }
+
+    #[test]
+    fn a_slower_window_after_a_growth_goes_back() {
+        let mut limit = AdaptiveLimit::new(64, 512);
+        let mut now = Instant::now();
+        limit.on_success(now);
+        now = window(&mut limit, now, Duration::from_micros(50));
+        assert_eq!(limit.current(), 128);
+        // More in flight made every post slower (contention): worse than before.
+        window(&mut limit, now, Duration::from_micros(80));
+        assert_eq!(limit.current(), 64);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::clients::{Received, Run, now_micros, open_clients};
-use super::sender::{Sender, bench_settings, fixed_settings};
+use super::sender::{RawHttp, Sender, bench_settings, fixed_settings};
 use crate::local_server::Server;
 
 /// One measured cell: a round trip, an audience, an approach.
@@ -34,6 +34,12 @@ impl Cell {
         self.approach == "jobcast" && self.worst_delivered < self.subscribers as u64
     }
 }
+
+/// jobcast's sender at 64 in flight, as before its concurrency grew.
+const FIXED: &str = "fixed 64 in flight (before)";
+/// The CPU floor: what a bare HTTP client spends per post on this machine.
+const RAW: &str = "floor: bare HTTP POSTs (reqwest, 64 in flight; no store, SDK or signing)";
+const APPROACHES: [&str; 3] = ["jobcast", FIXED, RAW];
 
 fn median<T: Copy>(sorted: &[T]) -> T {
     sorted[sorted.len() / 2]
@@ -65,12 +71,13 @@ pub async fn measure(
         open_clients(&server, largest, job, received.clone()).await?;
         let ids = server_ids(&server, largest).await?;
         for &subscribers in sizes {
-            for (approach, settings) in [
-                ("jobcast", bench_settings()),
-                ("fixed 64 in flight (before)", fixed_settings(64)),
-            ] {
-                let sender =
-                    Sender::start(&server.http(), &ids[..subscribers], job, settings).await?;
+            for approach in APPROACHES {
+                let ids = &ids[..subscribers];
+                let sender = match approach {
+                    "jobcast" => Sender::start(&server.http(), ids, job, bench_settings()).await?,
+                    FIXED => Sender::start(&server.http(), ids, job, fixed_settings(64)).await?,
+                    _ => Sender::start_raw(&server.http(), ids, RawHttp { in_flight: 64 }).await?,
+                };
                 let patience = Duration::from_secs(60);
                 let mut seconds = Vec::new();
                 let mut cpu_micros = Vec::new();

@@ -56,7 +56,38 @@ pub fn fixed_settings(in_flight: usize) -> Settings {
     settings
 }
 
+/// The CPU floor beside jobcast's sender: each post a bare, unsigned HTTP POST from reqwest
+/// (no store, no AWS SDK, no signing), this many in flight.
+pub struct RawHttp {
+    /// Posts in flight.
+    pub in_flight: usize,
+}
+
 impl Sender {
+    /// The CPU floor's sender: posts the same payload to `ids` with [`RawHttp`].
+    pub async fn start_raw(base_url: &str, ids: &[String], raw: RawHttp) -> Result<Self> {
+        let (requests, mut incoming) = mpsc::channel::<Request>(1);
+        let client = reqwest::Client::new();
+        let urls: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{base_url}/@connections/{}", urlencode(id)))
+            .collect();
+        std::thread::Builder::new()
+            .name("raw-sender".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async move {
+                    while let Some((_, n, reply)) = incoming.recv().await {
+                        let _ = reply.send(raw_send(&client, &urls, raw.in_flight, n).await);
+                    }
+                });
+            })?;
+        Ok(Self { requests })
+    }
+
     /// A sender whose store has `ids` subscribed to `job`.
     pub async fn start(
         base_url: &str,
@@ -161,6 +192,37 @@ async fn send(
     let cpu = thread_cpu()?.saturating_sub(before);
     Ok(Sent {
         report: serde_json::to_value(outcome)?,
+        cpu,
+    })
+}
+
+fn urlencode(id: &str) -> String {
+    form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+async fn raw_send(
+    client: &reqwest::Client,
+    urls: &[String],
+    in_flight: usize,
+    n: u32,
+) -> Result<Sent> {
+    use futures::StreamExt;
+    let before = thread_cpu()?;
+    let payload = json!({"type": "progress_update", "job_id": "bench", "seq": n,
+        "stage": "bench", "progress": f64::from(n % 100), "message": "fan-out benchmark"})
+    .to_string();
+    let delivered = futures::stream::iter(urls)
+        .map(|url| {
+            let request = client.post(url).body(payload.clone());
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .buffer_unordered(in_flight)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    let cpu = thread_cpu()?.saturating_sub(before);
+    Ok(Sent {
+        report: json!({"delivered": delivered, "retried": 0}),
         cpu,
     })
 }
