@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 read -r pid JOBCAST_DYNAMODB_ENDPOINT < <(scripts/dynamodb-local.sh)
 trap 'kill "$pid" 2>/dev/null || true' EXIT
 export JOBCAST_DYNAMODB_ENDPOINT
-cargo build --quiet --locked -p jobcast-bench --bin costs -p jobcast-cli
+# Two builds: `--bin costs` would narrow the CLI's build to a binary it does not have.
+cargo build --quiet --locked -p jobcast-bench --bin costs
+cargo build --quiet --locked -p jobcast-cli
 table="$(target/debug/costs "$@")"
 shape=(--connections 10000 --subscriptions-per-connection 50 --events 10000000 --subscribers-per-event 5)
 bill="$(target/debug/jobcast cost "${shape[@]}")"

@@ -127,3 +127,46 @@ async fn every_operation_stays_within_its_ceiling_on_the_wire() {
     assert_eq!(measured.len(), 10, "every operation was measured");
     assert!(over.is_empty(), "over their ceilings: {over:?}");
 }
+
+/// The ceilings docs/costs.md shows are the ones the test above holds.
+#[test]
+fn the_documented_ceilings_are_the_ones_held() {
+    use jobcast::cost::Operation;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/costs.md"))
+        .expect("docs/costs.md");
+    for operation in [
+        Operation::Connect,
+        Operation::Subscribe,
+        Operation::SubscribeWithReplay { events: 100 },
+        Operation::Frame { subscriptions: 50 },
+        Operation::Extend { subscriptions: 50 },
+        Operation::Event {
+            subscribers: 1,
+            warm: false,
+            recent: 0,
+        },
+        Operation::Event {
+            subscribers: 1,
+            warm: true,
+            recent: 0,
+        },
+        Operation::Event {
+            subscribers: 1_000,
+            warm: false,
+            recent: 200,
+        },
+        Operation::Event {
+            subscribers: 10_000,
+            warm: false,
+            recent: 0,
+        },
+        Operation::Disconnect { subscriptions: 50 },
+    ] {
+        let ceiling = operation.ceiling();
+        let row = format!(
+            "| {operation} | {} | {} | {} |",
+            ceiling.calls, ceiling.read_units, ceiling.write_units
+        );
+        assert!(doc.contains(&row), "docs/costs.md lacks the row {row}");
+    }
+}

@@ -119,6 +119,8 @@ fn every_bootstrap_starts_cold_and_answers() {
         lambda_dir.display()
     );
     let output = Command::new(env!("CARGO_BIN_EXE_cold-start"))
+        // Its events are read from `events/`, beside the workspace's manifest.
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .arg("--lambda-dir")
         .arg(&lambda_dir)
         .args([

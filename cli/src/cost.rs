@@ -25,6 +25,9 @@ pub struct CostArgs {
     /// Hours a connection lasts before it reconnects and resubscribes (API Gateway: at most 2).
     #[arg(long, default_value_t = 2.0, value_parser = positive)]
     connection_hours: f64,
+    /// `CONNECTION_TTL_SECONDS` in minutes: connections are extended every half of it.
+    #[arg(long, default_value_t = 60.0, value_parser = positive)]
+    connection_ttl_minutes: f64,
     /// Billed milliseconds of a client-facing Lambda invocation.
     #[arg(long, default_value_t = 10.0, value_parser = positive)]
     handler_ms: f64,
@@ -74,6 +77,7 @@ pub fn run(args: &CostArgs) {
     };
     let assumptions = Assumptions {
         connection_hours: args.connection_hours,
+        connection_ttl_minutes: args.connection_ttl_minutes,
         ping_minutes: args.ping_minutes,
         handler_ms: args.handler_ms,
         post_ms: args.post_ms,
@@ -88,9 +92,10 @@ pub fn run(args: &CostArgs) {
         args.subscribers_per_event
     );
     println!(
-        "a ping every {} min, a reconnect every {} h, {} MB Lambdas billed {} ms a frame, posts of {} ms.",
+        "a ping every {} min, a reconnect every {} h, a {} min connection TTL, {} MB Lambdas billed {} ms a frame, posts of {} ms.",
         assumptions.ping_minutes,
         assumptions.connection_hours,
+        assumptions.connection_ttl_minutes,
         assumptions.lambda_memory_mb,
         assumptions.handler_ms,
         assumptions.post_ms

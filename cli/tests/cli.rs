@@ -507,3 +507,48 @@ async fn the_redis_bridge_forwards_reports_and_stops_on_sigterm() {
     // Nobody listens on the channel any more.
     assert_eq!(redis.cli(&["PUBLISH", "user_noti:ana", message]), "0");
 }
+
+/// `jobcast cost` prints the bill docs/costs.md shows for the same traffic, and refuses
+/// numbers that are no traffic.
+#[test]
+fn cost_prints_the_documented_bill_and_refuses_nonsense() {
+    let args = [
+        "cost",
+        "--connections",
+        "10000",
+        "--subscriptions-per-connection",
+        "50",
+        "--events",
+        "10000000",
+        "--subscribers-per-event",
+        "5",
+    ];
+    let output = std::process::Command::new(JOBCAST)
+        .args(args)
+        .output()
+        .expect("run jobcast cost");
+    assert!(output.status.success());
+    let bill = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(bill.contains("total a month"), "{bill}");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/costs.md"))
+        .expect("docs/costs.md");
+    let example = format!("$ jobcast {}\n{}", args.join(" "), bill.trim_end());
+    assert!(
+        doc.contains(&example),
+        "docs/costs.md should show this bill:\n{example}"
+    );
+    for bad in [
+        ["--connections", "-1"],
+        ["--events", "lots"],
+        ["--connections", "inf"],
+    ] {
+        let mut with_bad: Vec<&str> = args.to_vec();
+        let at = with_bad.iter().position(|a| *a == bad[0]).unwrap();
+        with_bad[at + 1] = bad[1];
+        let refused = std::process::Command::new(JOBCAST)
+            .args(&with_bad)
+            .output()
+            .expect("run jobcast cost");
+        assert_eq!(refused.status.code(), Some(2), "{bad:?} is refused");
+    }
+}

@@ -166,7 +166,16 @@ pub async fn measure(upstream: &str, audiences: &[usize]) -> Vec<Measured> {
                 subscribers,
                 "every subscriber posted"
             );
-            record(Operation::Event { subscribers, warm }, tap.take());
+            // Every subscription was just put: the head names as many as it may.
+            let recent = subscribers.min(jobcast::store::MAX_RECENT_SUBSCRIBERS);
+            record(
+                Operation::Event {
+                    subscribers,
+                    warm,
+                    recent,
+                },
+                tap.take(),
+            );
         }
     }
     drop(emulator);

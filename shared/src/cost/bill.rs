@@ -29,6 +29,9 @@ pub struct Assumptions {
     pub connection_hours: f64,
     /// Minutes between a client's keep-alive pings (`web/jobcast.js`: 5).
     pub ping_minutes: f64,
+    /// `CONNECTION_TTL_SECONDS`, in minutes: a frame that finds less than half of it left
+    /// extends the connection and its subscriptions.
+    pub connection_ttl_minutes: f64,
     /// Events each resubscribe replays.
     pub replayed_per_resubscribe: f64,
     /// Lambda memory, MB.
@@ -47,6 +50,7 @@ impl Default for Assumptions {
         Self {
             connection_hours: 2.0,
             ping_minutes: 5.0,
+            connection_ttl_minutes: 60.0,
             replayed_per_resubscribe: 0.0,
             lambda_memory_mb: 128.0,
             handler_ms: 10.0,
@@ -137,6 +141,7 @@ impl Bill {
 struct Month {
     connection_minutes: f64,
     connects: f64,
+    extensions: f64,
     subscribes: f64,
     pings: f64,
     events: f64,
@@ -147,9 +152,15 @@ impl Month {
     fn of(traffic: &Traffic, assumptions: &Assumptions) -> Self {
         let connection_minutes = traffic.connections * MINUTES_PER_MONTH;
         let connects = connection_minutes / (assumptions.connection_hours * 60.0);
+        // Each connection is extended every half TTL of its life, the first at half a TTL.
+        let half_ttl = assumptions.connection_ttl_minutes / 2.0;
+        let per_connection = ((assumptions.connection_hours * 60.0) / half_ttl - 1.0)
+            .ceil()
+            .max(0.0);
         Self {
             connection_minutes,
             connects,
+            extensions: connects * per_connection,
             subscribes: connects * traffic.subscriptions_per_connection,
             pings: connection_minutes / assumptions.ping_minutes,
             events: traffic.events,
@@ -231,9 +242,13 @@ pub fn bill(traffic: &Traffic, assumptions: &Assumptions, prices: &Prices) -> Bi
         Operation::Frame { subscriptions }
             .ceiling()
             .times(month.pings),
+        Operation::Extend { subscriptions }
+            .ceiling()
+            .times(month.extensions),
         Operation::Event {
             subscribers,
             warm: false,
+            recent: 0,
         }
         .ceiling()
         .times(month.events),

@@ -40,6 +40,9 @@ pub enum Operation {
         /// Whether the sender already holds the job's subscriber list (a warm sender, a second
         /// event within `SUBSCRIBER_CACHE_TTL_MS`).
         warm: bool,
+        /// Subscribers who joined in the last few seconds, named on the job's head (at most
+        /// 200): they make the head, read twice and rewritten by every event, larger.
+        recent: usize,
     },
     /// A client frame that finds less than half of `CONNECTION_TTL_SECONDS` left: it extends
     /// the connection and every subscription (about twice an hour per connection with the
@@ -64,9 +67,13 @@ impl fmt::Display for Operation {
             Self::Frame { subscriptions } => {
                 write!(f, "a client frame (ping), {subscriptions} subscriptions")
             }
-            Self::Event { subscribers, warm } => write!(
+            Self::Event {
+                subscribers,
+                warm,
+                recent,
+            } => write!(
                 f,
-                "an event to {subscribers} subscriber{} ({} sender)",
+                "an event to {subscribers} subscriber{} ({} sender, {recent} just joined)",
                 if *subscribers == 1 { "" } else { "s" },
                 if *warm { "warm" } else { "cold" }
             ),
@@ -150,16 +157,27 @@ impl Operation {
                     1.0 + 2.0 * items,
                 )
             }
-            Self::Event { subscribers, warm } => {
-                // The job's head read before the append and after it (consistent, up to 8 KB
-                // with its recent subscribers), the append (one transaction of the head and the
-                // log entry), and unless warm the lookup: full pages and a last one.
+            Self::Event {
+                subscribers,
+                warm,
+                recent,
+            } => {
+                // The job's head read before the append and after it (consistent), the append
+                // (one transaction of the head and the log entry), and unless warm the lookup:
+                // full pages and a last one. The head is under 4 KB, plus about 35 bytes for
+                // each recent subscriber it names (at most MAX_RECENT, some 7 KB).
                 let pages = if warm {
                     0.0
                 } else {
                     (subscribers / PAGE_SIZE + 1) as f64
                 };
-                StoreCost::new(3.0 + pages, 4.0 + LOOKUP_PAGE_READ_UNITS * pages, 16.0)
+                let named = recent.min(MAX_RECENT) as f64;
+                let head_kb = 1.0 + named * 35.0 / 1024.0;
+                StoreCost::new(
+                    3.0 + pages,
+                    2.0 * (head_kb / 4.0).ceil() + LOOKUP_PAGE_READ_UNITS * pages,
+                    2.0 * (head_kb.ceil() + 1.0),
+                )
             }
             Self::Disconnect { subscriptions } => {
                 let items = subscriptions + 1;
@@ -174,6 +192,9 @@ impl Operation {
         }
     }
 }
+
+/// Recent subscribers a job's head names at most (`jobcast::store::MAX_RECENT_SUBSCRIBERS`).
+const MAX_RECENT: usize = crate::store::MAX_RECENT_SUBSCRIBERS;
 
 /// Events read per page of a replay.
 const REPLAY_PAGE: usize = 100;
