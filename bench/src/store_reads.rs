@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("usage: store-reads [--sizes 1000,5000]"),
         }
     }
+    let mut sized = None;
     for subscribers in sizes {
         let suffix: u64 = rand::random();
         let store = DynamoStore::new(
@@ -68,6 +69,9 @@ async fn main() -> anyhow::Result<()> {
         store.ensure_tables().await?;
         let job = JobId::parse("measured-job")?;
         fill(&store, &job, subscribers).await?;
+        if sized.is_none() {
+            sized = Some(item_sizes(&store, &job).await?);
+        }
 
         let before = store.read_stats();
         let mut found = 0;
@@ -124,7 +128,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!();
-    item_sizes();
+    println!("| item, as stored (read back from DynamoDB Local) | bytes |");
+    println!("|---|---:|");
+    for (item, bytes) in sized.unwrap_or_default() {
+        println!("| {item} | {bytes} |");
+    }
     Ok(())
 }
 
@@ -134,7 +142,7 @@ async fn fill(store: &DynamoStore, job: &JobId, subscribers: usize) -> anyhow::R
     futures::stream::iter(0..subscribers)
         .map(|n| async move {
             let connection_id = ConnectionId::parse(format!("c{n:07}AAAAAAA="))?;
-            let user_id = UserId::parse(format!("user-{n}"))?;
+            let user_id = UserId::parse(format!("{n:08}-{UUID_LIKE}"))?;
             store
                 .put_connection(&Connection {
                     connection_id: connection_id.clone(),
@@ -200,60 +208,126 @@ async fn scan_baseline(store: &DynamoStore, job: &JobId) -> anyhow::Result<Reads
     }
 }
 
-/// Item sizes by DynamoDB's rules: attribute name bytes plus value bytes (strings: UTF-8
-/// length; numbers: about one byte per two significant digits, plus one); an index copy also
-/// carries 100 bytes of overhead.
-fn item_sizes() {
-    fn number(digits: usize) -> usize {
+/// The size DynamoDB bills an item at: each attribute's name plus its value (strings and
+/// binaries: their bytes; numbers: about one byte per two significant digits, plus one; sets and
+/// lists: their members, lists and maps 3 bytes more; booleans and nulls: one byte).
+fn item_bytes(item: &HashMap<String, AttributeValue>) -> usize {
+    fn number(text: &str) -> usize {
+        let digits = text
+            .trim_start_matches('-')
+            .replace('.', "")
+            .trim_start_matches('0')
+            .trim_end_matches('0')
+            .len()
+            .max(1);
         digits.div_ceil(2) + 1
     }
-    let connection_id = "L0SM9cOFvHcCIhw=".len();
-    let user_id = "2f6c1c52-5a2e-4a8e-9d7b-0b9c1f3c9e21".len(); // a UUID `sub`
-    let connection = "connection_id".len()
-        + connection_id
-        + "sk".len()
-        + "connection".len()
-        + "user_id".len()
-        + user_id
-        + "connected_at".len()
-        + number(13)
-        + "expires_at".len()
-        + number(10);
-    let by_user_copy = "user_id".len()
-        + user_id
-        + "connection_id".len()
-        + connection_id
-        + "sk".len()
-        + "connection".len()
-        + "expires_at".len()
-        + number(10)
-        + 100;
-    let job_id = "crawl-2026-11-22-001".len();
-    let subscription = "connection_id".len()
-        + connection_id
-        + "sk".len()
-        + "job#".len()
-        + job_id
-        + "job_id".len()
-        + job_id
-        + "subscriber".len()
-        + user_id
-        + "expires_at".len()
-        + number(10);
-    let by_job_copy = "job_id".len()
-        + job_id
-        + "connection_id".len()
-        + connection_id
-        + "sk".len()
-        + "job#".len()
-        + job_id
-        + "expires_at".len()
-        + number(10)
-        + 100;
-    println!("| item | bytes |");
-    println!("|---|---:|");
-    println!("| connection (16-char connection id, UUID user id) | {connection} |");
-    println!("| its copy in by_user (with 100 B index overhead) | {by_user_copy} |");
-    println!("| subscription (20-char job id) | {subscription} |");
-    println!("| its copy in by_job (with 100 B index overhead) | {by_job_copy} |");
+    fn size_of(value: &AttributeValue) -> usize {
+        match value {
+            AttributeValue::S(text) => text.len(),
+            AttributeValue::N(text) => number(text),
+            AttributeValue::B(blob) => blob.as_ref().len(),
+            AttributeValue::Ss(texts) => texts.iter().map(String::len).sum(),
+            AttributeValue::Ns(numbers) => numbers.iter().map(|n| number(n)).sum(),
+            AttributeValue::L(values) => 3 + values.iter().map(size_of).sum::<usize>(),
+            AttributeValue::M(map) => {
+                3 + map.iter().map(|(k, v)| k.len() + size_of(v)).sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+    item.iter().map(|(name, v)| name.len() + size_of(v)).sum()
 }
+
+/// The items as the store writes them, read back: a connection (after a frame took a token, so
+/// with its frame bucket), a subscription (with `live_after` and its recent-subscriber mark),
+/// their index copies (100 bytes of index overhead each), and the job's head (naming up to 200
+/// recent subscribers).
+async fn item_sizes(store: &DynamoStore, job: &JobId) -> anyhow::Result<Vec<(String, usize)>> {
+    use jobcast::store::FrameBucket;
+    let connection_id = ConnectionId::parse("c0000000AAAAAAA=")?;
+    let bucket = FrameBucket {
+        interval_ms: 100,
+        burst: 20,
+    };
+    store
+        .take_frame_token(&connection_id, bucket.at(Utc::now().timestamp_millis()))
+        .await?;
+    let client = store.client();
+    let tables = store.tables();
+    let get = |table: String, key: [(&'static str, AttributeValue); 2]| {
+        let request = client.get_item().table_name(table).set_key(Some(
+            key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ));
+        async move {
+            let item = request.send().await?.item.context("the item")?;
+            anyhow::Ok(item_bytes(&item))
+        }
+    };
+    let index_copy = |index: &'static str, key: &'static str, value: String| {
+        let request = client
+            .query()
+            .table_name(&tables.connections)
+            .index_name(index)
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", key)
+            .expression_attribute_values(":value", AttributeValue::S(value))
+            .limit(1);
+        async move {
+            let output = request.send().await?;
+            let item = output.items().first().context("an index item")?;
+            anyhow::Ok(item_bytes(item) + 100)
+        }
+    };
+    let s = |text: &str| AttributeValue::S(text.to_owned());
+    let user = format!("{:08}-{UUID_LIKE}", 0);
+    Ok(vec![
+        (
+            format!(
+                "connection (16-char connection id, {}-char user id, frame bucket)",
+                user.len()
+            ),
+            get(
+                tables.connections.clone(),
+                [
+                    ("connection_id", s(connection_id.as_str())),
+                    ("sk", s("connection")),
+                ],
+            )
+            .await?,
+        ),
+        (
+            "its copy in by_user".to_owned(),
+            index_copy("by_user", "user_id", user.clone()).await?,
+        ),
+        (
+            format!("subscription ({}-char job id)", job.as_str().len()),
+            get(
+                tables.connections.clone(),
+                [
+                    ("connection_id", s(connection_id.as_str())),
+                    ("sk", s(&format!("job#{job}"))),
+                ],
+            )
+            .await?,
+        ),
+        (
+            "its copy in by_job".to_owned(),
+            index_copy("by_job", "job_id", job.to_string()).await?,
+        ),
+        (
+            "the job's head, naming the recent subscribers".to_owned(),
+            get(
+                tables.jobs.clone(),
+                [
+                    ("job_id", s(job.as_str())),
+                    ("seq", AttributeValue::N("0".into())),
+                ],
+            )
+            .await?,
+        ),
+    ])
+}
+
+/// The tail of a UUID-shaped user id (`{n:08}` in front makes it 36 characters, like a `sub`).
+const UUID_LIKE: &str = "5a2e-4a8e-9d7b-0b9c1f3c9e21";

@@ -85,6 +85,21 @@ impl<S> ObservedStore<S> {
     }
 }
 
+impl<S> ObservedStore<S> {
+    /// A subscription is about to be put (either way): fails if told to, and notes when, for
+    /// the index lag.
+    fn subscribing(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.seen.strikes("put_subscription")?;
+        let key = (
+            subscription.connection_id.clone(),
+            subscription.job_id.clone(),
+        );
+        let now = std::time::Instant::now();
+        self.seen.subscribed_at.lock().unwrap().insert(key, now);
+        Ok(())
+    }
+}
+
 fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::SeqCst);
 }
@@ -150,13 +165,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        self.seen.strikes("put_subscription")?;
-        let key = (
-            subscription.connection_id.clone(),
-            subscription.job_id.clone(),
-        );
-        let now = std::time::Instant::now();
-        self.seen.subscribed_at.lock().unwrap().insert(key, now);
+        self.subscribing(subscription)?;
         self.inner.put_subscription(subscription).await
     }
 
@@ -165,13 +174,7 @@ impl<S: ConnectionStore + Clone> ConnectionStore for ObservedStore<S> {
         subscription: &Subscription,
         claim: &ReplayClaim,
     ) -> Result<(), StoreError> {
-        self.seen.strikes("put_subscription")?;
-        let key = (
-            subscription.connection_id.clone(),
-            subscription.job_id.clone(),
-        );
-        let now = std::time::Instant::now();
-        self.seen.subscribed_at.lock().unwrap().insert(key, now);
+        self.subscribing(subscription)?;
         self.inner
             .put_claimed_subscription(subscription, claim)
             .await

@@ -72,19 +72,11 @@ impl Sender {
             .iter()
             .map(|id| format!("{base_url}/@connections/{}", urlencode(id)))
             .collect();
-        std::thread::Builder::new()
-            .name("raw-sender".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                runtime.block_on(async move {
-                    while let Some((_, n, reply)) = incoming.recv().await {
-                        let _ = reply.send(raw_send(&client, &urls, raw.in_flight, n).await);
-                    }
-                });
-            })?;
+        on_own_thread("raw-sender", move || async move {
+            while let Some((_, n, reply)) = incoming.recv().await {
+                let _ = reply.send(raw_send(&client, &urls, raw.in_flight, n).await);
+            }
+        })?;
         Ok(Self { requests })
     }
 
@@ -100,28 +92,20 @@ impl Sender {
         let base_url = base_url.to_owned();
         let ids = ids.to_vec();
         let job = job.to_owned();
-        std::thread::Builder::new()
-            .name("jobcast-sender".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                runtime.block_on(async move {
-                    let service = match subscribed(&ids, &job, settings).await {
-                        Ok(service) => service,
-                        Err(err) => {
-                            let _ = ready.send(Err(err));
-                            return;
-                        }
-                    };
-                    let gateway = gateway(&base_url).await;
-                    let _ = ready.send(Ok(()));
-                    while let Some((job, n, reply)) = incoming.recv().await {
-                        let _ = reply.send(send(&service, &gateway, &job, n).await);
-                    }
-                });
-            })?;
+        on_own_thread("jobcast-sender", move || async move {
+            let service = match subscribed(&ids, &job, settings).await {
+                Ok(service) => service,
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                    return;
+                }
+            };
+            let gateway = gateway(&base_url).await;
+            let _ = ready.send(Ok(()));
+            while let Some((job, n, reply)) = incoming.recv().await {
+                let _ = reply.send(send(&service, &gateway, &job, n).await);
+            }
+        })?;
         started.await.context("the sender's thread")??;
         Ok(Self { requests })
     }
@@ -135,6 +119,25 @@ impl Sender {
             .context("the sender's thread ended")?;
         answer.await.context("the sender's thread ended")?
     }
+}
+
+/// Runs `work` on a thread of its own, on a single-threaded runtime that also drives its
+/// connections: the thread's CPU time is the work's whole cost.
+fn on_own_thread<F, W>(name: &str, work: F) -> std::io::Result<()>
+where
+    F: FnOnce() -> W + Send + 'static,
+    W: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(work())
+        })
+        .map(drop)
 }
 
 async fn subscribed(ids: &[String], job: &str, settings: Settings) -> Result<Jobcast<MemoryStore>> {
