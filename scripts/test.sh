@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+if [ "${CI:-}" = true ]; then
+  # A clean build, done once: incremental compilation's caches and full debug info only cost
+  # time here (backtraces keep their file and line).
+  export CARGO_INCREMENTAL=0
+  export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+fi
+
 step "tools"
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
