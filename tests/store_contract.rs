@@ -8,7 +8,7 @@ use futures::StreamExt;
 use jobcast::protocol::{ConnectionId, EventId, JobEvent, JobId, JobState, UserId};
 use jobcast::store::{
     AppendOutcome, Appended, Audience, Connection, LogPage, NewEvent, Owed, PageRequest, Removed,
-    ReplayStart, Store, Subscription,
+    ReplayClaim, ReplayEnd, ReplayStart, Store, Subscription,
 };
 use serde_json::json;
 
@@ -681,6 +681,45 @@ async fn a_new_subscriber_is_named_by_the_next_append<S: Store>(store: S) {
     assert_eq!(crowded.recent.len(), max);
 }
 
+/// A subscription made under a replay claim is named to senders by the claim's release, not
+/// before; and one removed while its replay ran is not named by the release that follows.
+async fn a_claimed_subscription_is_named_by_its_release_unless_it_went<S: Store>(store: S) {
+    append(&store, new_event("claimed-sub", progress(1.0))).await;
+    let claim = |n: usize| ReplayClaim {
+        job_id: job("claimed-sub"),
+        connection_id: connection_id(n),
+        until: Utc::now() + Duration::minutes(1),
+    };
+    let (kept, removed) = (claim(1), claim(2));
+    for (n, claim) in [(1, &kept), (2, &removed)] {
+        store.start_replay(claim).await.unwrap();
+        store
+            .put_claimed_subscription(&subscription(n, "claimed-sub", HOUR), claim)
+            .await
+            .unwrap();
+    }
+    let before = appended(&store, new_event("claimed-sub", progress(2.0))).await;
+    assert!(before.recent.is_empty(), "named before the release");
+    let version = before.subscribers_version;
+    // The second subscription goes while its replay runs (an unsubscribe, a new owner).
+    assert!(
+        store
+            .delete_subscription(&connection_id(2), &job("claimed-sub"))
+            .await
+            .unwrap()
+    );
+    for (n, claim) in [(1, &kept), (2, &removed)] {
+        let joined = subscription(n, "claimed-sub", HOUR);
+        assert_eq!(
+            store.finish_replay(claim, 2, Some(&joined)).await.unwrap(),
+            ReplayEnd::Live
+        );
+    }
+    let after = appended(&store, new_event("claimed-sub", progress(3.0))).await;
+    assert_eq!(after.recent, [connection_id(1)], "only the one still there");
+    assert!(after.subscribers_version > version);
+}
+
 async fn a_connections_live_subscriptions_are_listed<S: Store>(store: S) {
     store
         .put_connection(&connection(1, "u", HOUR))
@@ -1008,7 +1047,6 @@ async fn the_first_event_naming_a_user_makes_it_the_owner<S: Store>(store: S) {
 /// A replay claim lists its connection on every append until it is released at the job's
 /// last seq, or lapses; a release behind the job says how far the job has gone.
 async fn a_replay_claim_holds_senders_off_until_released_at_the_last_seq<S: Store>(store: S) {
-    use jobcast::store::{ReplayClaim, ReplayEnd};
     append(&store, new_event("claimed", progress(1.0))).await;
     let claim = ReplayClaim {
         job_id: job("claimed"),
@@ -1136,6 +1174,7 @@ contract!(
     a_log_write_that_fails_takes_no_seq,
     subscribing_raises_the_jobs_subscription_version,
     a_new_subscriber_is_named_by_the_next_append,
+    a_claimed_subscription_is_named_by_its_release_unless_it_went,
     a_registered_job_is_pending_with_its_owner,
     the_first_event_naming_a_user_makes_it_the_owner,
     a_connections_live_subscriptions_are_listed,

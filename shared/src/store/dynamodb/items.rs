@@ -25,6 +25,11 @@ pub(super) const RECENT: &str = "recent";
 /// what an append read just after its commit needs to leave a connection to its replay.
 pub(super) const RELEASED: &str = "released";
 
+/// The head attribute naming recent-subscriber entries whose subscription was removed
+/// (`{connection_id} {until_ms} {live_after}`, as in `recent`): a claim's release that would
+/// name one after its removal (the subscription went while its replay ran) names it no more.
+pub(super) const REVOKED: &str = "revoked";
+
 pub(super) type Item = HashMap<String, AttributeValue>;
 
 pub(super) fn epoch_seconds(time: DateTime<Utc>) -> i64 {

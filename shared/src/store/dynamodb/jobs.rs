@@ -10,7 +10,8 @@ use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{
     EventItem, HEAD_SEQ, Item, JobHeadItem, RECENT, RELEASED, RELEASED_WINDOW_MS, REPLAYING,
-    SubscriptionItem, entry_until, epoch_seconds, live_claimants, n, now_seconds, number_of, s,
+    REVOKED, SubscriptionItem, entry_until, epoch_seconds, live_claimants, n, now_seconds,
+    number_of, s,
 };
 use super::schema::{EXPIRES_AT, JOB_ID, SEQ};
 use crate::protocol::{EventId, JobId, JobState, Seq};
@@ -72,9 +73,14 @@ impl DynamoStore {
                     .expression_attribute_names("#recent", RECENT)
                     .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry.clone()]))
                     .expression_attribute_values(":cap", n(MAX_RECENT_SUBSCRIBERS)),
+                // Revoked too: a release still to come for it (its replay runs) must not name
+                // it again.
                 Recent::Remove(entry) => update
-                    .update_expression(format!("{keep} DELETE #recent :entry"))
+                    .update_expression(
+                        "ADD #version :one, #revoked :entry SET #expires = if_not_exists(#expires, :expires) DELETE #recent :entry",
+                    )
                     .expression_attribute_names("#recent", RECENT)
+                    .expression_attribute_names("#revoked", REVOKED)
                     .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry.clone()])),
                 Recent::Keep => update.update_expression(keep),
             }
@@ -366,10 +372,14 @@ impl JobStore for DynamoStore {
             }
             if let Some(entry) = &entry {
                 add.push("#recent :entry");
-                condition.push_str(" AND (attribute_not_exists(#recent) OR size(#recent) < :cap)");
+                condition.push_str(
+                    " AND (attribute_not_exists(#recent) OR size(#recent) < :cap) AND NOT contains(#revoked, :revoked)",
+                );
                 release = release
                     .expression_attribute_names("#recent", RECENT)
+                    .expression_attribute_names("#revoked", REVOKED)
                     .expression_attribute_values(":entry", AttributeValue::Ss(vec![entry.clone()]))
+                    .expression_attribute_values(":revoked", s(entry))
                     .expression_attribute_values(":cap", n(MAX_RECENT_SUBSCRIBERS));
             }
             let released = release
@@ -393,8 +403,10 @@ impl JobStore for DynamoStore {
                     if last_seq != through || entry.is_none() {
                         return Ok(ReplayEnd::Behind { last_seq });
                     }
-                    // The seq held: the head names as many recent subscribers as it may.
-                    tracing::debug!(job_id = %claim.job_id, "the head names as many recent subscribers as it may");
+                    // The seq held: the subscription was removed while its replay ran (its entry
+                    // is revoked), or the head names as many recent subscribers as it may.
+                    // Either way the release goes ahead without naming it.
+                    tracing::debug!(job_id = %claim.job_id, "released without naming the subscriber among the recent ones");
                     entry = None;
                 }
             }
@@ -420,6 +432,7 @@ impl JobStore for DynamoStore {
             (REPLAYING, "#replaying", ":lapsed_claims"),
             (RECENT, "#recent", ":lapsed_recent"),
             (RELEASED, "#released", ":lapsed_released"),
+            (REVOKED, "#revoked", ":lapsed_revoked"),
         ] {
             let entries = lapsed(attribute);
             count += entries.len();

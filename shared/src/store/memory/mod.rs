@@ -641,7 +641,13 @@ impl JobStore for MemoryStore {
                 state.replay_claims.remove(job_id);
             }
         }
-        if let Some(subscription) = joined {
+        // Unless the subscription went while its replay ran: then there is nobody to name.
+        if let Some(subscription) = joined
+            && state
+                .subscriptions
+                .get(&subscription.job_id)
+                .is_some_and(|held| held.contains_key(&subscription.connection_id))
+        {
             state.announce_subscription(subscription);
         }
         Ok(ReplayEnd::Live)
