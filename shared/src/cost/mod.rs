@@ -140,8 +140,10 @@ impl Operation {
             // subscribe in eight: a seventh request, not counted here.
             Self::Subscribe => StoreCost::new(6.0, 1.0, 5.0),
             Self::SubscribeWithReplay { events } => {
-                // Besides the subscribe: the replay allowance (its read and its charge), and the
-                // log read a page (REPLAY_PAGE events, up to 4 KB each) at a time.
+                // Besides the subscribe: the replay's charge (the user's allowance and the
+                // connection's frames), and the log read a page of REPLAY_PAGE events at a time,
+                // events of a few hundred bytes as pipelines send them (a page of larger events
+                // reads more units than this).
                 let pages = events.div_ceil(REPLAY_PAGE).max(1) as f64;
                 StoreCost::new(8.0 + pages, 1.0 + 4.0 * pages, 7.0)
             }
