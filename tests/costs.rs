@@ -104,11 +104,7 @@ async fn every_operation_stays_within_its_ceiling_on_the_wire() {
     let mut over = Vec::new();
     for Measured { operation, tally } in &measured {
         let total = tally.total();
-        let cost = jobcast::cost::StoreCost {
-            calls: total.calls as f64,
-            read_units: total.read_units,
-            write_units: total.write_units,
-        };
+        let cost = tally.store_cost();
         let ceiling = operation.ceiling();
         eprintln!(
             "{operation}: {} calls ({}), {:.1} RCU, {:.1} WCU; ceiling {} / {:.1} / {:.1}",

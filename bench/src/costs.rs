@@ -30,11 +30,7 @@ async fn main() -> Result<()> {
     for entry in &measured {
         let total = entry.tally.total();
         let ceiling = entry.operation.ceiling();
-        let holds = ceiling.holds(&jobcast::cost::StoreCost {
-            calls: total.calls as f64,
-            read_units: total.read_units,
-            write_units: total.write_units,
-        });
+        let holds = ceiling.holds(&entry.tally.store_cost());
         over |= !holds;
         println!(
             "| {} | {} ({}) | {:.1} | {:.1} | {} / {:.1} / {:.1} | {} |",

@@ -20,7 +20,8 @@
 //!   in memory or on DynamoDB) and [`gateway`] (posting to a connection; API Gateway's
 //!   Management API). [`auth`]: the tokens a client presents and the `$connect` authorizer.
 //! - [`cost`]: what each operation may cost the store (held by a test on the wire) and a
-//!   month's bill at list prices; it depends only on the store's limits.
+//!   month's bill at list prices; it depends only on the store's limits and the sender's
+//!   page size.
 //! - [`protocol`], at the bottom: every wire type, parsed and validated before any handler
 //!   sees it; [`schemas`] writes them out as JSON Schema.
 

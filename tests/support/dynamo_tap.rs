@@ -42,6 +42,16 @@ impl Tally {
         })
     }
 
+    /// Every operation together, as the ceilings of `jobcast::cost` count.
+    pub fn store_cost(&self) -> jobcast::cost::StoreCost {
+        let total = self.total();
+        jobcast::cost::StoreCost {
+            calls: total.calls as f64,
+            read_units: total.read_units,
+            write_units: total.write_units,
+        }
+    }
+
     /// The calls, as `2 GetItem, 1 UpdateItem`.
     pub fn calls_by_operation(&self) -> String {
         self.0

@@ -14,7 +14,7 @@ pub use bill::{Assumptions, Bill, Line, Prices, Traffic, bill, hosted_bill, seed
 use std::fmt;
 
 /// Subscribers read per page of a fan-out's lookup (the sender's default page size).
-pub const PAGE_SIZE: usize = 500;
+pub const PAGE_SIZE: usize = crate::delivery::PAGE_SIZE;
 
 /// Something a client or a pipeline does that the store pays for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +199,7 @@ impl Operation {
 const MAX_RECENT: usize = crate::store::MAX_RECENT_SUBSCRIBERS;
 
 /// Events read per page of a replay.
-const REPLAY_PAGE: usize = 100;
+const REPLAY_PAGE: usize = crate::store::REPLAY_PAGE;
 /// Read units per lookup page of [`PAGE_SIZE`] subscribers (eventually consistent, on the
 /// `by_job` index).
 const LOOKUP_PAGE_READ_UNITS: f64 = 7.0;

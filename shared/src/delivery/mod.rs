@@ -18,6 +18,9 @@ use crate::gateway::{ConnectionGateway, PostError};
 use crate::protocol::{ConnectionId, DeliveryReport};
 use crate::store::{Audience, ConnectionStore, Page, PageRequest, StoreError};
 
+/// Connections read from the store per lookup page, unless the settings say otherwise.
+pub const PAGE_SIZE: usize = 500;
+
 /// How a fan-out posts: concurrency, retries and backoff, lookup page size, and the warm
 /// sender's subscriber cache. `settings` reads all but the page size from the environment
 /// (`SEND_*`, `SUBSCRIBER_CACHE_TTL_MS`).
@@ -50,7 +53,7 @@ impl Default for DeliverySettings {
             max_attempts: 4,
             backoff_base: Duration::from_millis(25),
             backoff_max: Duration::from_millis(1000),
-            page_size: 500,
+            page_size: PAGE_SIZE,
             subscriber_cache_ttl: Duration::from_secs(5),
         }
     }
@@ -159,7 +162,8 @@ impl<'a> Delivery<'a> {
 /// Posts a delivery's payload to every connection of its audience.
 ///
 /// Lookups go page by page as posts complete, so the first clients hear the event before the
-/// last page is read and memory stays bounded by one page. A connection that is gone is
+/// last page is read and memory stays bounded by two pages (the one posting, the next being
+/// read). A connection that is gone is
 /// removed from the store; any other failure is logged and counted, never returned: a
 /// pipeline must not stall on one bad socket. Only a failed store lookup is an error, since
 /// then the audience itself is unknown.
@@ -262,7 +266,16 @@ where
                 }
             }
         };
-        match page? {
+        // An error only ever comes back for a lookup begun with nothing under way (see
+        // `look_up`): returning it drops no post.
+        let page = match page {
+            Ok(page) => page,
+            Err(err) => {
+                debug_assert!(in_flight.is_empty() && queued.is_empty());
+                return Err(err);
+            }
+        };
+        match page {
             Some(page) => {
                 next_page = page.next.map(|after| PageRequest {
                     after: Some(after),

@@ -232,6 +232,9 @@ pub const REPLAY_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs
 /// quiet spell.
 pub const MAX_RECENT_SUBSCRIBERS: usize = 200;
 
+/// Events a replay reads from a job's log at a time.
+pub const REPLAY_PAGE: usize = 100;
+
 /// A connection's claim to deliver a job's events itself while it replays the log to that
 /// connection. Senders skip the connection until the claim is released or lapses, so a
 /// replayed event and a live one can never cross or repeat.

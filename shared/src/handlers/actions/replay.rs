@@ -11,11 +11,10 @@ use crate::handlers::reply::reply;
 use crate::handlers::service::Jobcast;
 use crate::protocol::{CorrelationId, JobId, ReplayPaused, Seq, ServerMessage};
 use crate::store::{
-    JobRecord, LogPage, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent, Subscription,
+    JobRecord, LogPage, REPLAY_PAGE, ReplayClaim, ReplayEnd, Store, StoreError, StoredEvent,
+    Subscription,
 };
 
-/// Events read from the log at a time.
-const REPLAY_PAGE: usize = 100;
 /// A client further behind than this gets the job's status instead of a replay: replaying
 /// more would outlast the route's 29 s integration timeout.
 const MAX_REPLAY_EVENTS: Seq = 5_000;

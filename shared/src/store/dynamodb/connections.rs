@@ -192,9 +192,7 @@ impl ConnectionStore for DynamoStore {
         subscription: &Subscription,
         claim: &ReplayClaim,
     ) -> Result<(), StoreError> {
-        let mut item = SubscriptionItem::from(subscription);
-        // The entry the claim's release will name, so an unsubscribe can take it back.
-        item.recent_until = Some(claim.recent_until().timestamp_millis());
+        let item = SubscriptionItem::claimed(subscription, claim);
         self.put(&self.tables.connections, item, "subscription")
             .await
     }

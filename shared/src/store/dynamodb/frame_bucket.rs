@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use super::DynamoStore;
 use super::errors::{corrupt, store_error};
 use super::items::{CONNECTION_SORT_KEY, n, now_seconds, number_of, s};
-use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY};
+use super::schema::{CONNECTION_ID, EXPIRES_AT, SORT_KEY, USER_ID};
 use crate::protocol::{ConnectionId, UserId};
 
 /// The sort key of a user's replay bucket item.
@@ -235,7 +235,7 @@ fn admitted(
         .and_then(|item| number_of(item, EXPIRES_AT))
         .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0));
     let user_id = item
-        .and_then(|item| item.get("user_id"))
+        .and_then(|item| item.get(USER_ID))
         .and_then(|value| value.as_s().ok())
         .and_then(|user| UserId::parse(user.as_str()).ok());
     FrameVerdict::Admitted {

@@ -92,6 +92,18 @@ pub(super) struct SubscriptionItem {
 }
 
 impl SubscriptionItem {
+    /// The item of a subscription made under `claim`, marked with the recent-subscriber entry
+    /// the claim's release names (and an unsubscribe takes back): both sides build it here, so
+    /// they agree to the byte.
+    pub(super) fn claimed(
+        subscription: &crate::store::Subscription,
+        claim: &crate::store::ReplayClaim,
+    ) -> Self {
+        let mut item = Self::from(subscription);
+        item.recent_until = Some(claim.recent_until().timestamp_millis());
+        item
+    }
+
     /// The entry naming this subscription on its job's head, if it was named there.
     pub(super) fn recent_entry(&self) -> Option<String> {
         self.recent_until

@@ -344,11 +344,8 @@ impl JobStore for DynamoStore {
         // The subscription the claim was made for is announced in the same write: the version
         // senders cache by, and its entry among the recent subscribers (unless the head names
         // as many as it may, which only the write's condition can tell).
-        let mut entry = joined.and_then(|subscription| {
-            let mut item = SubscriptionItem::from(subscription);
-            item.recent_until = Some(claim.recent_until().timestamp_millis());
-            item.recent_entry()
-        });
+        let mut entry = joined
+            .and_then(|subscription| SubscriptionItem::claimed(subscription, claim).recent_entry());
         let head = loop {
             let mut release = self
                 .update_job_head(claim.job_id.as_str())
