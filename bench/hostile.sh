@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 target_dir="$(scripts/target-dir.sh)"
 if [ "${1:-}" = "--smoke" ]; then
   # The test command runs the same smoke flood as bench/tests/smoke.rs.
-  cargo build --quiet --locked -p jobcast-local
+  cargo build --quiet --locked -p jobcast-local --features dynamodb
   cargo build --quiet --locked -p jobcast-bench --bin hostile
   exec "$target_dir/debug/hostile" --readers 20 --attackers 20 --events 20 --check \
     --local-bin "$target_dir/debug/jobcast-local"
@@ -24,7 +24,7 @@ baseline_commit=574019e
 ulimit -n "$(ulimit -Hn)"
 baseline_bin="$(bench/baseline-bin.sh "$baseline_commit")"
 # Two commands: `--bin hostile` would leave jobcast-local's own binary out.
-cargo build --quiet --release --locked -p jobcast-local
+cargo build --quiet --release --locked -p jobcast-local --features dynamodb
 cargo build --quiet --release --locked -p jobcast-bench --bin hostile
 bench="$target_dir/release/hostile"
 local_bin="$target_dir/release/jobcast-local"

@@ -12,7 +12,7 @@ if [ "${CI:-}" = true ]; then
   # A clean build, done once: incremental compilation's caches and full debug info only cost
   # time here (backtraces keep their file and line).
   export CARGO_INCREMENTAL=0
-  export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+  export CARGO_PROFILE_TESTS_DEBUG=line-tables-only
 fi
 
 step "tools"
@@ -25,12 +25,17 @@ cargo clippy --version >/dev/null
 step "format"
 cargo fmt --all -- --check
 
+# Every Rust step builds in the `tests` profile (Cargo.toml), so each build script and proc
+# macro is built once for all of them.
 step "lint"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --profile tests -- -D warnings
+# jobcast-local as the README's first command builds it: without the AWS SDKs or Redis.
+cargo clippy -p jobcast-local --bins --locked --profile tests -- -D warnings
 
 step "docs"
 # Every public item of the jobcast crate is documented, and every intra-doc link resolves.
-RUSTDOCFLAGS="-D warnings" cargo doc -p jobcast --no-deps --features publish --locked
+RUSTDOCFLAGS="-D warnings" cargo doc -p jobcast --no-deps --features lambda,publish --locked \
+  --profile tests
 
 target_dir="$(scripts/target-dir.sh)"
 
@@ -65,7 +70,7 @@ echo "DynamoDB Local (pid $dynamodb_pid) at $JOBCAST_DYNAMODB_ENDPOINT"
 
 step "tests"
 rust_status=0
-cargo nextest run --workspace --locked --no-fail-fast || rust_status=$?
+cargo nextest run --workspace --locked --no-fail-fast --cargo-profile tests || rust_status=$?
 
 step "browser and Node client"
 if ! command -v chromium >/dev/null 2>&1; then
@@ -75,7 +80,7 @@ fi
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 # jobcast-local as nextest built it for its own tests: building it again here, with another
 # feature set, would build every dependency a second time.
-export JOBCAST_LOCAL_BIN="$target_dir/debug/jobcast-local"
+export JOBCAST_LOCAL_BIN="$target_dir/tests/jobcast-local"
 test -x "$JOBCAST_LOCAL_BIN"
 # Node 20 keeps its WebSocket behind a flag; Node 22 and later have it on by default.
 node_flags=()

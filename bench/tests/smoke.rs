@@ -133,3 +133,19 @@ fn every_bootstrap_starts_cold_and_answers() {
         .output();
     succeeded("cold-start", output);
 }
+
+#[test]
+fn the_first_run_bench_reads_the_readmes_first_command() {
+    // The timed run is a cold build of minutes; its smoke run reads the command it would time
+    // from the README (and the baseline's) and fails unless it is a `cargo run` of
+    // jobcast-local.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/first-run.sh");
+    let stdout = succeeded(
+        "first-run --dry-run",
+        Command::new(script).arg("--dry-run").output(),
+    );
+    assert!(
+        stdout.contains("this tree: cargo run -p jobcast-local\n"),
+        "{stdout}"
+    );
+}

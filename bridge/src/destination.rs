@@ -1,9 +1,11 @@
 //! Where the bridge forwards: jobcast-local's Invoke API (`--local`), the sender function
 //! (`--function`), or the stack's FIFO queue (`--queue`). jobcast-local's in-process bridge
-//! brings a destination of its own.
+//! brings a destination of its own. The sender function and the queue are behind the `aws`
+//! feature.
 
 use std::future::Future;
 
+#[cfg(feature = "aws")]
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
 
@@ -115,6 +117,7 @@ impl Destination for InvokeApi {
     }
 }
 
+#[cfg(feature = "aws")]
 /// The sender function, invoked directly (its answer says what the fan-out reached).
 #[derive(Debug, Clone)]
 pub struct Function {
@@ -122,6 +125,7 @@ pub struct Function {
     name: String,
 }
 
+#[cfg(feature = "aws")]
 impl Function {
     /// Invokes `name` (a name or an ARN).
     pub fn new(client: aws_sdk_lambda::Client, name: impl Into<String>) -> Self {
@@ -132,6 +136,7 @@ impl Function {
     }
 }
 
+#[cfg(feature = "aws")]
 impl Destination for Function {
     async fn forward(&self, forward: &Forward) -> Result<Accepted, DestinationError> {
         let body = serde_json::to_vec(&forward.request).expect("a request serializes");
@@ -155,6 +160,7 @@ impl Destination for Function {
     }
 }
 
+#[cfg(feature = "aws")]
 /// The stack's FIFO queue: the user id is the message group (one user's messages stay in
 /// order), a stream entry's id (or a random id) the deduplication id.
 #[derive(Debug, Clone)]
@@ -163,6 +169,7 @@ pub struct Queue {
     url: String,
 }
 
+#[cfg(feature = "aws")]
 impl Queue {
     /// Sends to the queue at `url` (`EventQueueUrl`).
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
@@ -173,6 +180,7 @@ impl Queue {
     }
 }
 
+#[cfg(feature = "aws")]
 impl Destination for Queue {
     async fn forward(&self, forward: &Forward) -> Result<Accepted, DestinationError> {
         let deduplication = forward
@@ -199,6 +207,7 @@ impl Destination for Queue {
     }
 }
 
+#[cfg(feature = "aws")]
 /// SQS takes 1–128 printable ASCII characters as a message group; a user id outside that
 /// (jobcast's allow 256 characters, and any script) goes by a stable digest of itself.
 fn message_group(user_id: &str) -> String {
@@ -225,6 +234,7 @@ mod tests {
 
     use super::*;
 
+    #[cfg(feature = "aws")]
     #[test]
     fn every_user_id_makes_a_valid_message_group() {
         assert_eq!(message_group("u1"), "u1");

@@ -8,8 +8,7 @@ use clap::{Parser, ValueEnum};
 use jobcast::auth::{Authorizer, TokenVerifier};
 use jobcast::handlers::Jobcast;
 use jobcast::settings::{AuthMode, Settings};
-use jobcast::store::dynamodb::schema::TableNames;
-use jobcast::store::{DynamoStore, MemoryStore, Store};
+use jobcast::store::{MemoryStore, Store};
 use jobcast_local::{
     Emulator, EmulatorConfig, Faults, FaultyStore, Limits, StoreFailKind, StoreFaults,
 };
@@ -19,7 +18,8 @@ enum StoreKind {
     /// In memory, in this process: nothing to install.
     Memory,
     /// DynamoDB (or DynamoDB Local with --dynamodb-endpoint); tables are created if absent,
-    /// named by CONNECTIONS_TABLE_NAME and JOBS_TABLE_NAME.
+    /// named by CONNECTIONS_TABLE_NAME and JOBS_TABLE_NAME. Needs a build with
+    /// `--features dynamodb`.
     Dynamodb,
 }
 
@@ -201,26 +201,21 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         StoreKind::Dynamodb => {
-            let tables = settings.tables.clone();
-            let store = dynamodb_store(args.dynamodb_endpoint.as_deref(), tables).await?;
-            let description = format!(
-                "DynamoDB {} (tables {}, {})",
-                args.dynamodb_endpoint.as_deref().unwrap_or("(AWS)"),
-                store.tables().connections,
-                store.tables().jobs
-            );
-            serve(
-                listener,
-                Jobcast::new(FaultyStore::new(store, store_faults), settings),
-                config,
-                &description,
-            )
-            .await
+            let endpoint = args.dynamodb_endpoint.as_deref();
+            serve_on_dynamodb(listener, endpoint, settings, store_faults, config).await
         }
     }
 }
 
-async fn dynamodb_store(endpoint: Option<&str>, tables: TableNames) -> anyhow::Result<DynamoStore> {
+/// `--store dynamodb`: the tables are created if absent.
+#[cfg(feature = "dynamodb")]
+async fn serve_on_dynamodb(
+    listener: tokio::net::TcpListener,
+    endpoint: Option<&str>,
+    settings: Settings,
+    store_faults: StoreFaults,
+    config: EmulatorConfig,
+) -> anyhow::Result<()> {
     let mut loader = jobcast::sdk::loader();
     if let Some(endpoint) = endpoint {
         // DynamoDB Local checks no signature, but wants an alphanumeric key id; a developer's
@@ -236,13 +231,43 @@ async fn dynamodb_store(endpoint: Option<&str>, tables: TableNames) -> anyhow::R
                 "jobcast-local",
             ));
     }
-    let store = DynamoStore::new(&loader.load().await, tables);
+    let store = jobcast::store::DynamoStore::new(&loader.load().await, settings.tables.clone());
     store
         .ensure_tables()
         .await
         .context("creating the DynamoDB tables")?;
-    Ok(store)
+    let description = format!(
+        "DynamoDB {} (tables {}, {})",
+        endpoint.unwrap_or("(AWS)"),
+        store.tables().connections,
+        store.tables().jobs
+    );
+    serve(
+        listener,
+        Jobcast::new(FaultyStore::new(store, store_faults), settings),
+        config,
+        &description,
+    )
+    .await
 }
+
+/// `--store dynamodb` in a build without the DynamoDB store: says how to get one.
+#[cfg(not(feature = "dynamodb"))]
+async fn serve_on_dynamodb(
+    _: tokio::net::TcpListener,
+    _: Option<&str>,
+    _: Settings,
+    _: StoreFaults,
+    _: EmulatorConfig,
+) -> anyhow::Result<()> {
+    anyhow::bail!("{NO_DYNAMODB}")
+}
+
+/// What a build without the `dynamodb` feature answers `--store dynamodb` with.
+#[cfg(not(feature = "dynamodb"))]
+const NO_DYNAMODB: &str = "this jobcast-local was built without the DynamoDB store (it keeps the \
+     AWS SDK out of the first build); build it with `--features dynamodb`: \
+     cargo run -p jobcast-local --features dynamodb -- --store dynamodb";
 
 async fn serve<S: Store>(
     listener: tokio::net::TcpListener,

@@ -130,6 +130,82 @@ async fn the_readme_run_command_serves_the_embedded_store() {
     subscribe_publish_receive(&running, "cli-memory").await;
 }
 
+/// Every `cargo run -p jobcast-local` the README and `docs/` show: its features exist, a flag
+/// that needs one (`--store dynamodb`) comes with it, and every flag is one the binary takes.
+/// The README's first command builds no feature and no `--release`: its first build stays
+/// quick (bench/first-run.sh times it).
+#[test]
+fn the_documented_commands_build_what_they_run() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let manifest = std::fs::read_to_string(format!("{root}/local/Cargo.toml")).unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_jobcast-local"))
+        .arg("--help")
+        .output()
+        .expect("jobcast-local --help");
+    let help = String::from_utf8(help.stdout).unwrap();
+    let mut pages = vec![format!("{root}/README.md")];
+    for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        pages.push(entry.unwrap().path().display().to_string());
+    }
+    let mut commands = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for line in text.lines() {
+            if let Some(start) = line.find("cargo run ")
+                && line.contains("-p jobcast-local")
+            {
+                let command = line[start..].split('`').next().unwrap_or_default();
+                commands.push((page.clone(), command.trim().to_owned()));
+            }
+        }
+    }
+    assert!(commands.len() >= 4, "{commands:?}");
+    for (page, command) in &commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let (build, run) = match words.iter().position(|word| *word == "--") {
+            Some(split) => (&words[..split], &words[split + 1..]),
+            None => (&words[..], &[][..]),
+        };
+        let features: Vec<&str> = build
+            .iter()
+            .position(|word| *word == "--features")
+            .map(|at| build[at + 1].split(',').collect())
+            .unwrap_or_default();
+        for feature in &features {
+            assert!(
+                manifest.contains(&format!("\n{feature} = [")),
+                "{page}: `{command}` asks for a feature jobcast-local does not have: {feature}"
+            );
+        }
+        if run.windows(2).any(|pair| pair == ["--store", "dynamodb"]) {
+            assert!(
+                features.contains(&"dynamodb"),
+                "{page}: `{command}` runs on DynamoDB without building the dynamodb feature"
+            );
+        }
+        for flag in run.iter().filter(|word| word.starts_with("--")) {
+            assert!(
+                help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                "{page}: `{command}`: jobcast-local takes no {flag}"
+            );
+        }
+    }
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let first = readme
+        .split("## The two commands")
+        .nth(1)
+        .and_then(|section| section.split("```sh\n").nth(1))
+        .and_then(|block| block.lines().next())
+        .expect("the README's first command");
+    assert_eq!(
+        first, "cargo run -p jobcast-local",
+        "the first run should stay quick"
+    );
+}
+
+// The binary has the DynamoDB store in the test command's build: the workspace's tests crate
+// turns the `dynamodb` feature on.
+#[cfg(feature = "dynamodb")]
 #[tokio::test]
 async fn it_runs_on_dynamodb_local_creating_its_tables() {
     let endpoint = std::env::var("JOBCAST_DYNAMODB_ENDPOINT").expect(

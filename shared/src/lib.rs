@@ -6,12 +6,13 @@
 //! Dependencies run one way, from the top of this list down; nothing below imports anything
 //! above it.
 //!
-//! - [`startup`]: the one start-up path every Lambda `main` calls.
+//! - [`startup`] (feature `lambda`): the one start-up path every Lambda `main` calls.
 //! - [`handlers`]: the service ([`handlers::Jobcast`]) and its entry points (`$connect`,
 //!   `$disconnect`, every client frame, every sender request), one file per client action and
 //!   per sender request, over the pieces they share (recording an event, access, replies).
 //! - [`publish`] (feature `publish`): the pipeline's side, a client of the sender.
-//! - [`sdk`]: the AWS SDK's configuration, one TLS stack for every client.
+//! - [`sdk`] (feature `sdk`, which `dynamodb`, `lambda` and `publish` turn on): the AWS SDK's
+//!   configuration, one TLS stack for every client.
 //! - [`settings`]: everything read from the environment, read once; [`telemetry`] sets up
 //!   logging from it.
 //! - [`delivery`]: fan-out of one payload to an audience, with bounded, adaptive concurrency and
@@ -24,6 +25,17 @@
 //!   page size.
 //! - [`protocol`], at the bottom: every wire type, parsed and validated before any handler
 //!   sees it; [`schemas`] writes them out as JSON Schema.
+//!
+//! # Features
+//!
+//! None is on by default: the protocol, the handlers, delivery, auth and the in-memory store
+//! build without the AWS SDKs, the largest part of a cold build (jobcast-local's demo needs none
+//! of them).
+//!
+//! - `dynamodb`: the DynamoDB store ([`store::DynamoStore`]).
+//! - `lambda`: what the functions run: `dynamodb`, the Management API gateway and [`startup`].
+//! - `publish`: [`publish`], the pipelines' client of the sender.
+//! - `sdk`: [`sdk`] alone; each of the three above turns it on.
 
 #![warn(missing_docs)]
 
@@ -38,8 +50,10 @@ pub mod protocol;
 #[cfg(feature = "publish")]
 pub mod publish;
 pub mod schemas;
+#[cfg(feature = "sdk")]
 pub mod sdk;
 pub mod settings;
+#[cfg(feature = "lambda")]
 pub mod startup;
 pub mod store;
 pub mod telemetry;

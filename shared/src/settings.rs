@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::auth::{AllowedOrigins, JwksSource, JwtSettings, MIN_SECRET_BYTES};
 use crate::delivery::DeliverySettings;
-use crate::store::dynamodb::schema::TableNames;
+use crate::store::TableNames;
 
 /// How `$connect` learns who the user is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

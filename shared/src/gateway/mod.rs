@@ -6,7 +6,9 @@ use bytes::Bytes;
 
 use crate::protocol::ConnectionId;
 
+#[cfg(feature = "lambda")]
 mod management_api;
+#[cfg(feature = "lambda")]
 pub use management_api::{ManagementApi, ManagementApiGateway, endpoint_for_request};
 
 /// Why a post did not reach the client.

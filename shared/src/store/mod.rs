@@ -13,14 +13,18 @@ use crate::protocol::{
     StageName, UserId,
 };
 
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 mod frames;
 mod memory;
 mod snapshot;
+mod tables;
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
 pub use frames::{FrameBucket, FrameCharge, FrameTake, FrameVerdict};
 pub use memory::MemoryStore;
 pub use snapshot::{MAX_SNAPSHOT_MESSAGE_BYTES, SnapshotChange};
+pub use tables::TableNames;
 
 /// A client's open WebSocket, as recorded on `$connect`.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +270,7 @@ impl ReplayClaim {
     }
 
     /// As stored in DynamoDB's string set: `{connection_id} {until_ms}`.
+    #[cfg(feature = "dynamodb")]
     pub(crate) fn encode(&self) -> String {
         format!("{} {}", self.connection_id, self.until.timestamp_millis())
     }

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::store::StoreError;
+pub use crate::store::TableNames;
 
 /// The connections table's partition key, and the sort key of both of its indexes.
 pub const CONNECTION_ID: &str = "connection_id";
@@ -30,26 +31,6 @@ pub const SUBSCRIBER: &str = "subscriber";
 pub const BY_JOB_INDEX: &str = "by_job";
 /// The connections table's index of connections by user.
 pub const BY_USER_INDEX: &str = "by_user";
-
-/// The names of the two tables.
-#[derive(Debug, Clone)]
-pub struct TableNames {
-    /// Connections and their subscriptions.
-    pub connections: String,
-    /// Job heads and their logged events.
-    pub jobs: String,
-}
-
-impl Default for TableNames {
-    /// jobcast-local's names; in AWS, `CONNECTIONS_TABLE_NAME` and `JOBS_TABLE_NAME` (read by
-    /// [`crate::settings`]) name the stack's tables.
-    fn default() -> Self {
-        Self {
-            connections: "jobcast-connections".into(),
-            jobs: "jobcast-jobs".into(),
-        }
-    }
-}
 
 /// One attribute of a key: name, type, role.
 #[derive(Debug, Clone, PartialEq, Eq)]
