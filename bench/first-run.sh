@@ -104,6 +104,8 @@ time_run() {
   printf '%s %.1f\n' "${build// /}" "$total"
 }
 
+# Stamped before the runs: writing the results below makes the tree dirty.
+stamp="Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)), $(rustc --version | cut -d' ' -f1-2)."
 rows=()
 for run in $(seq 1 "$runs"); do
   read -r build total < <(time_run . "$head_command")
@@ -120,7 +122,7 @@ mkdir -p bench/results
 {
   echo "## First run (bench/first-run.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)), $(rustc --version | cut -d' ' -f1-2)."
+  echo "$stamp"
   echo "The README's first command, as the README writes it, in an empty target directory (crates"
   echo "already fetched), until http://127.0.0.1:PORT/ serves the demo page. \"Build\" is cargo's own"
   echo "figure; \"to the demo page\" runs from typing the command to the page. Goal: 2 minutes."
