@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The long fuzz: tests/fuzz.rs with a million random and mutated client frames and a million
 # sender requests (the test command runs 60,000 and 40,000) through the real handlers, in the
-# test profile. Records the result in bench/RESULTS.md. `bench/fuzz.sh N` runs N of each.
+# test command's `tests` profile. Records the result in bench/RESULTS.md. `bench/fuzz.sh N` runs N of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cases="${1:-1000000}"
 started=$(date +%s)
-if JOBCAST_FUZZ_CASES="$cases" cargo test --quiet --locked -p jobcast-tests --test end_to_end fuzz:: \
+if JOBCAST_FUZZ_CASES="$cases" cargo test --quiet --locked --profile tests -p jobcast-tests --test end_to_end fuzz:: \
   > /tmp/jobcast-fuzz.log 2>&1; then
   outcome="**0 failures**: no panic, every client frame answered with a frame the contract describes, every sender request with an outcome or a typed refusal"
 else

@@ -1,6 +1,7 @@
 //! Every end-to-end test in one binary: real WebSocket clients and real AWS SDK clients
 //! against jobcast-local (and DynamoDB Local, redis-server), one module per subject. Run one
-//! subject with `cargo nextest run -p jobcast-tests -E 'test(/^replay::/)'`.
+//! subject as the test command builds it (dependencies optimised, in the `tests` profile) with
+//! `cargo nextest run --cargo-profile tests -p jobcast-tests -E 'test(/^replay::/)'`.
 
 mod auth;
 mod bad_input;

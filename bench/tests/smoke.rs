@@ -10,7 +10,7 @@ fn jobcast_local() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_hostile")).with_file_name("jobcast-local");
     assert!(
         path.exists(),
-        "{} is built by `cargo nextest run --workspace` (jobcast-local's own tests need it)",
+        "{} is built by the same `cargo nextest run --workspace` (jobcast-local's own tests need it)",
         path.display()
     );
     path
