@@ -200,10 +200,13 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        #[cfg(feature = "dynamodb")]
         StoreKind::Dynamodb => {
             let endpoint = args.dynamodb_endpoint.as_deref();
             serve_on_dynamodb(listener, endpoint, settings, store_faults, config).await
         }
+        #[cfg(not(feature = "dynamodb"))]
+        StoreKind::Dynamodb => anyhow::bail!("{NO_DYNAMODB}"),
     }
 }
 
@@ -249,18 +252,6 @@ async fn serve_on_dynamodb(
         &description,
     )
     .await
-}
-
-/// `--store dynamodb` in a build without the DynamoDB store: says how to get one.
-#[cfg(not(feature = "dynamodb"))]
-async fn serve_on_dynamodb(
-    _: tokio::net::TcpListener,
-    _: Option<&str>,
-    _: Settings,
-    _: StoreFaults,
-    _: EmulatorConfig,
-) -> anyhow::Result<()> {
-    anyhow::bail!("{NO_DYNAMODB}")
 }
 
 /// What a build without the `dynamodb` feature answers `--store dynamodb` with.
