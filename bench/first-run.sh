@@ -6,7 +6,8 @@
 # directory of its own, on a free port (JOBCAST_PORT), and polls http://127.0.0.1:PORT/ until
 # it serves the demo page; the whole process group is then stopped. The baseline is the same,
 # with the README and the tree of BASELINE (default 9cf78e1, before issue 16) in a git
-# worktree. Crates are fetched before the clock starts (`cargo fetch`): a cold build, not a
+# worktree; and this tree once more with its dependencies at opt-level 1, as the `dev`
+# profile had them before. Crates are fetched before the clock starts (`cargo fetch`): a cold build, not a
 # cold download. Runs alternate, this tree first.
 #
 #   bench/first-run.sh [--runs N] [--no-baseline] [--dry-run]
@@ -59,6 +60,8 @@ fi
 
 work="$(mktemp -d)"
 cleanup() {
+  # A run still going (Ctrl-C): its cargo or server is in a session of its own.
+  if [ -f "$work/running" ]; then kill -- "-$(cat "$work/running")" 2>/dev/null || true; fi
   if [ -d "$work/baseline" ]; then git worktree remove --force "$work/baseline" || true; fi
   rm -rf "$work"
 }
@@ -84,6 +87,7 @@ time_run() {
   (cd "$dir" && CARGO_TARGET_DIR="$target" JOBCAST_PORT="$port" exec setsid bash -c "exec $command") \
     > "$log" 2>&1 &
   local pid=$!
+  echo "$pid" > "$work/running"
   local total=""
   while kill -0 "$pid" 2>/dev/null; do
     if curl -fsS --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null | grep -q "Start a demo job"; then
@@ -94,6 +98,7 @@ time_run() {
   done
   kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  rm -f "$work/running"
   if [ -z "$total" ]; then
     echo "the first run in $dir never served the demo page; its output:" >&2
     tail -20 "$log" >&2
@@ -106,10 +111,15 @@ time_run() {
 
 # Stamped before the runs: writing the results below makes the tree dirty.
 stamp="Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)), $(rustc --version | cut -d' ' -f1-2)."
+# The same command with the dev profile's dependencies at opt-level 1.
+opt1_command="cargo run --config 'profile.dev.package.\"*\".opt-level=1' ${head_command#cargo run }"
 rows=()
 for run in $(seq 1 "$runs"); do
   read -r build total < <(time_run . "$head_command")
   rows+=("| $run | this tree | \`$head_command\` | $build | **$total s** |")
+  echo "${rows[-1]}"
+  read -r build total < <(time_run . "$opt1_command")
+  rows+=("| $run | this tree, dependencies at opt-level 1 | \`$opt1_command\` | $build | $total s |")
   echo "${rows[-1]}"
   if $with_baseline; then
     read -r build total < <(time_run "$work/baseline" "$baseline_command")

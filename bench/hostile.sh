@@ -14,10 +14,11 @@ cd "$(dirname "$0")/.."
 target_dir="$(scripts/target-dir.sh)"
 if [ "${1:-}" = "--smoke" ]; then
   # The test command runs the same smoke flood as bench/tests/smoke.rs.
-  cargo build --quiet --locked -p jobcast-local --features dynamodb
-  cargo build --quiet --locked -p jobcast-bench --bin hostile
-  exec "$target_dir/debug/hostile" --readers 20 --attackers 20 --events 20 --check \
-    --local-bin "$target_dir/debug/jobcast-local"
+  # With DynamoDB, as the test command builds it: target/tests/jobcast-local serves its tests too.
+  cargo build --quiet --locked --profile tests -p jobcast-local --features dynamodb
+  cargo build --quiet --locked --profile tests -p jobcast-bench --bin hostile
+  exec "$target_dir/tests/hostile" --readers 20 --attackers 20 --events 20 --check \
+    --local-bin "$target_dir/tests/jobcast-local"
 fi
 
 baseline_commit=574019e

@@ -29,7 +29,7 @@ cargo fmt --all -- --check
 # macro is built once for all of them.
 step "lint"
 cargo clippy --workspace --all-targets --locked --profile tests -- -D warnings
-# jobcast-local as the README's first command builds it: without the AWS SDKs or Redis.
+# jobcast-local as the README's first command builds it: without the AWS SDKs.
 cargo clippy -p jobcast-local --bins --locked --profile tests -- -D warnings
 
 step "docs"

@@ -5,7 +5,8 @@
 #   clients/python/test.sh [pytest args...]
 #
 # JOBCAST_LOCAL_BIN names the jobcast-local binary (default: the repository's
-# target/debug/jobcast-local, else target/release/jobcast-local). Without one the end-to-end
+# target/tests/jobcast-local as the test command builds it, else target/debug/jobcast-local, else
+# target/release/jobcast-local). Without one the end-to-end
 # tests are skipped, unless JOBCAST_LOCAL_REQUIRED=1, which makes that a failure.
 # PYTHON picks the interpreter that makes the venv (default: python3; 3.11 or newer).
 set -euo pipefail

@@ -111,6 +111,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    #[cfg(not(feature = "dynamodb"))]
+    if matches!(args.store, StoreKind::Dynamodb) {
+        anyhow::bail!("{}", no_dynamodb(std::env::args().skip(1)));
+    }
     let mut settings = Settings::from_env().context("reading settings from the environment")?;
     jobcast::telemetry::init(&settings.logging);
     let authorizer = match args.auth {
@@ -206,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             serve_on_dynamodb(listener, endpoint, settings, store_faults, config).await
         }
         #[cfg(not(feature = "dynamodb"))]
-        StoreKind::Dynamodb => anyhow::bail!("{NO_DYNAMODB}"),
+        StoreKind::Dynamodb => anyhow::bail!("{}", no_dynamodb(std::env::args().skip(1))),
     }
 }
 
@@ -254,11 +258,19 @@ async fn serve_on_dynamodb(
     .await
 }
 
-/// What a build without the `dynamodb` feature answers `--store dynamodb` with.
-#[cfg(not(feature = "dynamodb"))]
-const NO_DYNAMODB: &str = "this jobcast-local was built without the DynamoDB store (it keeps the \
-     AWS SDK out of the first build); build it with `--features dynamodb`: \
-     cargo run -p jobcast-local --features dynamodb -- --store dynamodb";
+/// What a build without the `dynamodb` feature answers `--store dynamodb` with: the command
+/// that builds the store, with the arguments given (the endpoint among them, so that pasting
+/// it does not reach real AWS instead of DynamoDB Local).
+#[cfg_attr(feature = "dynamodb", allow(dead_code))]
+fn no_dynamodb(args: impl Iterator<Item = String>) -> String {
+    let args: Vec<String> = args.collect();
+    format!(
+        "this jobcast-local was built without the DynamoDB store (the first build leaves the \
+         AWS SDK out); build it with the `dynamodb` feature:\n  \
+         cargo run -p jobcast-local --features dynamodb -- {}",
+        args.join(" ")
+    )
+}
 
 async fn serve<S: Store>(
     listener: tokio::net::TcpListener,
@@ -304,5 +316,26 @@ fn parse_fail_status(text: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
         Ok(status) if status == 429 || (500..=599).contains(&status) => Ok(status),
         _ => Err("must be 429 or a 5xx status".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hint_keeps_the_arguments_given() {
+        let args = [
+            "--store",
+            "dynamodb",
+            "--dynamodb-endpoint",
+            "http://127.0.0.1:8000",
+        ];
+        let hint = super::no_dynamodb(args.iter().map(|arg| arg.to_string()));
+        assert!(
+            hint.ends_with(
+                "cargo run -p jobcast-local --features dynamodb -- --store dynamodb \
+                 --dynamodb-endpoint http://127.0.0.1:8000"
+            ),
+            "{hint}"
+        );
     }
 }

@@ -145,7 +145,10 @@ fn the_documented_commands_build_what_they_run() {
     let help = String::from_utf8(help.stdout).unwrap();
     let mut pages = vec![format!("{root}/README.md")];
     for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
-        pages.push(entry.unwrap().path().display().to_string());
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "md") {
+            pages.push(path.display().to_string());
+        }
     }
     let mut commands = Vec::new();
     for page in &pages {
@@ -166,11 +169,15 @@ fn the_documented_commands_build_what_they_run() {
             Some(split) => (&words[..split], &words[split + 1..]),
             None => (&words[..], &[][..]),
         };
-        let features: Vec<&str> = build
-            .iter()
-            .position(|word| *word == "--features")
-            .map(|at| build[at + 1].split(',').collect())
-            .unwrap_or_default();
+        // `--features a,b`, `--features=a,b` or `-F a,b`, as often as given.
+        let mut features: Vec<&str> = Vec::new();
+        for (at, word) in build.iter().enumerate() {
+            let list = match *word {
+                "--features" | "-F" => build.get(at + 1).copied(),
+                _ => word.strip_prefix("--features="),
+            };
+            features.extend(list.into_iter().flat_map(|list| list.split(',')));
+        }
         for feature in &features {
             assert!(
                 manifest.contains(&format!("\n{feature} = [")),

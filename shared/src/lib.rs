@@ -6,12 +6,12 @@
 //! Dependencies run one way, from the top of this list down; nothing below imports anything
 //! above it.
 //!
-//! - [`startup`] (feature `lambda`): the one start-up path every Lambda `main` calls.
+//! - `startup` (feature `lambda`): the one start-up path every Lambda `main` calls.
 //! - [`handlers`]: the service ([`handlers::Jobcast`]) and its entry points (`$connect`,
 //!   `$disconnect`, every client frame, every sender request), one file per client action and
 //!   per sender request, over the pieces they share (recording an event, access, replies).
-//! - [`publish`] (feature `publish`): the pipeline's side, a client of the sender.
-//! - [`sdk`] (feature `sdk`, which `dynamodb`, `lambda` and `publish` turn on): the AWS SDK's
+//! - `publish` (feature `publish`): the pipeline's side, a client of the sender.
+//! - `sdk` (feature `sdk`, which `dynamodb`, `lambda` and `publish` turn on): the AWS SDK's
 //!   configuration, one TLS stack for every client.
 //! - [`settings`]: everything read from the environment, read once; [`telemetry`] sets up
 //!   logging from it.
@@ -30,12 +30,13 @@
 //!
 //! None is on by default: the protocol, the handlers, delivery, auth and the in-memory store
 //! build without the AWS SDKs, the largest part of a cold build (jobcast-local's demo needs none
-//! of them).
+//! of them). Items behind a feature are named here without links, so these docs build under
+//! any set of features.
 //!
-//! - `dynamodb`: the DynamoDB store ([`store::DynamoStore`]).
-//! - `lambda`: what the functions run: `dynamodb`, the Management API gateway and [`startup`].
-//! - `publish`: [`publish`], the pipelines' client of the sender.
-//! - `sdk`: [`sdk`] alone; each of the three above turns it on.
+//! - `dynamodb`: the DynamoDB store (`store::DynamoStore`).
+//! - `lambda`: what the functions run: `dynamodb`, the Management API gateway and `startup`.
+//! - `publish`: `publish`, the pipelines' client of the sender.
+//! - `sdk`: `sdk` alone; each of the three above turns it on.
 
 #![warn(missing_docs)]
 

@@ -3,10 +3,16 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
-const binary = process.env.JOBCAST_LOCAL_BIN || `${repo}target/debug/jobcast-local`;
+// The test command's build (every feature, DynamoDB's included), else `cargo build -p jobcast-local`'s
+// (the in-memory store only).
+const binary =
+  process.env.JOBCAST_LOCAL_BIN ||
+  [`${repo}target/tests/jobcast-local`, `${repo}target/debug/jobcast-local`].find((path) => existsSync(path)) ||
+  `${repo}target/debug/jobcast-local`;
 
 /** The stores to run every scenario on: memory always, DynamoDB Local when one is running. */
 export const STORES = process.env.JOBCAST_DYNAMODB_ENDPOINT ? ["memory", "dynamodb"] : ["memory"];

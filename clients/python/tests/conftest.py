@@ -37,7 +37,8 @@ def _binary() -> Path | None:
     named = os.environ.get("JOBCAST_LOCAL_BIN")
     if named:
         return Path(named)
-    for profile in ("debug", "release"):
+    # The test command's build first (scripts/test.sh builds in the `tests` profile).
+    for profile in ("tests", "debug", "release"):
         candidate = REPO / "target" / profile / "jobcast-local"
         if candidate.is_file():
             return candidate
@@ -73,7 +74,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     binary = _binary()
     if binary is None or not binary.is_file():
         reason = (
-            f"jobcast-local not found ({binary or 'target/{debug,release}/jobcast-local'}): "
+            f"jobcast-local not found ({binary or 'target/{tests,debug,release}/jobcast-local'}): "
             "build it (cargo build -p jobcast-local) or set JOBCAST_LOCAL_BIN"
         )
         if os.environ.get("JOBCAST_LOCAL_REQUIRED") == "1":
