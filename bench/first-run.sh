@@ -114,17 +114,20 @@ stamp="Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty
 # The same command with the dev profile's dependencies at opt-level 1.
 opt1_command="cargo run --config 'profile.dev.package.\"*\".opt-level=1' ${head_command#cargo run }"
 rows=()
+# One timed run as a row of the table; a run that never serves the page stops the bench.
+record() {
+  local run="$1" tree="$2" dir="$3" command="$4" measured total
+  measured="$(time_run "$dir" "$command")" || exit 1
+  read -r build total <<< "$measured"
+  [ "$tree" = "this tree" ] && total="**$total s**" || total="$total s"
+  rows+=("| $run | $tree | \`$command\` | $build | $total |")
+  echo "${rows[-1]}"
+}
 for run in $(seq 1 "$runs"); do
-  read -r build total < <(time_run . "$head_command")
-  rows+=("| $run | this tree | \`$head_command\` | $build | **$total s** |")
-  echo "${rows[-1]}"
-  read -r build total < <(time_run . "$opt1_command")
-  rows+=("| $run | this tree, dependencies at opt-level 1 | \`$opt1_command\` | $build | $total s |")
-  echo "${rows[-1]}"
+  record "$run" "this tree" . "$head_command"
+  record "$run" "this tree, dependencies at opt-level 1" . "$opt1_command"
   if $with_baseline; then
-    read -r build total < <(time_run "$work/baseline" "$baseline_command")
-    rows+=("| $run | baseline ($baseline) | \`$baseline_command\` | $build | $total s |")
-    echo "${rows[-1]}"
+    record "$run" "baseline ($baseline)" "$work/baseline" "$baseline_command"
   fi
 done
 
