@@ -27,7 +27,7 @@ mkdir -p bench/results
   echo
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) at $(git describe --always --dirty=-dirty) on $(nproc) cores ($(uname -m)). Everything shares the machine: jobcast-local"
   echo "(release), the benchmark's WebSocket clients, and the sender under test. jobcast's sender is the"
-  echo "real handler and delivery engine posting through the AWS SDK to jobcast-local's \`@connections\`"
+  echo "real handler and delivery engine posting SigV4-signed requests to jobcast-local's \`@connections\`"
   echo "over HTTP, as it does in AWS; the boto3 baselines post the same payload to the same connection"
   echo "ids. Latency is from the start of the fan-out to each client's receipt; delivered/s is what the"
   echo "clients counted over the time to the last delivery."

@@ -175,3 +175,168 @@ async fn the_management_api_adapter_reports_gone_distinctly() {
 fn bytes_of(text: &str) -> jobcast_tests::Bytes {
     jobcast_tests::Bytes::copy_from_slice(text.as_bytes())
 }
+
+/// One request as the capture server saw it.
+#[derive(Clone, Debug)]
+struct Captured {
+    method: String,
+    path: String,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Captured {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+    }
+
+    /// The headers its `Authorization` names as signed.
+    fn signed_header_names(&self) -> Vec<String> {
+        let authorization = self.header("authorization");
+        let list = authorization
+            .split("SignedHeaders=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .expect("a SignedHeaders list");
+        list.split(';').map(str::to_owned).collect()
+    }
+
+    /// Its own signature, made again by jobcast's signer from its headers, body and date.
+    async fn signed_again(&self, sdk: &aws_config::SdkConfig, origin: &str) -> String {
+        let time =
+            chrono::NaiveDateTime::parse_from_str(self.header("x-amz-date"), "%Y%m%dT%H%M%SZ")
+                .expect("an X-Amz-Date")
+                .and_utc();
+        // The signer adds Host, X-Amz-Date and the token itself.
+        let names: Vec<String> = self
+            .signed_header_names()
+            .into_iter()
+            .filter(|name| {
+                !matches!(
+                    name.as_str(),
+                    "host" | "x-amz-date" | "x-amz-security-token"
+                )
+            })
+            .collect();
+        let headers: Vec<(&str, &str)> = names
+            .iter()
+            .map(|name| (name.as_str(), self.header(name)))
+            .collect();
+        let signed = jobcast::gateway::signing::Signer::new(sdk)
+            .sign(
+                &self.method,
+                &format!("{origin}{}", self.path),
+                &headers,
+                &self.body,
+                time.into(),
+            )
+            .await
+            .expect("signed");
+        signed
+            .into_iter()
+            .find(|(name, _)| *name == "authorization")
+            .expect("an Authorization header")
+            .1
+    }
+}
+
+/// A server that answers 200 to everything and keeps what it was sent.
+async fn capture_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Captured>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Captured>::new()));
+    let keep = seen.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let keep = keep.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            keep.lock().unwrap().push(Captured {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_owned(),
+                headers: parts.headers,
+                body: body.to_vec(),
+            });
+            ""
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (origin, seen)
+}
+
+/// jobcast posts through its own signed client, not the SDK's pipeline (bench/RESULTS.md says
+/// why): the request it sends is the SDK's request, and its signer signs as the SDK's does, for
+/// a connection id that needs escaping and with temporary credentials.
+#[tokio::test]
+async fn the_adapter_signs_its_posts_as_the_sdk_does() {
+    use jobcast::gateway::{ConnectionGateway, ManagementApiGateway};
+    let (origin, seen) = capture_server().await;
+    let endpoint = format!("{origin}/prod");
+    let sdk = jobcast::sdk::loader()
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            Some("a-session-token".into()),
+            None,
+            "jobcast-tests",
+        ))
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let id = "L0SM9cOF+vHc/Ihw=";
+    let payload = r#"{"type":"progress_update","seq":7}"#;
+    aws_sdk_apigatewaymanagement::Client::new(&sdk)
+        .post_to_connection()
+        .connection_id(id)
+        .data(Blob::new(payload))
+        .send()
+        .await
+        .expect("the SDK posts");
+    ManagementApiGateway::new(&sdk, &endpoint)
+        .post_to_connection(
+            &jobcast::protocol::ConnectionId::parse(id).unwrap(),
+            bytes_of(payload),
+        )
+        .await
+        .expect("jobcast posts");
+    let [by_sdk, by_jobcast] = <[Captured; 2]>::try_from(seen.lock().unwrap().clone()).unwrap();
+
+    // The same request: method, escaped path, body type, body, token.
+    assert_eq!(by_jobcast.method, by_sdk.method);
+    assert_eq!(
+        by_jobcast.path,
+        "/prod/@connections/L0SM9cOF%2BvHc%2FIhw%3D"
+    );
+    assert_eq!(by_jobcast.path, by_sdk.path);
+    for name in ["content-type", "x-amz-security-token"] {
+        assert_eq!(by_jobcast.header(name), by_sdk.header(name), "{name}");
+    }
+    assert_eq!(by_jobcast.body, by_sdk.body);
+    assert_eq!(by_jobcast.body, payload.as_bytes());
+
+    // The SDK's request, signed again by jobcast's signer: the SDK's signature exactly.
+    assert_eq!(
+        by_sdk.signed_again(&sdk, &origin).await,
+        by_sdk.header("authorization")
+    );
+    // jobcast's own request signs what it sends: its body type, host, date and token.
+    assert_eq!(
+        by_jobcast.signed_header_names(),
+        ["content-type", "host", "x-amz-date", "x-amz-security-token"]
+    );
+    assert_eq!(
+        by_jobcast.signed_again(&sdk, &origin).await,
+        by_jobcast.header("authorization")
+    );
+    assert!(
+        by_jobcast
+            .header("authorization")
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+        "{}",
+        by_jobcast.header("authorization")
+    );
+}

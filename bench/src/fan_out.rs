@@ -29,7 +29,7 @@ mod sender;
 
 use clients::{Received, Run, now_micros, open_clients};
 use local_server::Server;
-use sender::{Sender, bench_settings, fixed_settings};
+use sender::{Posting, Sender, bench_settings, fixed_settings};
 
 impl Server {
     /// Resident memory in KiB, from /proc.
@@ -286,7 +286,14 @@ async fn main() -> Result<()> {
         let patience = Duration::from_secs(30 + n as u64 / 100);
         let mut approaches = Vec::new();
 
-        let sender = Sender::start(&server.http(), &ids, &job, bench_settings()).await?;
+        let sender = Sender::start(
+            &server.http(),
+            &ids,
+            &job,
+            bench_settings(),
+            Posting::Signed,
+        )
+        .await?;
         let runs = jobcast_runs(&sender, &job, &received, n, args.repeats).await?;
         approaches.push(Approach::new("jobcast sender", runs));
 
@@ -360,7 +367,8 @@ async fn main() -> Result<()> {
             .collect();
         settings.push(("jobcast (grows from 64)".into(), bench_settings()));
         for (label, settings) in settings.into_iter() {
-            let sender = Sender::start(&server.http(), &ids, job, settings).await?;
+            let sender =
+                Sender::start(&server.http(), &ids, job, settings, Posting::Signed).await?;
             let runs = jobcast_runs(&sender, job, &received, largest, args.repeats).await?;
             let approach = Approach::new(&label, runs);
             let run = approach.median();
@@ -413,7 +421,7 @@ async fn main() -> Result<()> {
         }
     }
     out.push_str(&format!(
-        "\nAt real round trips: every post slowed by `--post-latency-ms`, under `--throttle-rps 10000` (burst 5,000); a warm-up, then {} fan-outs per cell, 0.8 s apart so the bucket refills. CPU is the sender's thread's time on a CPU (`/proc/thread-self/schedstat`: handler, delivery, AWS SDK, signing, HTTP) over the posts delivered.\n\n",
+        "\nAt real round trips: every post slowed by `--post-latency-ms`, under `--throttle-rps 10000` (burst 5,000); a warm-up, then {} fan-outs per cell, 0.8 s apart so the bucket refills. CPU is the sender's thread's time on a CPU (`/proc/thread-self/schedstat`: handler, delivery, signing, HTTP) over the posts delivered.\n\n",
         args.repeats
     ));
     out.push_str(&round_trips::table(&cells));

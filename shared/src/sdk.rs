@@ -2,8 +2,9 @@
 //!
 //! The SDK crates' default features would bring two TLS stacks into every bootstrap (rustls
 //! 0.21 on ring for their legacy client, rustls 0.23 on aws-lc, a C library built with cmake).
-//! The workspace turns those defaults off, and every client gets its connections from here:
-//! rustls 0.23 on ring, the stack reqwest (the JWKS fetch) and tokio-tungstenite use too. A
+//! The workspace turns those defaults off, and every SDK client gets its connections from here:
+//! rustls 0.23 on ring, the stack reqwest (the JWKS fetch, the Management API's signed posts)
+//! and tokio-tungstenite use too. A
 //! smaller bootstrap pages in faster at a cold start, and a build compiles no C.
 
 use aws_config::{BehaviorVersion, ConfigLoader};

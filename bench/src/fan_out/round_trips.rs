@@ -1,8 +1,10 @@
 //! Fan-out at real round trips and the account's quota: every post slowed to a round trip
 //! (`--post-latency-ms`) under `--throttle-rps 10000` (burst 5,000), jobcast's sender as it is
-//! beside the same sender held at a fixed 64 posts in flight (what it did before its
-//! concurrency grew). Each run reports the time to the last client's receipt, what was lost,
-//! and the sender's CPU time per delivered post.
+//! beside three baselines, each different from it in one thing: the same sender posting
+//! through the AWS SDK's client (what it did before it signed its own posts), the same sender
+//! held at a fixed 64 posts in flight (what it did before its concurrency grew), and a bare
+//! HTTP client (the CPU floor). Each run reports the time to the last client's receipt, what
+//! was lost, and the sender's CPU time per delivered post.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::clients::{Received, Run, now_micros, open_clients};
-use super::sender::{RawHttp, Sender, bench_settings, fixed_settings};
+use super::sender::{Posting, RawHttp, Sender, bench_settings, fixed_settings};
 use crate::local_server::Server;
 
 /// One measured cell: a round trip, an audience, an approach.
@@ -37,9 +39,11 @@ impl Cell {
 
 /// jobcast's sender at 64 in flight, as before its concurrency grew.
 const FIXED: &str = "fixed 64 in flight (before)";
+/// jobcast's sender posting through the AWS SDK's client, as before it signed its own posts.
+const SDK: &str = "posting through the AWS SDK's client (before)";
 /// The CPU floor: what a bare HTTP client spends per post on this machine.
 const RAW: &str = "floor: bare HTTP POSTs (reqwest, 64 in flight; no store, SDK or signing)";
-const APPROACHES: [&str; 3] = ["jobcast", FIXED, RAW];
+const APPROACHES: [&str; 4] = ["jobcast", SDK, FIXED, RAW];
 
 fn median<T: Copy>(sorted: &[T]) -> T {
     sorted[sorted.len() / 2]
@@ -74,8 +78,24 @@ pub async fn measure(
             for approach in APPROACHES {
                 let ids = &ids[..subscribers];
                 let sender = match approach {
-                    "jobcast" => Sender::start(&server.http(), ids, job, bench_settings()).await?,
-                    FIXED => Sender::start(&server.http(), ids, job, fixed_settings(64)).await?,
+                    "jobcast" => {
+                        Sender::start(&server.http(), ids, job, bench_settings(), Posting::Signed)
+                            .await?
+                    }
+                    SDK => {
+                        Sender::start(&server.http(), ids, job, bench_settings(), Posting::Sdk)
+                            .await?
+                    }
+                    FIXED => {
+                        Sender::start(
+                            &server.http(),
+                            ids,
+                            job,
+                            fixed_settings(64),
+                            Posting::Signed,
+                        )
+                        .await?
+                    }
                     _ => Sender::start_raw(&server.http(), ids, RawHttp { in_flight: 64 }).await?,
                 };
                 let patience = Duration::from_secs(60);

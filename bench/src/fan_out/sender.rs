@@ -1,15 +1,18 @@
 //! jobcast's sender under test: the real handler and delivery engine over an in-process store
-//! holding the subscribers, posting through the AWS SDK to jobcast-local's `@connections`.
+//! holding the subscribers, posting through jobcast's Management API adapter (signed requests
+//! on reqwest) to jobcast-local's `@connections` — or, as before, through the AWS SDK's client.
 //!
 //! It runs on a thread of its own, with a single-threaded runtime that also drives its HTTP
-//! connections, so the thread's CPU time is the sender's whole cost (handler, delivery, SDK,
+//! connections, so the thread's CPU time is the sender's whole cost (handler, delivery,
 //! signing, HTTP), apart from the clients and jobcast-local sharing the machine.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use bytes::Bytes;
 use chrono::Utc;
-use jobcast::gateway::ManagementApiGateway;
+use jobcast::gateway::{ConnectionGateway, ManagementApiGateway, PostError};
 use jobcast::handlers::Jobcast;
 use jobcast::protocol::{ConnectionId, JobId, UserId};
 use jobcast::settings::{AuthMode, Settings};
@@ -56,6 +59,15 @@ pub fn fixed_settings(in_flight: usize) -> Settings {
     settings
 }
 
+/// How the sender posts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posting {
+    /// jobcast's adapter: each post signed by `aws-sigv4` and sent on reqwest.
+    Signed,
+    /// The AWS SDK's `PostToConnection`, as jobcast posted before.
+    Sdk,
+}
+
 /// The CPU floor beside jobcast's sender: each post a bare, unsigned HTTP POST from reqwest
 /// (no store, no AWS SDK, no signing), this many in flight.
 pub struct RawHttp {
@@ -80,12 +92,13 @@ impl Sender {
         Ok(Self { requests })
     }
 
-    /// A sender whose store has `ids` subscribed to `job`.
+    /// A sender whose store has `ids` subscribed to `job`, posting as `posting` says.
     pub async fn start(
         base_url: &str,
         ids: &[String],
         job: &str,
         settings: Settings,
+        posting: Posting,
     ) -> Result<Self> {
         let (requests, mut incoming) = mpsc::channel::<Request>(1);
         let (ready, started) = oneshot::channel::<Result<()>>();
@@ -100,10 +113,21 @@ impl Sender {
                     return;
                 }
             };
-            let gateway = gateway(&base_url).await;
+            let sdk = sdk_config().await;
             let _ = ready.send(Ok(()));
-            while let Some((job, n, reply)) = incoming.recv().await {
-                let _ = reply.send(send(&service, &gateway, &job, n).await);
+            match posting {
+                Posting::Signed => {
+                    let gateway = ManagementApiGateway::new(&sdk, &base_url);
+                    while let Some((job, n, reply)) = incoming.recv().await {
+                        let _ = reply.send(send(&service, &gateway, &job, n).await);
+                    }
+                }
+                Posting::Sdk => {
+                    let gateway = SdkGateway::new(&sdk, &base_url);
+                    while let Some((job, n, reply)) = incoming.recv().await {
+                        let _ = reply.send(send(&service, &gateway, &job, n).await);
+                    }
+                }
             }
         })?;
         started.await.context("the sender's thread")??;
@@ -167,20 +191,80 @@ async fn subscribed(ids: &[String], job: &str, settings: Settings) -> Result<Job
     Ok(Jobcast::new(store, settings))
 }
 
-async fn gateway(base_url: &str) -> ManagementApiGateway {
-    let sdk = jobcast::sdk::loader()
+async fn sdk_config() -> aws_config::SdkConfig {
+    jobcast::sdk::loader()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
             "bench", "bench", None, None, "bench",
         ))
         .load()
-        .await;
-    ManagementApiGateway::new(&sdk, base_url)
+        .await
 }
 
-async fn send(
+/// The baseline: posts through the AWS SDK's client, as jobcast's adapter did before it
+/// signed its own requests (no SDK retries, the same timeouts).
+struct SdkGateway {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+impl SdkGateway {
+    fn new(sdk: &aws_config::SdkConfig, endpoint: &str) -> Self {
+        use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+        use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+            .endpoint_url(endpoint)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
+        Self {
+            client: aws_sdk_apigatewaymanagement::Client::from_conf(config),
+        }
+    }
+}
+
+impl ConnectionGateway for SdkGateway {
+    async fn post_to_connection(
+        &self,
+        connection_id: &ConnectionId,
+        payload: Bytes,
+    ) -> Result<(), PostError> {
+        let answer = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id.as_str())
+            .data(Blob::new(payload))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(err) => Err(match err.raw_response().map(|r| r.status().as_u16()) {
+                Some(410) => PostError::Gone,
+                Some(429) => PostError::Throttled,
+                Some(status) if status >= 500 => PostError::ServerError { status },
+                _ => PostError::Transport(err.to_string()),
+            }),
+        }
+    }
+
+    async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<(), PostError> {
+        self.client
+            .delete_connection()
+            .connection_id(connection_id.as_str())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| PostError::Transport(err.to_string()))
+    }
+}
+
+async fn send<G: ConnectionGateway>(
     service: &Jobcast<MemoryStore>,
-    gateway: &ManagementApiGateway,
+    gateway: &G,
     job: &str,
     n: u32,
 ) -> Result<Sent> {

@@ -1,73 +1,187 @@
 //! The gateway adapter for AWS: API Gateway's Management API (`@connections`).
+//!
+//! Each call is one SigV4-signed HTTP request ([`signing`](super::signing)) on a pooled HTTP
+//! client; the answer is classified by its status, as the Management API documents it (410
+//! gone, 413 too large, 429 throttled, 403 forbidden).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
-use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
-use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
-use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_apigatewaymanagement::primitives::Blob;
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
 
+use super::signing::Signer;
 use super::{ConnectionGateway, PostError};
 use crate::protocol::ConnectionId;
+
+/// What a connection id keeps unescaped in a path: RFC 3986's unreserved characters, as the
+/// SDK escapes labels. (`+`, `/` and `=` of an id are escaped.)
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A post's body type, as the SDK sends it (and signs it).
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// The longest a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest one request may take, from sending to its whole answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every endpoint's gateway shares: one connection pool, one credentials cache.
+#[derive(Debug)]
+struct Shared {
+    http: reqwest::Client,
+    signer: Signer,
+}
+
+impl Shared {
+    fn new(sdk: &SdkConfig) -> Arc<Self> {
+        // No retries here: the delivery engine retries with jitter and knows that a 410 is
+        // final; two layers of retry would multiply attempts under throttling.
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Arc::new(Self {
+            http,
+            signer: Signer::new(sdk),
+        })
+    }
+}
 
 /// Posts through one API stage's `@connections` endpoint.
 #[derive(Clone, Debug)]
 pub struct ManagementApiGateway {
-    client: Client,
+    /// The endpoint, without a trailing `/`.
+    endpoint: Arc<str>,
+    shared: Arc<Shared>,
 }
 
 impl ManagementApiGateway {
-    /// A client for `endpoint` (e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/prod`).
-    ///
-    /// The SDK's own retries are off: the delivery engine retries with jitter and knows that a
-    /// 410 is final, and two layers of retry would multiply attempts under throttling.
+    /// A client for `endpoint` (e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/prod`),
+    /// signing with `sdk`'s region and credentials.
     pub fn new(sdk: &SdkConfig, endpoint: &str) -> Self {
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
-            .endpoint_url(endpoint)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            .build();
+        Self::sharing(Shared::new(sdk), endpoint)
+    }
+
+    fn sharing(shared: Arc<Shared>, endpoint: &str) -> Self {
         Self {
-            client: Client::from_conf(config),
+            endpoint: endpoint.trim_end_matches('/').into(),
+            shared,
         }
+    }
+
+    /// `@connections/{id}` on this endpoint.
+    fn url(&self, connection_id: &ConnectionId) -> String {
+        format!(
+            "{}/@connections/{}",
+            self.endpoint,
+            utf8_percent_encode(connection_id.as_str(), PATH_SEGMENT)
+        )
+    }
+
+    /// Sends one signed request; a 2xx is `Ok`, anything else its [`PostError`].
+    async fn call(
+        &self,
+        method: Method,
+        connection_id: &ConnectionId,
+        body: Bytes,
+    ) -> Result<(), PostError> {
+        let url = self.url(connection_id);
+        let size = body.len();
+        let method_is_post = method == Method::POST;
+        let headers: &[(&str, &str)] = if method_is_post {
+            &[("content-type", OCTET_STREAM)]
+        } else {
+            &[]
+        };
+        let signed = self
+            .shared
+            .signer
+            .sign(method.as_str(), &url, headers, &body, SystemTime::now())
+            .await
+            .map_err(|err| PostError::Transport(err.to_string()))?;
+        let mut request = self.shared.http.request(method, url);
+        for (name, value) in headers.iter().copied() {
+            request = request.header(name, value);
+        }
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        if method_is_post {
+            request = request.body(body);
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        // Read to the end, so the connection goes back to the pool; past ANSWER_LIMIT the rest
+        // is dropped with the connection.
+        let mut answer = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            let room = ANSWER_LIMIT - answer.len();
+            answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() >= room {
+                break;
+            }
+        }
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(classify(status, &answer, size))
     }
 }
 
-fn classify<E: ProvideErrorMetadata>(
-    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
-    size: usize,
-) -> PostError {
-    let status = err
-        .raw_response()
-        .map(|response| response.status().as_u16());
-    match (&err, err.code()) {
-        (_, Some("GoneException")) => PostError::Gone,
-        (_, Some("PayloadTooLargeException")) => PostError::PayloadTooLarge { size },
-        (_, Some("LimitExceededException" | "ThrottlingException")) => PostError::Throttled,
-        (_, Some("ForbiddenException" | "AccessDeniedException")) => {
-            PostError::Forbidden(err.message().unwrap_or("forbidden").to_owned())
+/// The most of an answer that is read: the Management API's answers are a few hundred bytes.
+const ANSWER_LIMIT: usize = 16 * 1024;
+
+fn transport(err: reqwest::Error) -> PostError {
+    if err.is_timeout() {
+        PostError::Timeout
+    } else {
+        // The source chain says why (refused, reset, TLS); the top error only names the URL.
+        let mut reason = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
         }
-        (SdkError::TimeoutError(_), _) => PostError::Timeout,
-        (SdkError::DispatchFailure(failure), _) if failure.is_timeout() => PostError::Timeout,
-        (SdkError::DispatchFailure(failure), _) => PostError::Transport(format!("{failure:?}")),
-        _ => match status {
-            Some(410) => PostError::Gone,
-            Some(413) => PostError::PayloadTooLarge { size },
-            Some(429) => PostError::Throttled,
-            Some(403) => PostError::Forbidden(err.to_string()),
-            Some(status) if status >= 500 => PostError::ServerError { status },
-            _ => PostError::Transport(err.to_string()),
+        PostError::Transport(reason)
+    }
+}
+
+/// The Management API's error body: `{"message": "..."}`.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(alias = "Message")]
+    message: Option<String>,
+}
+
+/// Classifies a refusal by its status; the body only lends its message.
+fn classify(status: StatusCode, body: &[u8], size: usize) -> PostError {
+    let message = || {
+        serde_json::from_slice::<ErrorBody>(body)
+            .ok()
+            .and_then(|body| body.message)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+    };
+    match status.as_u16() {
+        410 => PostError::Gone,
+        413 => PostError::PayloadTooLarge { size },
+        429 => PostError::Throttled,
+        403 => PostError::Forbidden(message()),
+        status @ 500.. => PostError::ServerError { status },
+        status => PostError::Rejected {
+            status,
+            message: message(),
         },
     }
 }
@@ -78,42 +192,20 @@ impl ConnectionGateway for ManagementApiGateway {
         connection_id: &ConnectionId,
         payload: Bytes,
     ) -> Result<(), PostError> {
-        let size = payload.len();
-        self.client
-            .post_to_connection()
-            .connection_id(connection_id.as_str())
-            .data(Blob::new(payload))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|err| classify(err, size))
+        self.call(Method::POST, connection_id, payload).await
     }
 
     async fn delete_connection(&self, connection_id: &ConnectionId) -> Result<(), PostError> {
-        self.client
-            .delete_connection()
-            .connection_id(connection_id.as_str())
-            .send()
-            .await
-            .map(drop)
-            .map_err(|err| classify(err, 0))
+        self.call(Method::DELETE, connection_id, Bytes::new()).await
     }
 
     /// `GET @connections/{id}`: 410 until API Gateway opens the connection, and after it
     /// closes.
     async fn connection_open(&self, connection_id: &ConnectionId) -> Result<bool, PostError> {
-        match self
-            .client
-            .get_connection()
-            .connection_id(connection_id.as_str())
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) => match classify(err, 0) {
-                PostError::Gone => Ok(false),
-                other => Err(other),
-            },
+        match self.call(Method::GET, connection_id, Bytes::new()).await {
+            Ok(()) => Ok(true),
+            Err(PostError::Gone) => Ok(false),
+            Err(other) => Err(other),
         }
     }
 }
@@ -125,10 +217,11 @@ pub fn endpoint_for_request(context: &ApiGatewayWebsocketProxyRequestContext) ->
     Some(format!("https://{domain}/{stage}"))
 }
 
-/// Management API clients, one per endpoint, built once and reused across invocations.
+/// Management API gateways, one per endpoint, built once and reused across invocations; they
+/// share one connection pool and one credentials cache.
 #[derive(Clone)]
 pub struct ManagementApi {
-    sdk: SdkConfig,
+    shared: Arc<Shared>,
     configured: Option<ManagementApiGateway>,
     by_endpoint: Arc<Mutex<HashMap<String, ManagementApiGateway>>>,
 }
@@ -141,10 +234,11 @@ impl ManagementApi {
     /// With `configured_endpoint` (WEBSOCKET_ENDPOINT) every post goes there; without it the
     /// endpoint comes from each request's domain name and stage.
     pub fn new(sdk: SdkConfig, configured_endpoint: Option<&str>) -> Self {
-        let configured =
-            configured_endpoint.map(|endpoint| ManagementApiGateway::new(&sdk, endpoint));
+        let shared = Shared::new(&sdk);
+        let configured = configured_endpoint
+            .map(|endpoint| ManagementApiGateway::sharing(shared.clone(), endpoint));
         Self {
-            sdk,
+            shared,
             configured,
             by_endpoint: Arc::default(),
         }
@@ -162,12 +256,90 @@ impl ManagementApi {
         let mut cache = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
         Ok(cache
             .entry(endpoint)
-            .or_insert_with_key(|endpoint| ManagementApiGateway::new(&self.sdk, endpoint))
+            .or_insert_with_key(|endpoint| {
+                ManagementApiGateway::sharing(self.shared.clone(), endpoint)
+            })
             .clone())
     }
 
     /// The gateway for posts that answer no request (the sender): the configured endpoint.
     pub fn configured(&self) -> Result<ManagementApiGateway, NoEndpoint> {
         self.configured.clone().ok_or(NoEndpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+
+    use super::*;
+
+    fn classified(status: u16, body: &str) -> PostError {
+        classify(StatusCode::from_u16(status).unwrap(), body.as_bytes(), 42)
+    }
+
+    #[test]
+    fn refusals_are_classified_by_their_status() {
+        assert_eq!(classified(410, r#"{"message":null}"#), PostError::Gone);
+        assert_eq!(classified(413, ""), PostError::PayloadTooLarge { size: 42 });
+        assert_eq!(classified(429, "{}"), PostError::Throttled);
+        assert_eq!(
+            classified(403, r#"{"message":"Forbidden"}"#),
+            PostError::Forbidden("Forbidden".into())
+        );
+        assert_eq!(
+            classified(503, "<html>"),
+            PostError::ServerError { status: 503 }
+        );
+        let rejected = classified(400, r#"{"Message":"Invalid connectionId"}"#);
+        assert_eq!(
+            rejected,
+            PostError::Rejected {
+                status: 400,
+                message: "Invalid connectionId".into()
+            }
+        );
+        assert!(!rejected.is_retryable());
+        // A body that is not the documented JSON lends its first characters.
+        assert_eq!(
+            classified(403, &"x".repeat(500)),
+            PostError::Forbidden("x".repeat(200))
+        );
+    }
+
+    #[test]
+    fn connection_ids_are_escaped_in_the_path() {
+        let gateway = ManagementApiGateway::new(
+            &SdkConfig::builder().build(),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/",
+        );
+        let id = ConnectionId::parse("L0SM9c+/=_-").unwrap();
+        assert_eq!(
+            gateway.url(&id),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/@connections/L0SM9c%2B%2F%3D_-"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_a_transport_error_worth_retrying() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sdk = SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("a", "b", None, None, "test"),
+            ))
+            .build();
+        let gateway = ManagementApiGateway::new(&sdk, &format!("http://127.0.0.1:{port}"));
+        let err = gateway
+            .post_to_connection(&ConnectionId::parse("abc").unwrap(), Bytes::from("{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PostError::Transport(_)), "{err:?}");
+        assert!(err.is_retryable());
     }
 }

@@ -9,6 +9,8 @@ use crate::protocol::ConnectionId;
 #[cfg(feature = "lambda")]
 mod management_api;
 #[cfg(feature = "lambda")]
+pub mod signing;
+#[cfg(feature = "lambda")]
 pub use management_api::{ManagementApi, ManagementApiGateway, endpoint_for_request};
 
 /// Why a post did not reach the client.
@@ -38,6 +40,14 @@ pub enum PostError {
     /// The request got no answer in time.
     #[error("timed out")]
     Timeout,
+    /// Any other 4xx: the gateway refused the request as it is; sending it again will not help.
+    #[error("refused (HTTP {status}): {message}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The gateway's reason.
+        message: String,
+    },
     /// The request never got an answer (connection refused, TLS, DNS).
     #[error("transport error: {0}")]
     Transport(String),
@@ -61,6 +71,7 @@ impl PostError {
             Self::Forbidden(_) => "forbidden",
             Self::ServerError { .. } => "server_error",
             Self::Timeout => "timeout",
+            Self::Rejected { .. } => "rejected",
             Self::Transport(_) => "transport",
         }
     }

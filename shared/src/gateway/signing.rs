@@ -1,0 +1,275 @@
+//! SigV4 for the Management API, with AWS's own signer (`aws-sigv4`) and credentials cached.
+//!
+//! Why not the SDK's client: its request pipeline (a config bag, type-erased interceptors,
+//! runtime components merged per request) cost two to three times what the post itself costs
+//! the sender's CPU (bench/RESULTS.md). A post is one signed POST, so jobcast signs it here and
+//! sends it on a plain HTTP client. The signature is the SDK's own, byte for byte: the same
+//! signer with the same settings, as a test against the SDK shows (tests/management_api.rs).
+
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+
+/// The name API Gateway's `@connections` endpoints are signed for.
+const SIGNING_NAME: &str = "execute-api";
+
+/// Credentials are fetched again this long before they expire.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// Credentials that came with less than [`REFRESH_BEFORE_EXPIRY`] to live are still used for
+/// this long (while they last), so that a provider handing out short-lived credentials is not
+/// asked again at every post.
+const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a request could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    /// The configuration names no region (`AWS_REGION`).
+    #[error("no AWS region is configured")]
+    NoRegion,
+    /// The configuration has no credentials provider.
+    #[error("no AWS credentials provider is configured")]
+    NoCredentialsProvider,
+    /// The credentials provider failed (it may succeed later).
+    #[error("AWS credentials: {0}")]
+    Credentials(String),
+    /// The signer refused the request.
+    #[error("signing: {0}")]
+    Sign(String),
+}
+
+/// A header the signature adds: its name and value.
+pub type SignedHeader = (&'static str, String);
+
+/// Signs `@connections` requests with the configuration's region and credentials.
+#[derive(Debug)]
+pub struct Signer {
+    region: Option<String>,
+    provider: Option<SharedCredentialsProvider>,
+    /// The credentials last fetched, and when; each post reads them here, not from the provider.
+    identity: RwLock<Option<(Identity, SystemTime)>>,
+    /// Held while fetching, so a burst of posts fetches once.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Signer {
+    /// A signer with `sdk`'s region and credentials provider.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            region: sdk.region().map(|region| region.as_ref().to_owned()),
+            provider: sdk.credentials_provider(),
+            identity: RwLock::default(),
+            fetching: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// The headers that sign a request (`X-Amz-Date`, `Authorization` and, with temporary
+    /// credentials, `X-Amz-Security-Token`), at `time`. `headers` are the request's own headers
+    /// that are signed with it; the signer adds `Host` from `url`.
+    pub async fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        time: SystemTime,
+    ) -> Result<Vec<SignedHeader>, SigningError> {
+        let region = self.region.as_deref().ok_or(SigningError::NoRegion)?;
+        let identity = self.identity(time).await?;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(SIGNING_NAME)
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|err| SigningError::Sign(err.to_string()))?
+            .into();
+        let request = SignableRequest::new(
+            method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|err| SigningError::Sign(err.to_string()))?;
+        let (instructions, _signature) = sign(request, &params)
+            .map_err(|err| SigningError::Sign(err.to_string()))?
+            .into_parts();
+        let (signed, _query) = instructions.into_parts();
+        Ok(signed
+            .into_iter()
+            .map(|header| (header.name(), header.value().to_owned()))
+            .collect())
+    }
+
+    /// The cached credentials while they have more than [`REFRESH_BEFORE_EXPIRY`] to live,
+    /// else fresh ones from the provider.
+    async fn identity(&self, now: SystemTime) -> Result<Identity, SigningError> {
+        if let Some(identity) = self.cached(now) {
+            return Ok(identity);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another post may have fetched them while this one waited.
+        if let Some(identity) = self.cached(now) {
+            return Ok(identity);
+        }
+        let provider = self
+            .provider
+            .as_ref()
+            .ok_or(SigningError::NoCredentialsProvider)?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|err| SigningError::Credentials(err.to_string()))?;
+        let identity = Identity::from(credentials);
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some((identity.clone(), now));
+        Ok(identity)
+    }
+
+    fn cached(&self, now: SystemTime) -> Option<Identity> {
+        let cached = self.identity.read().unwrap_or_else(|e| e.into_inner());
+        cached
+            .as_ref()
+            .filter(|(identity, fetched_at)| fresh(identity, *fetched_at, now))
+            .map(|(identity, _)| identity.clone())
+    }
+}
+
+/// Whether `identity`, fetched at `fetched_at`, is still to be used at `now`: while it outlives
+/// `now` by more than [`REFRESH_BEFORE_EXPIRY`] (credentials that never expire, such as the
+/// environment's, always do), or for [`REFETCH_AT_MOST_EVERY`] after its fetch while it lasts.
+fn fresh(identity: &Identity, fetched_at: SystemTime, now: SystemTime) -> bool {
+    identity.expiration().is_none_or(|expiry| {
+        expiry > now + REFRESH_BEFORE_EXPIRY
+            || (expiry > now && now < fetched_at + REFETCH_AT_MOST_EVERY)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::future;
+
+    use super::*;
+
+    /// Counts its calls; its credentials expire at `expiry`.
+    #[derive(Debug)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        expiry: Option<SystemTime>,
+    }
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                Some("token".into()),
+                self.expiry,
+                "counting",
+            )))
+        }
+    }
+
+    fn signer(expiry: Option<SystemTime>, region: Option<&str>) -> (Signer, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let provider = SharedCredentialsProvider::new(Counting {
+            calls: calls.clone(),
+            expiry,
+        });
+        let mut sdk = SdkConfig::builder().credentials_provider(provider);
+        if let Some(region) = region {
+            sdk = sdk.region(aws_config::Region::new(region.to_owned()));
+        }
+        (Signer::new(&sdk.build()), calls)
+    }
+
+    async fn sign_at(signer: &Signer, time: SystemTime) -> Result<Vec<SignedHeader>, SigningError> {
+        signer
+            .sign(
+                "POST",
+                "https://example.com/prod/@connections/abc",
+                &[],
+                b"{}",
+                time,
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn credentials_are_fetched_once_while_they_last() {
+        let now = SystemTime::now();
+        let (signer, calls) = signer(Some(now + Duration::from_secs(3600)), Some("eu-west-1"));
+        for _ in 0..3 {
+            sign_at(&signer, now).await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Within five minutes of their expiry they are fetched again.
+        sign_at(&signer, now + Duration::from_secs(3400))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn short_lived_credentials_are_not_fetched_at_every_post() {
+        let now = SystemTime::now();
+        let (signer, calls) = signer(Some(now + Duration::from_secs(60)), Some("eu-west-1"));
+        for _ in 0..3 {
+            sign_at(&signer, now).await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        sign_at(&signer, now + Duration::from_secs(11))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn credentials_that_never_expire_are_fetched_once() {
+        let (signer, calls) = signer(None, Some("eu-west-1"));
+        let now = SystemTime::now();
+        sign_at(&signer, now).await.unwrap();
+        sign_at(&signer, now + Duration::from_secs(86_400))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_temporary_credential_signs_with_its_token() {
+        let (signer, _) = signer(None, Some("eu-west-1"));
+        let headers = sign_at(&signer, SystemTime::now()).await.unwrap();
+        let names: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
+        assert!(names.contains(&"x-amz-security-token"), "{names:?}");
+        let authorization = &headers
+            .iter()
+            .find(|(n, _)| *n == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            authorization.contains("/eu-west-1/execute-api/aws4_request"),
+            "{authorization}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_region_nothing_is_signed() {
+        let (signer, calls) = signer(None, None);
+        let err = sign_at(&signer, SystemTime::now()).await.unwrap_err();
+        assert!(matches!(err, SigningError::NoRegion), "{err:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+}
