@@ -240,6 +240,9 @@ impl Captured {
             .find(|(name, _)| *name == "authorization")
             .expect("an Authorization header")
             .1
+            .to_str()
+            .expect("ASCII")
+            .to_owned()
     }
 }
 
@@ -258,7 +261,7 @@ async fn capture_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Captur
                 headers: parts.headers,
                 body: body.to_vec(),
             });
-            ""
+            ([(http::header::CONTENT_TYPE, "application/json")], "{}")
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -268,10 +271,10 @@ async fn capture_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Captur
 }
 
 /// jobcast posts through its own signed client, not the SDK's pipeline (bench/RESULTS.md says
-/// why): the request it sends is the SDK's request, and its signer signs as the SDK's does, for
-/// a connection id that needs escaping and with temporary credentials.
+/// why): the requests it sends are the SDK's requests, and its signer signs as the SDK's does,
+/// for a connection id that needs escaping and with temporary credentials.
 #[tokio::test]
-async fn the_adapter_signs_its_posts_as_the_sdk_does() {
+async fn the_adapter_signs_its_requests_as_the_sdk_does() {
     use jobcast::gateway::{ConnectionGateway, ManagementApiGateway};
     let (origin, seen) = capture_server().await;
     let endpoint = format!("{origin}/prod");
@@ -303,40 +306,83 @@ async fn the_adapter_signs_its_posts_as_the_sdk_does() {
         )
         .await
         .expect("jobcast posts");
-    let [by_sdk, by_jobcast] = <[Captured; 2]>::try_from(seen.lock().unwrap().clone()).unwrap();
+    let connection_id = jobcast::protocol::ConnectionId::parse(id).unwrap();
+    let jobcast = ManagementApiGateway::new(&sdk, &endpoint);
+    let sdk_client = aws_sdk_apigatewaymanagement::Client::new(&sdk);
+    sdk_client
+        .get_connection()
+        .connection_id(id)
+        .send()
+        .await
+        .expect("the SDK asks");
+    assert!(jobcast.connection_open(&connection_id).await.unwrap());
+    sdk_client
+        .delete_connection()
+        .connection_id(id)
+        .send()
+        .await
+        .expect("the SDK deletes");
+    jobcast.delete_connection(&connection_id).await.unwrap();
 
-    // The same request: method, escaped path, body type, body, token.
-    assert_eq!(by_jobcast.method, by_sdk.method);
-    assert_eq!(
-        by_jobcast.path,
-        "/prod/@connections/L0SM9cOF%2BvHc%2FIhw%3D"
-    );
-    assert_eq!(by_jobcast.path, by_sdk.path);
-    for name in ["content-type", "x-amz-security-token"] {
-        assert_eq!(by_jobcast.header(name), by_sdk.header(name), "{name}");
+    let seen = seen.lock().unwrap().clone();
+    let [
+        post_by_sdk,
+        post_by_jobcast,
+        get_by_sdk,
+        get_by_jobcast,
+        delete_by_sdk,
+        delete_by_jobcast,
+    ] = <[Captured; 6]>::try_from(seen).unwrap();
+    for (by_sdk, by_jobcast, method) in [
+        (&post_by_sdk, &post_by_jobcast, "POST"),
+        (&get_by_sdk, &get_by_jobcast, "GET"),
+        (&delete_by_sdk, &delete_by_jobcast, "DELETE"),
+    ] {
+        // The same request: method, escaped path, body, token.
+        assert_eq!(by_jobcast.method, method);
+        assert_eq!(by_sdk.method, method);
+        assert_eq!(
+            by_jobcast.path,
+            "/prod/@connections/L0SM9cOF%2BvHc%2FIhw%3D"
+        );
+        assert_eq!(by_jobcast.path, by_sdk.path, "{method}");
+        assert_eq!(by_jobcast.body, by_sdk.body, "{method}");
+        assert_eq!(
+            by_jobcast.header("x-amz-security-token"),
+            by_sdk.header("x-amz-security-token")
+        );
+        // The SDK's request, signed again by jobcast's signer: the SDK's signature exactly.
+        assert_eq!(
+            by_sdk.signed_again(&sdk, &origin).await,
+            by_sdk.header("authorization"),
+            "{method}"
+        );
+        // jobcast's own request signs what it sends.
+        assert_eq!(
+            by_jobcast.signed_again(&sdk, &origin).await,
+            by_jobcast.header("authorization"),
+            "{method}"
+        );
+        assert!(
+            by_jobcast
+                .header("authorization")
+                .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{}",
+            by_jobcast.header("authorization")
+        );
     }
-    assert_eq!(by_jobcast.body, by_sdk.body);
-    assert_eq!(by_jobcast.body, payload.as_bytes());
-
-    // The SDK's request, signed again by jobcast's signer: the SDK's signature exactly.
+    // A post's body and its type, as the SDK sends them.
+    assert_eq!(post_by_jobcast.body, payload.as_bytes());
     assert_eq!(
-        by_sdk.signed_again(&sdk, &origin).await,
-        by_sdk.header("authorization")
+        post_by_jobcast.header("content-type"),
+        post_by_sdk.header("content-type")
     );
-    // jobcast's own request signs what it sends: its body type, host, date and token.
     assert_eq!(
-        by_jobcast.signed_header_names(),
+        post_by_jobcast.signed_header_names(),
         ["content-type", "host", "x-amz-date", "x-amz-security-token"]
     );
     assert_eq!(
-        by_jobcast.signed_again(&sdk, &origin).await,
-        by_jobcast.header("authorization")
-    );
-    assert!(
-        by_jobcast
-            .header("authorization")
-            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
-        "{}",
-        by_jobcast.header("authorization")
+        get_by_jobcast.signed_header_names(),
+        ["host", "x-amz-date", "x-amz-security-token"]
     );
 }

@@ -398,6 +398,10 @@ async fn deliver_one<S: ConnectionStore, G: ConnectionGateway>(
                     %connection_id, error = %err, attempts = tries,
                     "post forbidden: check the execute-api:ManageConnections permission and the endpoint"
                 ),
+                PostError::Misconfigured(_) => tracing::error!(
+                    %connection_id, error = %err, attempts = tries,
+                    "post impossible as configured: check AWS_REGION, the credentials and WEBSOCKET_ENDPOINT"
+                ),
                 PostError::PayloadTooLarge { size } => tracing::error!(
                     %connection_id, size, attempts = tries,
                     "post refused as too large (API Gateway's limit is 128 KB); not retried"

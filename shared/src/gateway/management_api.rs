@@ -14,7 +14,7 @@ use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 
-use super::signing::Signer;
+use super::signing::{Signer, SigningError};
 use super::{ConnectionGateway, PostError};
 use crate::protocol::ConnectionId;
 
@@ -45,12 +45,15 @@ impl Shared {
     fn new(sdk: &SdkConfig) -> Arc<Self> {
         // No retries here: the delivery engine retries with jitter and knows that a 410 is
         // final; two layers of retry would multiply attempts under throttling.
+        // Like the SDK's client: no redirects (a signed request is for one URL), no proxy from
+        // the environment.
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .expect("an HTTP client with rustls and the platform's resolver");
         Arc::new(Self {
             http,
             signer: Signer::new(sdk),
@@ -80,13 +83,16 @@ impl ManagementApiGateway {
         }
     }
 
-    /// `@connections/{id}` on this endpoint.
-    fn url(&self, connection_id: &ConnectionId) -> String {
-        format!(
+    /// `@connections/{id}` on this endpoint, parsed once: the URL that is signed is the URL
+    /// that is sent.
+    fn url(&self, connection_id: &ConnectionId) -> Result<reqwest::Url, PostError> {
+        let url = format!(
             "{}/@connections/{}",
             self.endpoint,
             utf8_percent_encode(connection_id.as_str(), PATH_SEGMENT)
-        )
+        );
+        reqwest::Url::parse(&url)
+            .map_err(|err| PostError::Misconfigured(format!("endpoint {url}: {err}")))
     }
 
     /// Sends one signed request; a 2xx is `Ok`, anything else its [`PostError`].
@@ -96,7 +102,7 @@ impl ManagementApiGateway {
         connection_id: &ConnectionId,
         body: Bytes,
     ) -> Result<(), PostError> {
-        let url = self.url(connection_id);
+        let url = self.url(connection_id)?;
         let size = body.len();
         let method_is_post = method == Method::POST;
         let headers: &[(&str, &str)] = if method_is_post {
@@ -107,9 +113,15 @@ impl ManagementApiGateway {
         let signed = self
             .shared
             .signer
-            .sign(method.as_str(), &url, headers, &body, SystemTime::now())
+            .sign(
+                method.as_str(),
+                url.as_str(),
+                headers,
+                &body,
+                SystemTime::now(),
+            )
             .await
-            .map_err(|err| PostError::Transport(err.to_string()))?;
+            .map_err(signing_failure)?;
         let mut request = self.shared.http.request(method, url);
         for (name, value) in headers.iter().copied() {
             request = request.header(name, value);
@@ -122,8 +134,18 @@ impl ManagementApiGateway {
         }
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
-        // Read to the end, so the connection goes back to the pool; past ANSWER_LIMIT the rest
-        // is dropped with the connection.
+        if status.is_success() {
+            // Drained so the connection goes back to the pool; the post has arrived, so a
+            // broken answer body is no reason to post again.
+            while let Ok(Some(_)) = response.chunk().await {}
+            return Ok(());
+        }
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        // Past ANSWER_LIMIT the rest is dropped with the connection.
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             let room = ANSWER_LIMIT - answer.len();
@@ -132,15 +154,19 @@ impl ManagementApiGateway {
                 break;
             }
         }
-        if status.is_success() {
-            return Ok(());
-        }
-        Err(classify(status, &answer, size))
+        Err(classify(status, error_type.as_deref(), &answer, size))
     }
 }
 
-/// The most of an answer that is read: the Management API's answers are a few hundred bytes.
-const ANSWER_LIMIT: usize = 16 * 1024;
+fn signing_failure(err: SigningError) -> PostError {
+    match err {
+        // The provider may answer next time (an instance metadata timeout, say).
+        SigningError::Credentials(_) => PostError::Transport(err.to_string()),
+        SigningError::NoRegion | SigningError::NoCredentialsProvider | SigningError::Sign(_) => {
+            PostError::Misconfigured(err.to_string())
+        }
+    }
+}
 
 fn transport(err: reqwest::Error) -> PostError {
     if err.is_timeout() {
@@ -158,26 +184,47 @@ fn transport(err: reqwest::Error) -> PostError {
     }
 }
 
-/// The Management API's error body: `{"message": "..."}`.
+/// The Management API's error body: `{"message": "..."}`, in some answers with its type.
 #[derive(serde::Deserialize)]
 struct ErrorBody {
     #[serde(alias = "Message")]
     message: Option<String>,
+    #[serde(rename = "__type")]
+    error_type: Option<String>,
 }
 
-/// Classifies a refusal by its status; the body only lends its message.
-fn classify(status: StatusCode, body: &[u8], size: usize) -> PostError {
+/// Classifies a refusal by its error type (the `X-Amzn-ErrorType` header, else the body's
+/// `__type`), as the SDK does, and else by its status.
+fn classify(status: StatusCode, error_type: Option<&str>, body: &[u8], size: usize) -> PostError {
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
     let message = || {
-        serde_json::from_slice::<ErrorBody>(body)
-            .ok()
-            .and_then(|body| body.message)
+        parsed
+            .as_ref()
+            .and_then(|body| body.message.clone())
             .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
     };
+    // "GoneException:http://internal.amazon.com/coral/...", "com.amazon#GoneException".
+    let code = error_type
+        .or_else(|| parsed.as_ref().and_then(|body| body.error_type.as_deref()))
+        .map(|code| code.split(':').next().unwrap_or(code))
+        .map(|code| code.rsplit('#').next().unwrap_or(code));
+    match code {
+        Some("GoneException") => return PostError::Gone,
+        Some("PayloadTooLargeException") => return PostError::PayloadTooLarge { size },
+        Some("LimitExceededException" | "ThrottlingException" | "TooManyRequestsException") => {
+            return PostError::Throttled;
+        }
+        Some("ForbiddenException" | "AccessDeniedException") => {
+            return PostError::Forbidden(message());
+        }
+        _ => {}
+    }
     match status.as_u16() {
         410 => PostError::Gone,
         413 => PostError::PayloadTooLarge { size },
         429 => PostError::Throttled,
         403 => PostError::Forbidden(message()),
+        408 => PostError::Timeout,
         status @ 500.. => PostError::ServerError { status },
         status => PostError::Rejected {
             status,
@@ -185,6 +232,9 @@ fn classify(status: StatusCode, body: &[u8], size: usize) -> PostError {
         },
     }
 }
+
+/// The most of an answer that is read: the Management API's answers are a few hundred bytes.
+const ANSWER_LIMIT: usize = 16 * 1024;
 
 impl ConnectionGateway for ManagementApiGateway {
     async fn post_to_connection(
@@ -275,7 +325,42 @@ mod tests {
     use super::*;
 
     fn classified(status: u16, body: &str) -> PostError {
-        classify(StatusCode::from_u16(status).unwrap(), body.as_bytes(), 42)
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            None,
+            body.as_bytes(),
+            42,
+        )
+    }
+
+    #[test]
+    fn refusals_are_classified_by_their_error_type_first() {
+        let typed = |status: u16, error_type: &str| {
+            classify(
+                StatusCode::from_u16(status).unwrap(),
+                Some(error_type),
+                b"{}",
+                42,
+            )
+        };
+        assert_eq!(
+            typed(
+                400,
+                "LimitExceededException:http://internal.amazon.com/coral/x/"
+            ),
+            PostError::Throttled
+        );
+        assert_eq!(typed(400, "GoneException"), PostError::Gone);
+        assert_eq!(
+            typed(400, "PayloadTooLargeException"),
+            PostError::PayloadTooLarge { size: 42 }
+        );
+        // Or the body's `__type`.
+        assert_eq!(
+            classified(400, r#"{"__type":"com.amazonaws#ThrottlingException"}"#),
+            PostError::Throttled
+        );
+        assert_eq!(classified(408, ""), PostError::Timeout);
     }
 
     #[test]
@@ -315,9 +400,23 @@ mod tests {
         );
         let id = ConnectionId::parse("L0SM9c+/=_-").unwrap();
         assert_eq!(
-            gateway.url(&id),
+            gateway.url(&id).unwrap().as_str(),
             "https://abc.execute-api.eu-west-1.amazonaws.com/prod/@connections/L0SM9c%2B%2F%3D_-"
         );
+        // What is signed is what is sent: the host as the URL parser writes it, no default port.
+        let shouting = ManagementApiGateway::new(
+            &SdkConfig::builder().build(),
+            "https://ABC.Execute-Api.eu-west-1.amazonaws.com:443/prod",
+        );
+        assert_eq!(
+            shouting.url(&id).unwrap().as_str(),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/@connections/L0SM9c%2B%2F%3D_-"
+        );
+        let nonsense = ManagementApiGateway::new(&SdkConfig::builder().build(), "not a url");
+        assert!(matches!(
+            nonsense.url(&id),
+            Err(PostError::Misconfigured(_))
+        ));
     }
 
     #[tokio::test]

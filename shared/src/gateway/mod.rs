@@ -48,6 +48,10 @@ pub enum PostError {
         /// The gateway's reason.
         message: String,
     },
+    /// The gateway cannot be reached as configured (no region, no credentials provider, an
+    /// endpoint that is not a URL): no post will succeed until the configuration changes.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
     /// The request never got an answer (connection refused, TLS, DNS).
     #[error("transport error: {0}")]
     Transport(String),
@@ -72,6 +76,7 @@ impl PostError {
             Self::ServerError { .. } => "server_error",
             Self::Timeout => "timeout",
             Self::Rejected { .. } => "rejected",
+            Self::Misconfigured(_) => "misconfigured",
             Self::Transport(_) => "transport",
         }
     }

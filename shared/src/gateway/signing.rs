@@ -43,8 +43,12 @@ pub enum SigningError {
     Sign(String),
 }
 
-/// A header the signature adds: its name and value.
-pub type SignedHeader = (&'static str, String);
+/// A header the signature adds: its name and value (the token's marked sensitive, so it is
+/// never logged).
+pub type SignedHeader = (&'static str, http::HeaderValue);
+
+/// The longest a credentials provider is waited for.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Signs `@connections` requests with the configuration's region and credentials.
 #[derive(Debug)]
@@ -101,44 +105,65 @@ impl Signer {
             .map_err(|err| SigningError::Sign(err.to_string()))?
             .into_parts();
         let (signed, _query) = instructions.into_parts();
-        Ok(signed
+        signed
             .into_iter()
-            .map(|header| (header.name(), header.value().to_owned()))
-            .collect())
+            .map(|header| {
+                let mut value = http::HeaderValue::from_str(header.value())
+                    .map_err(|err| SigningError::Sign(err.to_string()))?;
+                value.set_sensitive(header.sensitive());
+                Ok((header.name(), value))
+            })
+            .collect()
     }
 
     /// The cached credentials while they have more than [`REFRESH_BEFORE_EXPIRY`] to live,
-    /// else fresh ones from the provider.
+    /// else fresh ones from the provider; if it fails, the cached ones while they last.
     async fn identity(&self, now: SystemTime) -> Result<Identity, SigningError> {
-        if let Some(identity) = self.cached(now) {
+        if let Some(identity) = self.cached(now, fresh) {
             return Ok(identity);
         }
         let _fetching = self.fetching.lock().await;
         // Another post may have fetched them while this one waited.
-        if let Some(identity) = self.cached(now) {
+        if let Some(identity) = self.cached(now, fresh) {
             return Ok(identity);
         }
         let provider = self
             .provider
             .as_ref()
             .ok_or(SigningError::NoCredentialsProvider)?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|err| SigningError::Credentials(err.to_string()))?;
-        let identity = Identity::from(credentials);
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some((identity.clone(), now));
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, provider.provide_credentials()).await;
+        let failure = match fetched {
+            Ok(Ok(credentials)) => {
+                let identity = Identity::from(credentials);
+                self.keep(identity.clone(), now);
+                return Ok(identity);
+            }
+            Ok(Err(err)) => SigningError::Credentials(err.to_string()),
+            Err(_) => SigningError::Credentials(format!("no answer in {FETCH_TIMEOUT:?}")),
+        };
+        // The cached credentials while they last, kept as if fetched now: the provider is
+        // asked again in REFETCH_AT_MOST_EVERY, not by every post meanwhile.
+        let identity = self.cached(now, unexpired).ok_or(failure)?;
+        self.keep(identity.clone(), now);
         Ok(identity)
     }
 
-    fn cached(&self, now: SystemTime) -> Option<Identity> {
+    fn keep(&self, identity: Identity, fetched_at: SystemTime) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some((identity, fetched_at));
+    }
+
+    /// The cached credentials, if `usable` says so at `now`.
+    fn cached(&self, now: SystemTime, usable: Usable) -> Option<Identity> {
         let cached = self.identity.read().unwrap_or_else(|e| e.into_inner());
         cached
             .as_ref()
-            .filter(|(identity, fetched_at)| fresh(identity, *fetched_at, now))
+            .filter(|(identity, fetched_at)| usable(identity, *fetched_at, now))
             .map(|(identity, _)| identity.clone())
     }
 }
+
+/// Whether cached credentials, fetched at the second argument, are to be used at the third.
+type Usable = fn(&Identity, SystemTime, SystemTime) -> bool;
 
 /// Whether `identity`, fetched at `fetched_at`, is still to be used at `now`: while it outlives
 /// `now` by more than [`REFRESH_BEFORE_EXPIRY`] (credentials that never expire, such as the
@@ -150,21 +175,29 @@ fn fresh(identity: &Identity, fetched_at: SystemTime, now: SystemTime) -> bool {
     })
 }
 
+/// Whether `identity` has not expired at `now`.
+fn unexpired(identity: &Identity, _fetched_at: SystemTime, now: SystemTime) -> bool {
+    identity.expiration().is_none_or(|expiry| expiry > now)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use aws_credential_types::Credentials;
+    use aws_credential_types::provider::error::CredentialsError;
     use aws_credential_types::provider::future;
 
     use super::*;
 
-    /// Counts its calls; its credentials expire at `expiry`.
+    /// Counts its calls; its credentials expire at `expiry`. Every call after the first fails
+    /// while `failing` is set.
     #[derive(Debug)]
     struct Counting {
         calls: Arc<AtomicUsize>,
         expiry: Option<SystemTime>,
+        failing: Arc<AtomicBool>,
     }
 
     impl ProvideCredentials for Counting {
@@ -172,7 +205,12 @@ mod tests {
         where
             Self: 'a,
         {
-            self.calls.fetch_add(1, Ordering::SeqCst);
+            let before = self.calls.fetch_add(1, Ordering::SeqCst);
+            if before > 0 && self.failing.load(Ordering::SeqCst) {
+                return future::ProvideCredentials::ready(Err(
+                    CredentialsError::provider_timed_out(Duration::from_secs(1)),
+                ));
+            }
             future::ProvideCredentials::ready(Ok(Credentials::new(
                 "AKIDEXAMPLE",
                 "secret",
@@ -184,16 +222,26 @@ mod tests {
     }
 
     fn signer(expiry: Option<SystemTime>, region: Option<&str>) -> (Signer, Arc<AtomicUsize>) {
+        let (signer, calls, _) = failing_signer(expiry, region);
+        (signer, calls)
+    }
+
+    fn failing_signer(
+        expiry: Option<SystemTime>,
+        region: Option<&str>,
+    ) -> (Signer, Arc<AtomicUsize>, Arc<AtomicBool>) {
         let calls = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
         let provider = SharedCredentialsProvider::new(Counting {
             calls: calls.clone(),
             expiry,
+            failing: failing.clone(),
         });
         let mut sdk = SdkConfig::builder().credentials_provider(provider);
         if let Some(region) = region {
             sdk = sdk.region(aws_config::Region::new(region.to_owned()));
         }
-        (Signer::new(&sdk.build()), calls)
+        (Signer::new(&sdk.build()), calls, failing)
     }
 
     async fn sign_at(signer: &Signer, time: SystemTime) -> Result<Vec<SignedHeader>, SigningError> {
@@ -249,20 +297,51 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_temporary_credential_signs_with_its_token() {
+    async fn a_session_token_is_signed_and_never_logged() {
         let (signer, _) = signer(None, Some("eu-west-1"));
         let headers = sign_at(&signer, SystemTime::now()).await.unwrap();
-        let names: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
-        assert!(names.contains(&"x-amz-security-token"), "{names:?}");
-        let authorization = &headers
-            .iter()
-            .find(|(n, _)| *n == "authorization")
-            .unwrap()
-            .1;
+        let header = |wanted: &str| {
+            headers
+                .iter()
+                .find(|(name, _)| *name == wanted)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| panic!("no {wanted}"))
+        };
+        assert!(header("x-amz-security-token").is_sensitive());
+        let authorization = header("authorization");
+        let authorization = authorization.to_str().unwrap();
         assert!(
             authorization.contains("/eu-west-1/execute-api/aws4_request"),
             "{authorization}"
         );
+        assert!(
+            authorization.contains("x-amz-security-token"),
+            "{authorization}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_provider_leaves_the_cached_credentials_in_use_while_they_last() {
+        let now = SystemTime::now();
+        let expiry = now + Duration::from_secs(3600);
+        let (signer, calls, failing) = failing_signer(Some(expiry), Some("eu-west-1"));
+        sign_at(&signer, now).await.unwrap();
+        failing.store(true, Ordering::SeqCst);
+        // Due for a refresh; the provider fails; the cached credentials still sign.
+        sign_at(&signer, expiry - Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // The failing provider is not asked again by every post.
+        sign_at(&signer, expiry - Duration::from_secs(55))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Once they have expired, nothing is signed.
+        let err = sign_at(&signer, expiry + Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SigningError::Credentials(_)), "{err:?}");
     }
 
     #[tokio::test]
