@@ -5,7 +5,7 @@
 //! gone, 413 too large, 429 throttled, 403 forbidden).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -37,26 +37,32 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// What every endpoint's gateway shares: one connection pool, one credentials cache.
 #[derive(Debug)]
 struct Shared {
-    http: reqwest::Client,
+    /// Built at the first request, not at a cold start's init.
+    http: OnceLock<reqwest::Client>,
     signer: Signer,
 }
 
 impl Shared {
     fn new(sdk: &SdkConfig) -> Arc<Self> {
-        // No retries here: the delivery engine retries with jitter and knows that a 410 is
-        // final; two layers of retry would multiply attempts under throttling.
-        // Like the SDK's client: no redirects (a signed request is for one URL), no proxy from
-        // the environment.
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .expect("an HTTP client with rustls and the platform's resolver");
         Arc::new(Self {
-            http,
+            http: OnceLock::new(),
             signer: Signer::new(sdk),
+        })
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            // No retries here: the delivery engine retries with jitter and knows that a 410 is
+            // final; two layers of retry would multiply attempts under throttling. Like the
+            // SDK's client: no redirects (a signed request is for one URL), no proxy from the
+            // environment.
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .expect("an HTTP client with rustls and the platform's resolver")
         })
     }
 }
@@ -122,7 +128,7 @@ impl ManagementApiGateway {
             )
             .await
             .map_err(signing_failure)?;
-        let mut request = self.shared.http.request(method, url);
+        let mut request = self.shared.http().request(method, url);
         for (name, value) in headers.iter().copied() {
             request = request.header(name, value);
         }

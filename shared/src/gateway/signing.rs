@@ -256,44 +256,33 @@ mod tests {
             .await
     }
 
-    #[tokio::test]
-    async fn credentials_are_fetched_once_while_they_last() {
+    /// Signs three times at a time `now`, then once at `now + later` seconds, with credentials
+    /// that expire `lifetime` seconds after `now`: the provider's calls after the three, and
+    /// after the fourth.
+    async fn calls_when(lifetime: Option<u64>, later: u64) -> (usize, usize) {
         let now = SystemTime::now();
-        let (signer, calls) = signer(Some(now + Duration::from_secs(3600)), Some("eu-west-1"));
+        let expiry = lifetime.map(|seconds| now + Duration::from_secs(seconds));
+        let (signer, calls) = signer(expiry, Some("eu-west-1"));
         for _ in 0..3 {
             sign_at(&signer, now).await.unwrap();
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        // Within five minutes of their expiry they are fetched again.
-        sign_at(&signer, now + Duration::from_secs(3400))
+        let first = calls.load(Ordering::SeqCst);
+        sign_at(&signer, now + Duration::from_secs(later))
             .await
             .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        (first, calls.load(Ordering::SeqCst))
     }
 
     #[tokio::test]
-    async fn short_lived_credentials_are_not_fetched_at_every_post() {
-        let now = SystemTime::now();
-        let (signer, calls) = signer(Some(now + Duration::from_secs(60)), Some("eu-west-1"));
-        for _ in 0..3 {
-            sign_at(&signer, now).await.unwrap();
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        sign_at(&signer, now + Duration::from_secs(11))
-            .await
-            .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn credentials_that_never_expire_are_fetched_once() {
-        let (signer, calls) = signer(None, Some("eu-west-1"));
-        let now = SystemTime::now();
-        sign_at(&signer, now).await.unwrap();
-        sign_at(&signer, now + Duration::from_secs(86_400))
-            .await
-            .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    async fn credentials_are_fetched_again_only_when_due() {
+        // An hour to live: fetched once, and again within five minutes of their expiry.
+        assert_eq!(calls_when(Some(3600), 3000).await, (1, 1));
+        assert_eq!(calls_when(Some(3600), 3400).await, (1, 2));
+        // A minute to live: not fetched at every post, but again 10 s on.
+        assert_eq!(calls_when(Some(60), 5).await, (1, 1));
+        assert_eq!(calls_when(Some(60), 11).await, (1, 2));
+        // Never expiring (the environment's): fetched once.
+        assert_eq!(calls_when(None, 86_400).await, (1, 1));
     }
 
     #[tokio::test]
