@@ -136,8 +136,8 @@ async fn a_post_over_128_kb_is_payload_too_large() {
     emulator.shutdown().await;
 }
 
-/// The jobcast adapter of the gateway port, over the SDK, against the emulator: it classifies
-/// AWS's answers as the delivery engine needs.
+/// The jobcast adapter of the gateway port (signed requests of its own), against the emulator:
+/// it classifies AWS's answers as the delivery engine needs.
 #[tokio::test]
 async fn the_management_api_adapter_reports_gone_distinctly() {
     use jobcast::gateway::{ConnectionGateway, ManagementApiGateway, PostError};

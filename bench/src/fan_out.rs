@@ -1,11 +1,11 @@
 //! Fan-out throughput on jobcast-local, side by side in one run: jobcast's sender (the real
-//! handler and delivery engine, posting through the AWS SDK to `@connections` over HTTP, as
+//! handler and delivery engine, posting SigV4-signed requests to `@connections` over HTTP, as
 //! in AWS), Python boto3 in a plain loop and with a 32-thread pool, and the emulator's own
 //! ceiling under raw POST load from wrk. Every message is counted by real WebSocket clients.
 //!
 //! Then the fan-out at real round trips under the account's quota (`round_trips`), jobcast's
-//! sender beside itself at the fixed 64 posts in flight it used before, with its CPU time per
-//! post. Every approach gets one unmeasured warm-up and the same repetitions; min, median and
+//! sender beside itself posting through the AWS SDK's client and at the fixed 64 posts in
+//! flight it used before, and a bare HTTP client, with the CPU time per post. Every approach gets one unmeasured warm-up and the same repetitions; min, median and
 //! max are reported.
 //!
 //! Run by `bench/fan-out.sh`, which builds, installs the baselines' tools and records the

@@ -118,15 +118,11 @@ impl Sender {
             match posting {
                 Posting::Signed => {
                     let gateway = ManagementApiGateway::new(&sdk, &base_url);
-                    while let Some((job, n, reply)) = incoming.recv().await {
-                        let _ = reply.send(send(&service, &gateway, &job, n).await);
-                    }
+                    serve(&service, &gateway, &mut incoming).await;
                 }
                 Posting::Sdk => {
                     let gateway = SdkGateway::new(&sdk, &base_url);
-                    while let Some((job, n, reply)) = incoming.recv().await {
-                        let _ = reply.send(send(&service, &gateway, &job, n).await);
-                    }
+                    serve(&service, &gateway, &mut incoming).await;
                 }
             }
         })?;
@@ -191,6 +187,17 @@ async fn subscribed(ids: &[String], job: &str, settings: Settings) -> Result<Job
     Ok(Jobcast::new(store, settings))
 }
 
+/// Answers each request for a fan-out with its report, until the sender is dropped.
+async fn serve<G: ConnectionGateway>(
+    service: &Jobcast<MemoryStore>,
+    gateway: &G,
+    incoming: &mut mpsc::Receiver<Request>,
+) {
+    while let Some((job, n, reply)) = incoming.recv().await {
+        let _ = reply.send(send(service, gateway, &job, n).await);
+    }
+}
+
 async fn sdk_config() -> aws_config::SdkConfig {
     jobcast::sdk::loader()
         .region(aws_config::Region::new("us-east-1"))
@@ -242,6 +249,8 @@ impl ConnectionGateway for SdkGateway {
             .await;
         match answer {
             Ok(_) => Ok(()),
+            // Only what the bench's emulator answers: gone, the quota, a fault; the rest is
+            // counted as a transport failure (retried), which the bench never sees.
             Err(err) => Err(match err.raw_response().map(|r| r.status().as_u16()) {
                 Some(410) => PostError::Gone,
                 Some(429) => PostError::Throttled,

@@ -1,8 +1,8 @@
 //! The gateway adapter for AWS: API Gateway's Management API (`@connections`).
 //!
 //! Each call is one SigV4-signed HTTP request ([`signing`](super::signing)) on a pooled HTTP
-//! client; the answer is classified by its status, as the Management API documents it (410
-//! gone, 413 too large, 429 throttled, 403 forbidden).
+//! client; a refusal is classified by its error type, as the SDK does, else by its status, as
+//! the Management API documents it (410 gone, 413 too large, 429 throttled, 403 forbidden).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
@@ -178,15 +179,8 @@ fn transport(err: reqwest::Error) -> PostError {
     if err.is_timeout() {
         PostError::Timeout
     } else {
-        // The source chain says why (refused, reset, TLS); the top error only names the URL.
-        let mut reason = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        PostError::Transport(reason)
+        // With its sources: why (refused, reset, TLS), where the top error only names the URL.
+        PostError::Transport(DisplayErrorContext(&err).to_string())
     }
 }
 

@@ -14,6 +14,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use aws_smithy_types::error::display::DisplayErrorContext;
 
 /// The name API Gateway's `@connections` endpoints are signed for.
 const SIGNING_NAME: &str = "execute-api";
@@ -57,8 +58,9 @@ pub struct Signer {
     provider: Option<SharedCredentialsProvider>,
     /// The credentials last fetched, and when; each post reads them here, not from the provider.
     identity: RwLock<Option<(Identity, SystemTime)>>,
-    /// Held while fetching, so a burst of posts fetches once.
-    fetching: tokio::sync::Mutex<()>,
+    /// Held while fetching, so a burst of posts fetches once; it keeps the last failure and
+    /// when, so that posts after a failure get it back rather than ask the provider again.
+    fetching: tokio::sync::Mutex<Option<(String, SystemTime)>>,
 }
 
 impl Signer {
@@ -122,10 +124,16 @@ impl Signer {
         if let Some(identity) = self.cached(now, fresh) {
             return Ok(identity);
         }
-        let _fetching = self.fetching.lock().await;
+        let mut last_failure = self.fetching.lock().await;
         // Another post may have fetched them while this one waited.
         if let Some(identity) = self.cached(now, fresh) {
             return Ok(identity);
+        }
+        if let Some((reason, failed_at)) = last_failure.as_ref()
+            && now >= *failed_at
+            && now < *failed_at + REFETCH_AT_MOST_EVERY
+        {
+            return Err(SigningError::Credentials(reason.clone()));
         }
         let provider = self
             .provider
@@ -136,11 +144,14 @@ impl Signer {
             Ok(Ok(credentials)) => {
                 let identity = Identity::from(credentials);
                 self.keep(identity.clone(), now);
+                *last_failure = None;
                 return Ok(identity);
             }
-            Ok(Err(err)) => SigningError::Credentials(err.to_string()),
-            Err(_) => SigningError::Credentials(format!("no answer in {FETCH_TIMEOUT:?}")),
+            Ok(Err(err)) => DisplayErrorContext(err).to_string(),
+            Err(_) => format!("no answer in {FETCH_TIMEOUT:?}"),
         };
+        *last_failure = Some((failure.clone(), now));
+        let failure = SigningError::Credentials(failure);
         // The cached credentials while they last, kept as if fetched now: the provider is
         // asked again in REFETCH_AT_MOST_EVERY, not by every post meanwhile.
         let identity = self.cached(now, unexpired).ok_or(failure)?;
@@ -191,8 +202,8 @@ mod tests {
 
     use super::*;
 
-    /// Counts its calls; its credentials expire at `expiry`. Every call after the first fails
-    /// while `failing` is set.
+    /// Counts its calls; its credentials expire at `expiry`. Every call fails while `failing`
+    /// is set.
     #[derive(Debug)]
     struct Counting {
         calls: Arc<AtomicUsize>,
@@ -205,8 +216,8 @@ mod tests {
         where
             Self: 'a,
         {
-            let before = self.calls.fetch_add(1, Ordering::SeqCst);
-            if before > 0 && self.failing.load(Ordering::SeqCst) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.failing.load(Ordering::SeqCst) {
                 return future::ProvideCredentials::ready(Err(
                     CredentialsError::provider_timed_out(Duration::from_secs(1)),
                 ));
@@ -307,6 +318,25 @@ mod tests {
             authorization.contains("x-amz-security-token"),
             "{authorization}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_never_answered_is_asked_at_most_every_ten_seconds() {
+        let (signer, calls, failing) = failing_signer(None, Some("eu-west-1"));
+        failing.store(true, Ordering::SeqCst);
+        let now = SystemTime::now();
+        for later in [0, 1, 5] {
+            let err = sign_at(&signer, now + Duration::from_secs(later))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SigningError::Credentials(_)), "{err:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        failing.store(false, Ordering::SeqCst);
+        sign_at(&signer, now + Duration::from_secs(11))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
