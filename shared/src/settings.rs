@@ -165,7 +165,10 @@ impl Settings {
         settings.connection_ttl = seconds("CONNECTION_TTL_SECONDS", settings.connection_ttl)?;
         settings.job_ttl = seconds("JOB_TTL_SECONDS", settings.job_ttl)?;
         settings.event_ttl = seconds("EVENT_TTL_SECONDS", settings.event_ttl)?;
-        settings.websocket_endpoint = lookup("WEBSOCKET_ENDPOINT").filter(|e| !e.is_empty());
+        settings.websocket_endpoint = lookup("WEBSOCKET_ENDPOINT")
+            .filter(|e| !e.is_empty())
+            .map(|e| endpoint("WEBSOCKET_ENDPOINT", e))
+            .transpose()?;
         settings.sender_function = lookup("SENDER_FUNCTION_NAME").filter(|f| !f.is_empty());
         settings.max_subscriptions_per_connection = number(
             &lookup,
@@ -304,6 +307,25 @@ fn jwt(lookup: &impl Fn(&str) -> Option<String>) -> Result<JwtSettings, ConfigEr
     })
 }
 
+/// An `@connections` endpoint: an http(s) URL with a host and no query, which every post's
+/// URL is built on. A bad one fails the cold start, not every post after it.
+fn endpoint(name: &'static str, value: String) -> Result<String, ConfigError> {
+    let usable = value.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("https" | "http"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+            && uri.query().is_none()
+    });
+    if usable {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name,
+            value,
+            reason: "must be the stage's https:// URL, as https://{api}.execute-api.{region}.amazonaws.com/{stage}",
+        })
+    }
+}
+
 fn number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -362,8 +384,16 @@ mod tests {
             ("SEND_CONCURRENCY", "8"),
             ("SEND_INITIAL_CONCURRENCY", "2"),
             ("SUBSCRIBER_CACHE_TTL_MS", "0"),
+            (
+                "WEBSOCKET_ENDPOINT",
+                "https://abc123.execute-api.eu-west-1.amazonaws.com/prod",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            settings.websocket_endpoint.as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod")
+        );
         assert_eq!(settings.connection_ttl, Duration::from_secs(60));
         assert_eq!(settings.auth_mode, AuthMode::None);
         assert_eq!(settings.delivery.concurrency, 8);
@@ -374,6 +404,13 @@ mod tests {
             ("SEND_CONCURRENCY", "0"),
             ("SEND_INITIAL_CONCURRENCY", "0"),
             ("AUTH_MODE", "maybe"),
+            (
+                "WEBSOCKET_ENDPOINT",
+                "abc.execute-api.eu-west-1.amazonaws.com/prod",
+            ),
+            ("WEBSOCKET_ENDPOINT", "ftp://abc.example.com/prod"),
+            ("WEBSOCKET_ENDPOINT", "https:///prod"),
+            ("WEBSOCKET_ENDPOINT", "https://abc.example.com/prod?stage=x"),
         ] {
             let err = from(&[(name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");

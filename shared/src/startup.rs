@@ -33,6 +33,18 @@ pub enum StartupError {
     /// The sender posts to connections it was not called from, so it must be told where.
     #[error("the sender needs WEBSOCKET_ENDPOINT")]
     NoEndpoint,
+    /// Without a region nothing can be signed: no DynamoDB call, no post.
+    #[error("no AWS region: set AWS_REGION (Lambda sets it)")]
+    NoRegion,
+}
+
+/// The SDK's configuration, refused at start-up when it has no region (every request would
+/// fail later, one by one).
+fn with_region(sdk: aws_config::SdkConfig) -> Result<aws_config::SdkConfig, StartupError> {
+    match sdk.region() {
+        Some(_) => Ok(sdk),
+        None => Err(StartupError::NoRegion),
+    }
 }
 
 /// What every function but the authorizer builds first: the settings (and logging from
@@ -50,7 +62,7 @@ fn settings() -> Result<Settings, lambda_runtime::Error> {
 
 async fn build() -> Result<Built, lambda_runtime::Error> {
     let settings = settings()?;
-    let sdk = crate::sdk::loader().load().await;
+    let sdk = with_region(crate::sdk::loader().load().await)?;
     let store = DynamoStore::new(&sdk, settings.tables.clone());
     // One Embedded Metric Format line per fan-out, on stdout for CloudWatch.
     let service = Jobcast::new(store, settings).with_metrics(Arc::new(StdoutSink));
@@ -194,4 +206,19 @@ pub async fn authorizer() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configuration_without_a_region_fails_the_start() {
+        let without = aws_config::SdkConfig::builder().build();
+        assert!(matches!(with_region(without), Err(StartupError::NoRegion)));
+        let with = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        assert!(with_region(with).is_ok());
+    }
 }
