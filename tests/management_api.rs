@@ -292,23 +292,20 @@ async fn the_adapter_signs_its_requests_as_the_sdk_does() {
         .await;
     let id = "L0SM9cOF+vHc/Ihw=";
     let payload = r#"{"type":"progress_update","seq":7}"#;
-    aws_sdk_apigatewaymanagement::Client::new(&sdk)
+    let sdk_client = aws_sdk_apigatewaymanagement::Client::new(&sdk);
+    sdk_client
         .post_to_connection()
         .connection_id(id)
         .data(Blob::new(payload))
         .send()
         .await
         .expect("the SDK posts");
-    ManagementApiGateway::new(&sdk, &endpoint)
-        .post_to_connection(
-            &jobcast::protocol::ConnectionId::parse(id).unwrap(),
-            bytes_of(payload),
-        )
-        .await
-        .expect("jobcast posts");
     let connection_id = jobcast::protocol::ConnectionId::parse(id).unwrap();
     let jobcast = ManagementApiGateway::new(&sdk, &endpoint);
-    let sdk_client = aws_sdk_apigatewaymanagement::Client::new(&sdk);
+    jobcast
+        .post_to_connection(&connection_id, bytes_of(payload))
+        .await
+        .expect("jobcast posts");
     sdk_client
         .get_connection()
         .connection_id(id)
